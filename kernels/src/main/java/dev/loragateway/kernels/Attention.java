@@ -1,0 +1,50 @@
+package dev.loragateway.kernels;
+
+/**
+ * Causal scaled-dot-product attention of one query row over a key/value history, with
+ * grouped-query heads: query head {@code h} reads key/value head {@code h / (heads / kvHeads)}.
+ *
+ * <pre>
+ * for h in heads: g = h / (heads / kvHeads)
+ *   s[t]   = q[h]·k[t][g] / sqrt(headDim)        for t in [from, len)   (len = position + 1: causal)
+ *   p      = softmax(s)
+ *   out[h] = Σ_t p[t] · v[t][g]
+ * q: (heads, headDim)   k, v: (len, kvHeads · headDim)   out: (heads, headDim)
+ * </pre>
+ */
+public final class Attention {
+    private Attention() {
+    }
+
+    /**
+     * @param q       query row at {@code q[qo..qo + heads·headDim)}
+     * @param keys    keys, row t at {@code keys[t·kvDim ..]}
+     * @param values  values, same layout
+     * @param from    first position attended to (0, or len − window with a sliding window)
+     * @param len     one past the last position attended to
+     * @param out     output at {@code out[oo..oo + heads·headDim)}
+     * @param scores  scratch {@code scores[so..so + len − from)}
+     */
+    public static void attend(float[] q, int qo, int heads, int kvHeads, int headDim,
+                              float[] keys, float[] values, int from, int len, float[] out, int oo, float[] scores, int so) {
+        if (heads % kvHeads != 0) {
+            throw new IllegalArgumentException(heads + " attention heads are not a multiple of " + kvHeads + " key/value heads");
+        }
+        int group = heads / kvHeads;
+        int kvDim = kvHeads * headDim;
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        for (int h = 0; h < heads; h++) {
+            int g = h / group;
+            int qh = qo + h * headDim;
+            for (int t = from; t < len; t++) {
+                scores[so + t - from] = Ops.dot(q, qh, keys, t * kvDim + g * headDim, headDim) * scale;
+            }
+            Ops.softmax(scores, so, len - from);
+            int oh = oo + h * headDim;
+            java.util.Arrays.fill(out, oh, oh + headDim, 0f);
+            for (int t = from; t < len; t++) {
+                Ops.axpy(scores[so + t - from], values, t * kvDim + g * headDim, out, oh, headDim);
+            }
+        }
+    }
+}
