@@ -1,0 +1,164 @@
+package dev.loragateway.gateway;
+
+import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.gateway.demo.DemoModel;
+import dev.loragateway.gateway.http.ApiServer;
+import dev.loragateway.gateway.text.TextTokenizer;
+import dev.loragateway.kernels.CpuBackend;
+import io.vertx.core.Vertx;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** {@code serve}: loads a model and serves the OpenAI-compatible HTTP API. */
+@Command(name = "serve", mixinStandardHelpOptions = true, description = "Serve the OpenAI-compatible HTTP API.")
+final class ServeCommand implements Callable<Integer> {
+    private static final Logger LOG = LoggerFactory.getLogger(ServeCommand.class);
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", paramLabel = "DIR", description = "Hugging Face model directory (default: the embedded demo model).")
+    Path model;
+
+    @Option(names = "--model-id", paramLabel = "NAME", description = "Id of the base model in the API (default: the directory's name, 'demo' for the demo model).")
+    String modelId;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Listen address (default: ${DEFAULT-VALUE}).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "8000", description = "Listen port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--data-dir", defaultValue = "./lora-data", paramLabel = "DIR", description = "Where uploaded adapters are kept (default: ${DEFAULT-VALUE}).")
+    Path dataDir;
+
+    @Option(names = "--api-keys", paramLabel = "FILE", description = "JSON file of tenants and their keys (default: auth off).")
+    Path apiKeys;
+
+    @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu or cuda (default: ${DEFAULT-VALUE}).")
+    String backend;
+
+    @Option(names = "--lora-modules", paramLabel = "NAME=DIR,...", split = ",", description = "Adapters loaded at start, visible to every tenant.")
+    java.util.List<String> loraModules;
+
+    @Option(names = "--max-lora-rank", defaultValue = "64", description = "Largest adapter rank accepted (default: ${DEFAULT-VALUE}).")
+    int maxLoraRank;
+
+    @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences in one running batch (default: ${DEFAULT-VALUE}).")
+    int maxBatch;
+
+    @Option(names = "--max-model-len", description = "Longest prompt + completion (default: the model's max_position_embeddings).")
+    Integer maxModelLen;
+
+    @Option(names = "--kv-cache-mb", description = "KV-cache pool in MB (default: sized from free memory).")
+    Integer kvCacheMb;
+
+    @Option(names = "--max-queued", defaultValue = "1024", description = "Requests waiting beyond the running batch; past it 429 (default: ${DEFAULT-VALUE}).")
+    int maxQueued;
+
+    @Option(names = "--gpu-adapter-slots", defaultValue = "64", description = "Adapters resident on the device at once (default: ${DEFAULT-VALUE}).")
+    int gpuAdapterSlots;
+
+    @Option(names = "--host-cache-mb", defaultValue = "1024", description = "Host-memory adapter cache in MB (default: ${DEFAULT-VALUE}).")
+    int hostCacheMb;
+
+    @Option(names = "--max-adapter-mb", defaultValue = "512", description = "Largest adapter upload in MB (default: ${DEFAULT-VALUE}).")
+    int maxAdapterMb;
+
+    @Option(names = "--cluster-name", description = "Join a cluster of gateways of this name.")
+    String clusterName;
+
+    @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...", description = "Cluster members to contact.")
+    java.util.List<String> clusterMembers;
+
+    @Option(names = "--otlp-endpoint", paramLabel = "URL", description = "Export traces and metrics over OTLP.")
+    String otlpEndpoint;
+
+    @Override
+    public Integer call() throws Exception {
+        validate();
+        Path dir = model != null ? model : DemoCache.demo();
+        String id = modelId != null ? modelId : (model != null ? dir.toAbsolutePath().normalize().getFileName().toString() : DemoModel.MODEL_ID);
+        if (!Files.isDirectory(dir)) {
+            throw new ParameterException(spec.commandLine(), "--model " + dir + " is not a directory");
+        }
+        LlamaModel llama;
+        try {
+            llama = LlamaModel.load(dir);
+        } catch (RuntimeException | java.io.IOException e) {
+            throw new ParameterException(spec.commandLine(), "cannot load model from " + dir + ": " + e.getMessage());
+        }
+        int limit = maxModelLen != null ? maxModelLen : llama.config().maxPositionEmbeddings();
+        String chosen = Backends.choose(backend);
+        TextTokenizer tokenizer = TextTokenizer.load(dir);
+        CpuBackend cpu = CpuBackend.create();
+        LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
+            llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen, cpu.threads());
+        Engine engine = new Engine(llama, cpu, maxQueued);
+        Vertx vertx = Vertx.vertx();
+        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit);
+        int bound;
+        try {
+            bound = server.listen(host, port).await();
+        } catch (Exception e) {
+            vertx.close();
+            throw new ParameterException(spec.commandLine(), "cannot listen on " + host + ":" + port + ": " + e.getMessage());
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            LOG.info("draining: new requests get 503, running ones finish");
+            server.drain();
+            engine.close();
+            vertx.close();
+        }, "drain"));
+        System.out.println("lora-gateway listening on http://" + host + ":" + bound + " (model " + id + ", backend " + chosen + ")");
+        System.out.flush();
+        Thread.currentThread().join();
+        return 0;
+    }
+
+    private void validate() {
+        var cl = spec.commandLine();
+        if (port < 0 || port > 65535) {
+            throw new ParameterException(cl, "--port must be between 0 and 65535, got " + port);
+        }
+        if (maxModelLen != null && maxModelLen < 1) {
+            throw new ParameterException(cl, "--max-model-len must be at least 1, got " + maxModelLen);
+        }
+        positive("--max-lora-rank", maxLoraRank);
+        positive("--max-batch", maxBatch);
+        positive("--max-queued", maxQueued);
+        positive("--gpu-adapter-slots", gpuAdapterSlots);
+        positive("--host-cache-mb", hostCacheMb);
+        positive("--max-adapter-mb", maxAdapterMb);
+        if (kvCacheMb != null) {
+            positive("--kv-cache-mb", kvCacheMb);
+        }
+        if (!backend.equals("auto") && !backend.equals("cpu") && !backend.equals("cuda")) {
+            throw new ParameterException(cl, "--backend must be auto, cpu or cuda, got '" + backend + "'");
+        }
+        if (loraModules != null && !loraModules.isEmpty()) {
+            throw new ParameterException(cl, "--lora-modules is not supported yet in this build (adapters arrive with the multi-LoRA engine)");
+        }
+        if (apiKeys != null) {
+            throw new ParameterException(cl, "--api-keys is not supported yet in this build");
+        }
+        if (clusterName != null || clusterMembers != null) {
+            throw new ParameterException(cl, "--cluster-name/--cluster-members are not supported yet in this build");
+        }
+    }
+
+    private void positive(String name, int v) {
+        if (v < 1) {
+            throw new ParameterException(spec.commandLine(), name + " must be at least 1, got " + v);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+package dev.loragateway.gateway.http;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.batcher.Engine;
+import dev.loragateway.gateway.text.TextTokenizer;
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerResponse;
+import io.vertx.ext.web.Router;
+import io.vertx.ext.web.RoutingContext;
+import io.vertx.ext.web.handler.BodyHandler;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The HTTP edge: thin Vert.x handlers that parse, hand work to the {@link Engine} (never blocking
+ * an event loop), and answer in OpenAI's shapes, errors included.
+ */
+public final class ApiServer {
+    private static final Logger LOG = LoggerFactory.getLogger(ApiServer.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long MAX_JSON_BODY = 16L << 20;
+
+    private final Vertx vertx;
+    private final Engine engine;
+    private final TextTokenizer tokenizer;
+    private final String modelId;
+    private final Completions completions;
+    private final long created = System.currentTimeMillis() / 1000;
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private volatile boolean draining;
+    private HttpServer server;
+
+    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
+        this.vertx = vertx;
+        this.engine = engine;
+        this.tokenizer = tokenizer;
+        this.modelId = modelId;
+        this.completions = new Completions(tokenizer, modelId, maxModelLen, engine.model().config().vocabSize());
+    }
+
+    /** Starts listening; the future gives the bound port. */
+    public Future<Integer> listen(String host, int port) {
+        Router router = Router.router(vertx);
+        router.get("/health").handler(this::health);
+        router.get("/v1/models").handler(this::models);
+        router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(this::completions);
+        router.errorHandler(404, ctx -> error(ctx.response(), new ApiError(404, "not_found_error",
+            "no route " + ctx.request().method() + " " + ctx.request().path(), null, null)));
+        router.errorHandler(405, ctx -> error(ctx.response(), new ApiError(405, "invalid_request_error",
+            "method " + ctx.request().method() + " is not allowed on " + ctx.request().path(), null, null)));
+        router.errorHandler(413, ctx -> error(ctx.response(), new ApiError(413, "invalid_request_error",
+            "request body is larger than " + MAX_JSON_BODY + " bytes", null, null)));
+        router.errorHandler(500, ctx -> {
+            LOG.error("internal error on {} {}", ctx.request().method(), ctx.request().path(), ctx.failure());
+            error(ctx.response(), new ApiError(500, "internal_error", "internal error", null, null));
+        });
+        return vertx.createHttpServer().requestHandler(router).listen(port, host).map(s -> {
+            server = s;
+            return s.actualPort();
+        });
+    }
+
+    /** Stops accepting work (new requests get 503), waits for running ones, then closes the port. */
+    public void drain() {
+        draining = true;
+        while (inFlight.get() > 0) {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+        if (server != null) {
+            server.close().await();
+        }
+    }
+
+    private void health(RoutingContext ctx) {
+        if (draining) {
+            error(ctx.response(), new ApiError(503, "unavailable", "the server is draining", null, null));
+            return;
+        }
+        json(ctx.response(), 200, JSON.createObjectNode().put("status", "ok"));
+    }
+
+    private void models(RoutingContext ctx) {
+        ObjectNode root = JSON.createObjectNode().put("object", "list");
+        root.putArray("data").addObject().put("id", modelId).put("object", "model").put("created", created)
+            .put("owned_by", "system").putNull("parent").put("root", modelId);
+        json(ctx.response(), 200, root);
+    }
+
+    private void completions(RoutingContext ctx) {
+        HttpServerResponse resp = ctx.response();
+        if (draining) {
+            error(resp, new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
+            return;
+        }
+        Completions.Request req;
+        try {
+            req = completions.parse(body(ctx));
+        } catch (ApiError e) {
+            error(resp, e);
+            return;
+        }
+        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
+        long now = System.currentTimeMillis() / 1000;
+        Context context = vertx.getOrCreateContext();
+        inFlight.incrementAndGet();
+        try {
+            if (req.stream()) {
+                stream(ctx, req, id, now, context);
+            } else {
+                engine.submit(gen -> completions.run(gen, req, null)).whenComplete((runs, failure) -> context.runOnContext(v -> {
+                    inFlight.decrementAndGet();
+                    if (failure != null) {
+                        fail(resp, failure);
+                    } else {
+                        json(resp, 200, completions.response(req, runs, id, now));
+                    }
+                }));
+            }
+        } catch (Engine.QueueFullException e) {
+            inFlight.decrementAndGet();
+            resp.putHeader("Retry-After", "1");
+            error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
+        }
+    }
+
+    private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
+        HttpServerResponse resp = ctx.response();
+        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
+        engine.submit(gen -> completions.run(gen, req, (index, text) -> {
+            String chunk = chunk(req, id, now, index, text, null).toString();
+            context.runOnContext(v -> {
+                if (!resp.closed()) {
+                    resp.write("data: " + chunk + "\n\n");
+                }
+            });
+        })).whenComplete((runs, failure) -> context.runOnContext(v -> {
+            inFlight.decrementAndGet();
+            if (resp.closed()) {
+                return;
+            }
+            if (failure != null) {
+                LOG.error("request {} failed", id, failure);
+                ObjectNode err = JSON.createObjectNode();
+                err.putObject("error").put("message", "internal error").put("type", "internal_error");
+                resp.write("data: " + err + "\n\n");
+            } else {
+                int completion = 0;
+                for (int i = 0; i < runs.size(); i++) {
+                    resp.write("data: " + chunk(req, id, now, i, "", runs.get(i).finishReason) + "\n\n");
+                    completion += runs.get(i).completionTokens;
+                }
+                if (req.includeUsage()) {
+                    ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
+                        .put("created", now).put("model", req.model());
+                    u.putArray("choices");
+                    u.set("usage", completions.usage(req, completion));
+                    resp.write("data: " + u + "\n\n");
+                }
+            }
+            resp.end("data: [DONE]\n\n");
+        }));
+    }
+
+    private ObjectNode chunk(Completions.Request req, String id, long now, int index, String text, String finish) {
+        ObjectNode c = JSON.createObjectNode().put("id", id).put("object", "text_completion").put("created", now)
+            .put("model", req.model());
+        ObjectNode ch = c.putArray("choices").addObject().put("index", index).put("text", text);
+        ch.putNull("logprobs");
+        if (finish == null) {
+            ch.putNull("finish_reason");
+        } else {
+            ch.put("finish_reason", finish);
+        }
+        return c;
+    }
+
+    /** Parses the body as strict UTF-8 JSON; anything else is a 400 that says what is wrong. */
+    private static JsonNode body(RoutingContext ctx) {
+        var buf = ctx.body().buffer();
+        if (buf == null || buf.length() == 0) {
+            throw ApiError.badRequest("the request body is empty; send a JSON object", null);
+        }
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(buf.getBytes())).toString();
+        } catch (CharacterCodingException e) {
+            throw ApiError.badRequest("the request body is not valid UTF-8", null);
+        }
+        try {
+            return JSON.readTree(text);
+        } catch (JsonProcessingException e) {
+            throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
+        }
+    }
+
+    private static void fail(HttpServerResponse resp, Throwable failure) {
+        Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
+        if (t instanceof ApiError) {
+            error(resp, (ApiError) t);
+        } else if (t instanceof IllegalArgumentException) {
+            error(resp, ApiError.badRequest(t.getMessage(), null));
+        } else {
+            LOG.error("request failed", t);
+            error(resp, new ApiError(500, "internal_error", "internal error", null, null));
+        }
+    }
+
+    static void error(HttpServerResponse resp, ApiError e) {
+        ObjectNode root = JSON.createObjectNode();
+        ObjectNode err = root.putObject("error");
+        err.put("message", e.getMessage()).put("type", e.type());
+        if (e.param() == null) {
+            err.putNull("param");
+        } else {
+            err.put("param", e.param());
+        }
+        if (e.code() == null) {
+            err.putNull("code");
+        } else {
+            err.put("code", e.code());
+        }
+        json(resp, e.status(), root);
+    }
+
+    private static void json(HttpServerResponse resp, int status, JsonNode body) {
+        if (resp.ended() || resp.closed()) {
+            return;
+        }
+        resp.setStatusCode(status).putHeader("Content-Type", "application/json").end(body.toString());
+    }
+
+}

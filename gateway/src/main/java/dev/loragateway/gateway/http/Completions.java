@@ -1,0 +1,264 @@
+package dev.loragateway.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.batcher.Generator;
+import dev.loragateway.batcher.Sampler;
+import dev.loragateway.batcher.SamplingParams;
+import dev.loragateway.gateway.text.TextTokenizer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.function.Consumer;
+
+/**
+ * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
+ * forms (string, strings, token ids, lists of token ids), generation of {@code n} choices per
+ * prompt, and the OpenAI response body.
+ */
+final class Completions {
+    static final int MAX_N = 16;
+    static final int MAX_STOPS = 16;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** A validated request. */
+    record Request(String model, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
+                   double topP, List<String> stop, Long seed, int logprobs, boolean echo, int n, boolean stream,
+                   boolean includeUsage) {
+    }
+
+    private final TextTokenizer tokenizer;
+    private final String modelId;
+    private final int maxModelLen;
+    private final int vocabSize;
+
+    Completions(TextTokenizer tokenizer, String modelId, int maxModelLen, int vocabSize) {
+        this.tokenizer = tokenizer;
+        this.modelId = modelId;
+        this.maxModelLen = maxModelLen;
+        this.vocabSize = vocabSize;
+    }
+
+    Request parse(JsonNode body) {
+        if (body == null || !body.isObject()) {
+            throw ApiError.badRequest("the request body must be a JSON object", null);
+        }
+        String model = Json.string(body, "model", true);
+        if (!model.equals(modelId)) {
+            throw ApiError.modelNotFound(model);
+        }
+        JsonNode p = body.get("prompt");
+        if (p == null || p.isNull()) {
+            throw ApiError.badRequest("'prompt' is required", "prompt");
+        }
+        List<int[]> prompts = new ArrayList<>();
+        List<String> texts = new ArrayList<>();
+        if (p.isTextual()) {
+            addText(p.asText(), prompts, texts);
+        } else if (p.isArray() && p.size() > 0 && p.get(0).isTextual()) {
+            for (JsonNode e : p) {
+                if (!e.isTextual()) {
+                    throw ApiError.badRequest("'prompt' mixes strings with " + Json.kind(e), "prompt");
+                }
+                addText(e.asText(), prompts, texts);
+            }
+        } else if (p.isArray() && p.size() > 0 && p.get(0).isArray()) {
+            for (JsonNode e : p) {
+                if (!e.isArray()) {
+                    throw ApiError.badRequest("'prompt' mixes token-id lists with " + Json.kind(e), "prompt");
+                }
+                prompts.add(tokenIds(e));
+                texts.add(null);
+            }
+        } else if (p.isArray() && p.size() > 0) {
+            prompts.add(tokenIds(p));
+            texts.add(null);
+        } else if (p.isArray()) {
+            throw ApiError.badRequest("'prompt' is an empty array", "prompt");
+        } else {
+            throw ApiError.badRequest("'prompt' must be a string, an array of strings, an array of token ids or an array of "
+                + "arrays of token ids, got " + Json.kind(p), "prompt");
+        }
+        int maxTokens = Json.integer(body, "max_tokens", 16, 0, Integer.MAX_VALUE);
+        for (int[] ids : prompts) {
+            if (ids.length == 0) {
+                throw ApiError.badRequest("the prompt is empty (it encodes to no tokens)", "prompt");
+            }
+            if (ids.length > maxModelLen || (long) ids.length + maxTokens > maxModelLen) {
+                throw ApiError.badRequest("This model's maximum context length is " + maxModelLen + " tokens. However, you "
+                    + "requested " + ((long) ids.length + maxTokens) + " tokens (" + ids.length + " in the prompt, " + maxTokens
+                    + " in the completion). Please reduce the prompt or max_tokens.", ids.length > maxModelLen ? "prompt" : "max_tokens");
+            }
+        }
+        double temperature = Json.number(body, "temperature", 1.0, 0, 2);
+        double topP = Json.number(body, "top_p", 1.0, 0, 1);
+        if (topP <= 0) {
+            throw ApiError.badRequest("'top_p' must be greater than 0 and at most 1, got " + topP, "top_p");
+        }
+        List<String> stop = stops(body.get("stop"));
+        Long seed = Json.absent(body, "seed") ? null : Json.longValue(body, "seed", 0);
+        int logprobs = Json.absent(body, "logprobs") ? -1 : Json.integer(body, "logprobs", -1, 0, 5);
+        boolean echo = Json.bool(body, "echo", false);
+        int n = Json.integer(body, "n", 1, 1, MAX_N);
+        boolean stream = Json.bool(body, "stream", false);
+        boolean includeUsage = false;
+        JsonNode so = body.get("stream_options");
+        if (so != null && !so.isNull()) {
+            if (!so.isObject()) {
+                throw ApiError.badRequest("'stream_options' must be an object", "stream_options");
+            }
+            includeUsage = Json.bool(so, "include_usage", false);
+        }
+        if (!Json.absent(body, "user")) {
+            Json.string(body, "user", false);
+        }
+        return new Request(model, prompts, texts, maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
+    }
+
+    private void addText(String text, List<int[]> prompts, List<String> texts) {
+        prompts.add(tokenizer.encode(text, true));
+        texts.add(text);
+    }
+
+    private int[] tokenIds(JsonNode arr) {
+        int[] ids = new int[arr.size()];
+        for (int i = 0; i < ids.length; i++) {
+            JsonNode e = arr.get(i);
+            if (!e.isIntegralNumber()) {
+                throw ApiError.badRequest("'prompt' token ids must be integers, got " + Json.kind(e) + " at index " + i, "prompt");
+            }
+            long v = e.asLong();
+            if (v < 0 || v >= vocabSize) {
+                throw ApiError.badRequest("'prompt' token id " + v + " is outside the vocabulary (0 to " + (vocabSize - 1) + ")", "prompt");
+            }
+            ids[i] = (int) v;
+        }
+        return ids;
+    }
+
+    private static List<String> stops(JsonNode s) {
+        List<String> out = new ArrayList<>();
+        if (s == null || s.isNull()) {
+            return out;
+        }
+        if (s.isTextual()) {
+            if (!s.asText().isEmpty()) {
+                out.add(s.asText());
+            }
+            return out;
+        }
+        if (!s.isArray()) {
+            throw ApiError.badRequest("'stop' must be a string or an array of strings, got " + Json.kind(s), "stop");
+        }
+        if (s.size() > MAX_STOPS) {
+            throw ApiError.badRequest("'stop' has " + s.size() + " strings; at most " + MAX_STOPS + " are allowed", "stop");
+        }
+        for (JsonNode e : s) {
+            if (!e.isTextual()) {
+                throw ApiError.badRequest("'stop' must contain only strings, got " + Json.kind(e), "stop");
+            }
+            if (!e.asText().isEmpty()) {
+                out.add(e.asText());
+            }
+        }
+        return out;
+    }
+
+    /** Sampling parameters of choice {@code i}; without a seed, a random one per request. */
+    SamplingParams params(Request r, long baseSeed, int choice) {
+        return new SamplingParams(r.temperature(), r.topP(), baseSeed + choice, r.maxTokens(), r.logprobs());
+    }
+
+    static long baseSeed(Request r) {
+        return r.seed() != null ? r.seed() : ThreadLocalRandom.current().nextLong();
+    }
+
+    /**
+     * Runs every choice on the engine thread; {@code onDelta(choiceIndex, text)} streams text when
+     * non-null. Returns the finished choices in index order.
+     */
+    List<ChoiceRun> run(Generator gen, Request r, ChoiceListener onDelta) {
+        long seed = baseSeed(r);
+        List<ChoiceRun> out = new ArrayList<>();
+        for (int pi = 0; pi < r.prompts().size(); pi++) {
+            for (int c = 0; c < r.n(); c++) {
+                int index = pi * r.n() + c;
+                ChoiceRun run = new ChoiceRun(tokenizer, r.stop());
+                Consumer<String> sink = onDelta == null ? null : d -> onDelta.delta(index, d);
+                if (r.maxTokens() > 0) {
+                    run.run(gen, r.prompts().get(pi), params(r, seed, index), sink);
+                } else {
+                    run.finishReason = "length";
+                }
+                out.add(run);
+            }
+        }
+        return out;
+    }
+
+    /** Receives streamed text of one choice. */
+    interface ChoiceListener {
+        void delta(int index, String text);
+    }
+
+    ObjectNode response(Request r, List<ChoiceRun> runs, String id, long created) {
+        ObjectNode root = JSON.createObjectNode();
+        root.put("id", id).put("object", "text_completion").put("created", created).put("model", r.model());
+        ArrayNode choices = root.putArray("choices");
+        int completion = 0;
+        for (int i = 0; i < runs.size(); i++) {
+            ChoiceRun run = runs.get(i);
+            int pi = i / r.n();
+            String prefix = r.echo() ? promptText(r, pi) : "";
+            ObjectNode c = choices.addObject();
+            c.put("index", i).put("text", prefix + run.text);
+            if (r.logprobs() >= 0) {
+                c.set("logprobs", logprobs(run, prefix.length()));
+            } else {
+                c.putNull("logprobs");
+            }
+            c.put("finish_reason", run.finishReason);
+            completion += run.completionTokens;
+        }
+        root.set("usage", usage(r, completion));
+        return root;
+    }
+
+    String promptText(Request r, int pi) {
+        String t = r.promptTexts().get(pi);
+        return t != null ? t : tokenizer.decode(r.prompts().get(pi), false);
+    }
+
+    ObjectNode usage(Request r, int completionTokens) {
+        int prompt = 0;
+        for (int[] p : r.prompts()) {
+            prompt += p.length * r.n();
+        }
+        ObjectNode u = JSON.createObjectNode();
+        u.put("prompt_tokens", prompt).put("completion_tokens", completionTokens).put("total_tokens", prompt + completionTokens);
+        return u;
+    }
+
+    private ObjectNode logprobs(ChoiceRun run, int offset) {
+        ObjectNode lp = JSON.createObjectNode();
+        ArrayNode tokens = lp.putArray("tokens");
+        ArrayNode tlp = lp.putArray("token_logprobs");
+        ArrayNode top = lp.putArray("top_logprobs");
+        ArrayNode offsets = lp.putArray("text_offset");
+        int at = offset;
+        for (ChoiceRun.TokenInfo t : run.tokens) {
+            tokens.add(t.text());
+            Sampler.Logprobs l = t.logprobs();
+            tlp.add(l.logprob());
+            ObjectNode alts = top.addObject();
+            for (int k = 0; k < l.topTokens().length; k++) {
+                alts.put(tokenizer.decode(new int[] {l.topTokens()[k]}, false), l.topLogprobs()[k]);
+            }
+            offsets.add(at);
+            at += t.text().length();
+        }
+        return lp;
+    }
+}
