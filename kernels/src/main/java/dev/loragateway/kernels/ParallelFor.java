@@ -64,12 +64,17 @@ public final class ParallelFor implements AutoCloseable {
         for (Thread w : workers) {
             LockSupport.unpark(w);
         }
-        runShare(0);
+        Throwable own = null;
+        try {
+            runShare(0);
+        } catch (Throwable t) {
+            own = t; // still wait for the workers: the next region must not start under them
+        }
         while (pending.get() != 0) {
             Thread.onSpinWait();
         }
         this.body = null;
-        Throwable f = failure;
+        Throwable f = own != null ? own : failure;
         if (f != null) {
             if (f instanceof RuntimeException) {
                 throw (RuntimeException) f;
@@ -83,9 +88,9 @@ public final class ParallelFor implements AutoCloseable {
 
     private void runShare(int share) {
         int n = threads();
-        int units = (total + grain - 1) / grain;
-        int from = Math.min(total, (int) ((long) units * share / n) * grain);
-        int to = Math.min(total, (int) ((long) units * (share + 1) / n) * grain);
+        long units = ((long) total + grain - 1) / grain;
+        int from = (int) Math.min(total, units * share / n * grain);
+        int to = (int) Math.min(total, units * (share + 1) / n * grain);
         if (from < to) {
             body.run(from, to);
         }

@@ -30,7 +30,8 @@ import java.util.Map;
 public final class SafeTensors {
     /** Largest JSON header we accept (the reference implementation uses 100 MB). */
     static final long MAX_HEADER_BYTES = 100L << 20;
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = new ObjectMapper()
+        .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
     private SafeTensors() {
     }
@@ -81,6 +82,9 @@ public final class SafeTensors {
     /** The {@code __metadata__} string map of a file's header (empty when absent). */
     public static Map<String, String> metadata(Path file) throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            if (ch.size() < 8) {
+                throw new SafeTensorsException(file, null, "file is " + ch.size() + " bytes, too short for the 8-byte header length");
+            }
             ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
             readFully(ch, lenBuf, 0);
             long headerLen = lenBuf.getLong(0);
@@ -89,7 +93,12 @@ public final class SafeTensors {
             }
             ByteBuffer headerBuf = ByteBuffer.allocate((int) headerLen);
             readFully(ch, headerBuf, 8);
-            JsonNode meta = JSON.readTree(new String(headerBuf.array(), StandardCharsets.UTF_8)).get("__metadata__");
+            JsonNode meta;
+            try {
+                meta = JSON.readTree(new String(headerBuf.array(), StandardCharsets.UTF_8)).get("__metadata__");
+            } catch (JsonProcessingException e) {
+                throw new SafeTensorsException(file, null, "header is not valid JSON: " + e.getOriginalMessage());
+            }
             Map<String, String> out = new LinkedHashMap<>();
             if (meta != null && meta.isObject()) {
                 meta.fields().forEachRemaining(f -> out.put(f.getKey(), f.getValue().asText()));
@@ -141,6 +150,7 @@ public final class SafeTensors {
             throw new SafeTensorsException(dir, null, "no *.safetensors weights in the directory");
         }
         Map<String, Tensor> all = new LinkedHashMap<>();
+        Map<String, Path> origin = new LinkedHashMap<>();
         for (Path f : files) {
             if (!Files.isRegularFile(f)) {
                 throw new SafeTensorsException(f, null, "shard listed in model.safetensors.index.json is missing");
@@ -149,12 +159,16 @@ public final class SafeTensors {
                 if (all.put(e.getKey(), e.getValue()) != null) {
                     throw new SafeTensorsException(f, e.getKey(), "tensor appears in more than one shard");
                 }
+                origin.put(e.getKey(), f);
             }
         }
         if (weightMap != null) {
-            for (String name : weightMap.keySet()) {
-                if (!all.containsKey(name)) {
-                    throw new SafeTensorsException(dir.resolve(weightMap.get(name)), name, "tensor listed in the index is not in its shard");
+            for (Map.Entry<String, String> e : weightMap.entrySet()) {
+                Path named = dir.resolve(e.getValue()).normalize();
+                Path actual = origin.get(e.getKey());
+                if (actual == null || !actual.normalize().equals(named)) {
+                    throw new SafeTensorsException(named, e.getKey(), "tensor listed in the index is not in its shard"
+                        + (actual == null ? "" : " (it is in " + actual.getFileName() + ")"));
                 }
             }
         }
@@ -248,7 +262,11 @@ public final class SafeTensors {
                     throw new SafeTensorsException(file, name, "shape dimension " + i + " is not a non-negative integer: " + d);
                 }
                 shape[i] = (int) d.asLong();
-                count = Math.multiplyExact(count, shape[i]);
+                try {
+                    count = Math.multiplyExact(count, shape[i]);
+                } catch (ArithmeticException overflow) {
+                    throw new SafeTensorsException(file, name, "shape " + sh + " has more elements than a 64-bit count holds");
+                }
             }
             if (off == null || !off.isArray() || off.size() != 2 || !off.get(0).isIntegralNumber() || !off.get(1).isIntegralNumber()) {
                 throw new SafeTensorsException(file, name, "\"data_offsets\" must be [begin, end] integers");
@@ -259,7 +277,12 @@ public final class SafeTensors {
                 throw new SafeTensorsException(file, name, "data_offsets [" + begin + ", " + end
                     + "] are out of range: the data section has " + dataSize + " bytes");
             }
-            long expected = count * dtype.bytes();
+            long expected;
+            try {
+                expected = Math.multiplyExact(count, (long) dtype.bytes());
+            } catch (ArithmeticException overflow) {
+                throw new SafeTensorsException(file, name, "shape " + sh + " of " + dtype + " needs more bytes than a 64-bit count holds");
+            }
             if (end - begin != expected) {
                 throw new SafeTensorsException(file, name, "byte count " + (end - begin) + " does not match "
                     + dtype + " x " + java.util.Arrays.toString(shape) + " = " + expected + " bytes");
