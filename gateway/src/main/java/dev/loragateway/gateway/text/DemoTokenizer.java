@@ -1,208 +1,202 @@
 package dev.loragateway.gateway.text;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
- * The demo model's tokenizer, generated deterministically: byte-level BPE as GPT-2 / Llama 3 /
- * Qwen use it. 256 byte tokens (GPT-2's byte-to-unicode alphabet), then merges learned by a small
- * BPE trainer on an embedded English text, then {@code <|reserved_N|>} tokens up to the requested
- * size, and the Llama-3 special tokens at the top ids. The post-processor prepends
- * {@code <|begin_of_text|>}; {@code tokenizer_config.json} carries a Llama-3 chat template.
+ * Writes the tokenizer of the embedded demo model: a Llama-3-style byte-level BPE whose merges are
+ * learned (by {@link ByteLevelBpe}) from a few paragraphs of English embedded here, so the files
+ * are the same on every run and machine.
+ *
+ * <p>Id layout for {@code vocabSize = V} (always exactly V ids, so a model with {@code vocab_size
+ * = V} matches):
+ *
+ * <pre>
+ *   0 .. 255            the 256 bytes, in GPT-2's byte-to-unicode alphabet (id = byte value)
+ *   256 .. 256+M-1      M learned merges, M = min(V - 261, 697)
+ *   ..  V-6             {@code <|reserved_special_token_N|>} padding (special, never produced)
+ *   V-5 .. V-1          {@code <|begin_of_text|> <|end_of_text|> <|start_header_id|>
+ *                        <|end_header_id|> <|eot_id|>}
+ * </pre>
+ *
+ * <p>The corpus offers 697 merges (after which every corpus word is one token), so vocabularies
+ * above 958 are padded. The padding is added special tokens, as Llama 3's reserved tokens: never
+ * produced by encoding, skipped by {@code decode(ids, true)}. Their cost is load time: the Rust
+ * tokenizers library builds its added-token matcher superlinearly (measured with DJL: 0.5 s at
+ * V = 8192, 1.4 s at 16384, 3-4 s at 32000; padding in the model vocabulary instead loads in 20 ms
+ * but would make the reserved ids ordinary text). Pre-tokenizer and decoder are {@code ByteLevel}
+ * (GPT-2 regex, no prefix space); the post-processor prepends {@code <|begin_of_text|>};
+ * tokenizer_config.json has BOS {@code <|begin_of_text|>}, EOS {@code <|eot_id|>} and the Llama-3
+ * instruct chat template (no {@code add_bos_token}: like Llama 3's, BOS comes from the
+ * post-processor).
  */
 public final class DemoTokenizer {
-    /** Special tokens, in id order, at the top of the vocabulary. */
-    public static final List<String> SPECIAL = List.of(
-        "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>");
-    private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Pattern PRETOKENIZE = Pattern.compile(
-        "'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+");
-    private static final String CHAT_TEMPLATE = "{{- bos_token }}{%- for message in messages %}"
-        + "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
-        + "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
-    private static final String CORPUS = String.join(" ",
-        "The gateway serves many fine-tuned adapters on one copy of the base model.",
-        "Each request names its adapter, and requests for different adapters share the same batch.",
-        "A small model can still write text: the words come from the tokens it has learned, one at a time.",
-        "When the model reads a prompt it computes keys and values for every token and keeps them in a cache,",
-        "so that each new token only needs one more step through the layers of the network.",
-        "Tenants upload their own adapters; the server checks every tensor before it accepts one,",
-        "and it never shows one tenant the adapters of another. The scheduler places requests on the",
-        "machines that have room, and it prefers the machines where an adapter is already loaded.",
-        "Numbers such as 1, 2, 3, 10, 42, 100 and 2048 appear in logs, in metrics and in the prompts of users.",
-        "Good tests compare the results with an independent reference, on random inputs, at odd shapes.",
-        "It was a bright cold day in the town, and the people walked to the market to buy bread and fish.",
-        "She said that the weather would change in the evening, and he answered that he would wait for the train.",
-        "What is the capital of France? The capital of France is Paris. What is two plus two? It is four.",
-        "Hello! How are you today? I am fine, thank you. Let us talk about models, adapters and servers.");
 
-    private DemoTokenizer() {
+    /** The special tokens, in id order, occupying the top five ids. */
+    public static final List<String> SPECIAL_TOKENS = List.of("<|begin_of_text|>",
+            "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>");
+
+    /** Smallest vocabulary: the 256 bytes plus the special tokens. */
+    public static final int MIN_VOCAB_SIZE = 256 + 5;
+
+    /** The Llama-3 instruct chat template (as in Meta-Llama-3-8B-Instruct). */
+    public static final String CHAT_TEMPLATE = "{% set loop_messages = messages %}"
+            + "{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+            + "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+            + "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+            + "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+            + "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
+    private DemoTokenizer() {}
+
+    /** The id of one of {@link #SPECIAL_TOKENS} in a demo vocabulary of the given size. */
+    public static int specialTokenId(int vocabSize, String token) {
+        int index = SPECIAL_TOKENS.indexOf(token);
+        if (index < 0) {
+            throw new IllegalArgumentException("not a demo special token: " + token);
+        }
+        return vocabSize - SPECIAL_TOKENS.size() + index;
     }
 
-    /** Writes {@code tokenizer.json} and {@code tokenizer_config.json} with exactly {@code vocabSize} tokens. */
-    public static void write(Path dir, int vocabSize) throws IOException {
-        int minimum = 256 + SPECIAL.size();
-        if (vocabSize < minimum) {
-            throw new IllegalArgumentException("a byte-level tokenizer needs a vocabulary of at least " + minimum + ", got " + vocabSize);
-        }
-        Files.createDirectories(dir);
-        String[] byteChars = byteAlphabet();
-        Map<String, Integer> vocab = new LinkedHashMap<>();
-        for (int b = 0; b < 256; b++) {
-            vocab.put(byteChars[b], b);
-        }
-        int mergeBudget = vocabSize - SPECIAL.size() - 256;
-        List<String> merges = train(byteChars, vocab, mergeBudget);
-        int learned = vocab.size();
-        ArrayNode added = JSON.createArrayNode();
-        int firstSpecial = vocabSize - SPECIAL.size();
-        for (int id = vocab.size(), n = 0; id < firstSpecial; id++, n++) {
-            String tok = "<|reserved_" + n + "|>";
-            vocab.put(tok, id);
-            addedToken(added, id, tok);
-        }
-        for (int i = 0; i < SPECIAL.size(); i++) {
-            vocab.put(SPECIAL.get(i), firstSpecial + i);
-            addedToken(added, firstSpecial + i, SPECIAL.get(i));
-        }
-        String bos = SPECIAL.get(0);
-        int bosId = firstSpecial;
+    /** Id of {@code <|begin_of_text|>} (BOS). */
+    public static int bosId(int vocabSize) {
+        return specialTokenId(vocabSize, "<|begin_of_text|>");
+    }
 
-        ObjectNode root = JSON.createObjectNode();
+    /** Id of {@code <|eot_id|>} (the chat EOS). */
+    public static int eosId(int vocabSize) {
+        return specialTokenId(vocabSize, "<|eot_id|>");
+    }
+
+    /**
+     * Writes {@code tokenizer.json} and {@code tokenizer_config.json} into {@code dir} (created if
+     * missing) for a vocabulary of exactly {@code vocabSize} ids.
+     *
+     * @throws IllegalArgumentException when vocabSize is below {@link #MIN_VOCAB_SIZE}
+     */
+    public static void write(Path dir, int vocabSize) throws IOException {
+        if (vocabSize < MIN_VOCAB_SIZE) {
+            throw new IllegalArgumentException("demo vocab size " + vocabSize
+                    + " is below the minimum " + MIN_VOCAB_SIZE + " (256 bytes + 5 special)");
+        }
+        ObjectMapper json = new ObjectMapper().disable(SerializationFeature.INDENT_OUTPUT);
+        Files.createDirectories(dir);
+        json.writeValue(dir.resolve("tokenizer.json").toFile(), tokenizerJson(json, vocabSize));
+        json.writerWithDefaultPrettyPrinter().writeValue(
+                dir.resolve("tokenizer_config.json").toFile(), configJson(json, vocabSize));
+    }
+
+    private static ObjectNode tokenizerJson(ObjectMapper json, int vocabSize) {
+        List<String[]> merges = ByteLevelBpe.train(DemoCorpus.TEXT, vocabSize - MIN_VOCAB_SIZE);
+        ObjectNode vocab = json.createObjectNode();
+        char[] alphabet = ByteLevelBpe.byteToUnicode();
+        for (int b = 0; b < 256; b++) {
+            vocab.put(String.valueOf(alphabet[b]), b);
+        }
+        ArrayNode mergeList = json.createArrayNode();
+        for (String[] m : merges) {
+            vocab.put(m[0] + m[1], vocab.size());
+            mergeList.add(m[0] + " " + m[1]);
+        }
+        int firstSpecial = vocabSize - SPECIAL_TOKENS.size();
+        ArrayNode added = json.createArrayNode();
+        for (int id = vocab.size(), n = 0; id < firstSpecial; id++, n++) {
+            added.add(addedToken(json, id, "<|reserved_special_token_" + n + "|>"));
+        }
+        for (int i = 0; i < SPECIAL_TOKENS.size(); i++) {
+            added.add(addedToken(json, firstSpecial + i, SPECIAL_TOKENS.get(i)));
+        }
+
+        ObjectNode root = json.createObjectNode();
         root.put("version", "1.0");
         root.putNull("truncation");
         root.putNull("padding");
         root.set("added_tokens", added);
         root.putNull("normalizer");
-        root.putObject("pre_tokenizer").put("type", "ByteLevel").put("add_prefix_space", false)
-            .put("trim_offsets", true).put("use_regex", true);
-        ObjectNode post = root.putObject("post_processor").put("type", "TemplateProcessing");
-        ArrayNode single = post.putArray("single");
+        root.set("pre_tokenizer", byteLevel(json));
+        root.set("post_processor", bosTemplate(json, vocabSize));
+        root.set("decoder", byteLevel(json));
+        ObjectNode model = root.putObject("model");
+        model.put("type", "BPE");
+        model.putNull("dropout");
+        model.putNull("unk_token");
+        model.putNull("continuing_subword_prefix");
+        model.putNull("end_of_word_suffix");
+        model.put("fuse_unk", false);
+        model.put("byte_fallback", false);
+        model.put("ignore_merges", false);
+        model.set("vocab", vocab);
+        model.set("merges", mergeList);
+        return root;
+    }
+
+    private static ObjectNode addedToken(ObjectMapper json, int id, String content) {
+        ObjectNode t = json.createObjectNode();
+        t.put("id", id);
+        t.put("content", content);
+        t.put("single_word", false);
+        t.put("lstrip", false);
+        t.put("rstrip", false);
+        t.put("normalized", false);
+        t.put("special", true);
+        return t;
+    }
+
+    private static ObjectNode byteLevel(ObjectMapper json) {
+        ObjectNode n = json.createObjectNode();
+        n.put("type", "ByteLevel");
+        n.put("add_prefix_space", false);
+        n.put("trim_offsets", true);
+        n.put("use_regex", true);
+        return n;
+    }
+
+    /** TemplateProcessing: {@code <|begin_of_text|> $A} (pairs: {@code BOS $A BOS $B}). */
+    private static ObjectNode bosTemplate(ObjectMapper json, int vocabSize) {
+        String bos = SPECIAL_TOKENS.get(0);
+        ObjectNode p = json.createObjectNode();
+        p.put("type", "TemplateProcessing");
+        ArrayNode single = p.putArray("single");
         single.addObject().putObject("SpecialToken").put("id", bos).put("type_id", 0);
         single.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
-        ArrayNode pair = post.putArray("pair");
+        ArrayNode pair = p.putArray("pair");
         pair.addObject().putObject("SpecialToken").put("id", bos).put("type_id", 0);
         pair.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
         pair.addObject().putObject("SpecialToken").put("id", bos).put("type_id", 1);
         pair.addObject().putObject("Sequence").put("id", "B").put("type_id", 1);
-        ObjectNode st = post.putObject("special_tokens").putObject(bos);
-        st.put("id", bos);
-        st.putArray("ids").add(bosId);
-        st.putArray("tokens").add(bos);
-        root.putObject("decoder").put("type", "ByteLevel").put("add_prefix_space", true)
-            .put("trim_offsets", true).put("use_regex", true);
-        ObjectNode model = root.putObject("model");
-        model.put("type", "BPE").putNull("dropout").putNull("unk_token").putNull("continuing_subword_prefix")
-            .putNull("end_of_word_suffix").put("fuse_unk", false).put("byte_fallback", false).put("ignore_merges", false);
-        ObjectNode v = model.putObject("vocab");
-        vocab.forEach((tok, id) -> {
-            if (id < learned) {
-                v.put(tok, id);
-            }
-        });
-        ArrayNode m = model.putArray("merges");
-        merges.forEach(m::add);
-        Files.writeString(dir.resolve("tokenizer.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(root));
-
-        ObjectNode cfg = JSON.createObjectNode();
-        cfg.put("bos_token", bos);
-        cfg.put("eos_token", "<|eot_id|>");
-        cfg.put("chat_template", CHAT_TEMPLATE);
-        cfg.put("clean_up_tokenization_spaces", true);
-        cfg.put("model_max_length", 2048);
-        cfg.put("tokenizer_class", "PreTrainedTokenizerFast");
-        ObjectNode decoderMap = cfg.putObject("added_tokens_decoder");
-        for (var t : added) {
-            decoderMap.putObject(t.get("id").asText()).put("content", t.get("content").asText())
-                .put("lstrip", false).put("normalized", false).put("rstrip", false).put("single_word", false).put("special", true);
-        }
-        Files.writeString(dir.resolve("tokenizer_config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(cfg));
+        ObjectNode special = p.putObject("special_tokens").putObject(bos);
+        special.put("id", bos);
+        special.putArray("ids").add(bosId(vocabSize));
+        special.putArray("tokens").add(bos);
+        return p;
     }
 
-    private static void addedToken(ArrayNode added, int id, String content) {
-        added.addObject().put("id", id).put("content", content).put("single_word", false).put("lstrip", false)
-            .put("rstrip", false).put("normalized", false).put("special", true);
-    }
-
-    /** Greedy BPE: repeatedly merge the most frequent adjacent pair (ties: the lexicographically first). */
-    private static List<String> train(String[] byteChars, Map<String, Integer> vocab, int budget) {
-        Map<List<String>, Integer> words = new HashMap<>();
-        Matcher mt = PRETOKENIZE.matcher(CORPUS);
-        while (mt.find()) {
-            List<String> sym = new ArrayList<>();
-            for (byte b : mt.group().getBytes(StandardCharsets.UTF_8)) {
-                sym.add(byteChars[b & 0xFF]);
-            }
-            words.merge(sym, 1, Integer::sum);
+    private static ObjectNode configJson(ObjectMapper json, int vocabSize) {
+        ObjectNode c = json.createObjectNode();
+        ObjectNode decoder = c.putObject("added_tokens_decoder");
+        for (String token : SPECIAL_TOKENS) {
+            ObjectNode t = decoder.putObject(String.valueOf(specialTokenId(vocabSize, token)));
+            t.put("content", token);
+            t.put("lstrip", false);
+            t.put("normalized", false);
+            t.put("rstrip", false);
+            t.put("single_word", false);
+            t.put("special", true);
         }
-        List<List<String>> keys = new ArrayList<>(words.keySet());
-        keys.sort((a, b) -> String.join("", a).compareTo(String.join("", b)));
-        List<int[]> counts = new ArrayList<>();
-        List<List<String>> seqs = new ArrayList<>();
-        for (List<String> k : keys) {
-            seqs.add(new ArrayList<>(k));
-            counts.add(new int[] {words.get(k)});
-        }
-        List<String> merges = new ArrayList<>();
-        while (vocab.size() < 256 + budget) {
-            Map<String, Integer> pairs = new HashMap<>();
-            for (int w = 0; w < seqs.size(); w++) {
-                List<String> s = seqs.get(w);
-                for (int i = 0; i + 1 < s.size(); i++) {
-                    pairs.merge(s.get(i) + " " + s.get(i + 1), counts.get(w)[0], Integer::sum);
-                }
-            }
-            String best = null;
-            int bestCount = 1;
-            for (var e : pairs.entrySet()) {
-                if (e.getValue() > bestCount || (e.getValue() == bestCount && best != null && e.getKey().compareTo(best) < 0)) {
-                    best = e.getKey();
-                    bestCount = e.getValue();
-                }
-            }
-            if (best == null) {
-                break; // no pair occurs twice: the corpus is exhausted
-            }
-            String[] ab = best.split(" ", 2);
-            String joined = ab[0] + ab[1];
-            merges.add(best); // a string reached by two merge paths keeps its first id
-            vocab.putIfAbsent(joined, vocab.size());
-            replace(seqs, ab[0], ab[1], joined);
-        }
-        return merges;
-    }
-
-    private static void replace(List<List<String>> seqs, String a, String b, String joined) {
-        for (List<String> s : seqs) {
-            for (int i = 0; i + 1 < s.size(); i++) {
-                if (s.get(i).equals(a) && s.get(i + 1).equals(b)) {
-                    s.set(i, joined);
-                    s.remove(i + 1);
-                }
-            }
-        }
-    }
-
-    /** GPT-2's reversible map from bytes to printable unicode characters. */
-    static String[] byteAlphabet() {
-        String[] out = new String[256];
-        int n = 0;
-        for (int b = 0; b < 256; b++) {
-            boolean printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            out[b] = printable ? String.valueOf((char) b) : String.valueOf((char) (256 + n++));
-        }
-        return out;
+        c.put("bos_token", SPECIAL_TOKENS.get(0));
+        c.put("eos_token", "<|eot_id|>");
+        c.put("chat_template", CHAT_TEMPLATE);
+        c.put("clean_up_tokenization_spaces", true);
+        ArrayNode inputs = c.putArray("model_input_names");
+        inputs.add("input_ids");
+        inputs.add("attention_mask");
+        c.put("tokenizer_class", "PreTrainedTokenizerFast");
+        return c;
     }
 }
