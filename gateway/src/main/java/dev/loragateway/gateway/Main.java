@@ -52,7 +52,8 @@ public final class Main implements Runnable {
         Thread forward = new Thread(() -> {
             child.destroy(); // SIGTERM: the child drains and exits on its own
             try {
-                child.waitFor();
+                // exit with the child's status (0 after a clean drain), not the JVM's 143 for SIGTERM
+                Runtime.getRuntime().halt(child.waitFor());
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }

@@ -117,7 +117,9 @@ final class ServeCommand implements Callable<Integer> {
             LOG.info("draining: new requests get 503, running ones finish");
             server.drain();
             engine.close();
-            vertx.close();
+            vertx.close().await();
+            System.out.flush();
+            Runtime.getRuntime().halt(0); // a completed drain is a clean exit, not the JVM's 143 for SIGTERM
         }, "drain"));
         System.out.println("lora-gateway listening on http://" + host + ":" + bound + " (model " + id + ", backend " + chosen + ")");
         System.out.flush();
