@@ -180,48 +180,21 @@ public final class SafeTensors {
      * renamed into place once complete.
      */
     public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
-        ObjectNode header = JSON.createObjectNode();
-        if (metadata != null && !metadata.isEmpty()) {
-            ObjectNode meta = header.putObject("__metadata__");
-            metadata.forEach(meta::put);
-        }
-        long offset = 0;
+        SafeTensorsWriter w = new SafeTensorsWriter();
         for (Tensor t : tensors.values()) {
-            ObjectNode n = header.putObject(t.name());
-            n.put("dtype", t.dtype().safetensorsName());
-            var shape = n.putArray("shape");
-            for (int d : t.shape()) {
-                shape.add(d);
-            }
-            n.putArray("data_offsets").add(offset).add(offset + t.bytes());
-            offset += t.bytes();
+            w.declare(t.name(), t.dtype(), t.shape());
         }
-        byte[] json = JSON.writeValueAsBytes(header);
-        int padded = (json.length + 7) / 8 * 8;
-        ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
-        head.putLong(padded).put(json);
-        while (head.hasRemaining()) {
-            head.put((byte) ' ');
-        }
-        head.flip();
-        Path parent = file.toAbsolutePath().getParent();
-        Files.createDirectories(parent);
-        Path tmp = Files.createTempFile(parent, "." + file.getFileName(), ".tmp");
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-            while (head.hasRemaining()) {
-                ch.write(head);
-            }
-            for (Tensor t : tensors.values()) {
-                ByteBuffer b = t.buffer();
-                while (b.hasRemaining()) {
-                    ch.write(b);
+        float[] chunk = new float[1 << 14];
+        w.write(file, metadata, (spec, out) -> { // widening and narrowing back is exact for every dtype
+            Tensor t = tensors.get(spec.name());
+            for (long i = 0; i < t.size(); i += chunk.length) {
+                int n = (int) Math.min(chunk.length, t.size() - i);
+                for (int k = 0; k < n; k++) {
+                    chunk[k] = t.get(i + k);
                 }
+                out.write(chunk, 0, n);
             }
-            ch.force(true);
-            Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        });
     }
 
     private record Entry(String name, DType dtype, int[] shape, long begin, long end) {
