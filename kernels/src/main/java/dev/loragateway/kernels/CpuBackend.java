@@ -7,6 +7,7 @@ package dev.loragateway.kernels;
 public final class CpuBackend implements AutoCloseable {
     private final ParallelFor team;
     private float[] permuted = new float[0]; // (rows, in) input de-interleaved for 16-bit weights
+    private float[] loraT = new float[0];    // (rows, maxRank) LoRA shrink output
 
     public CpuBackend(int threads) {
         this.team = new ParallelFor(threads);
@@ -60,6 +61,69 @@ public final class CpuBackend implements AutoCloseable {
                 Ops.add(out, r * outDim, bias, 0, outDim);
             }
         }
+    }
+
+    /**
+     * Adds each row's LoRA update for one (layer, module) to {@code y}:
+     * {@code y[i] += scaling · (x[i]·Aᵀ)·Bᵀ} with A, B of slot {@code batch.rowSlot(i)}; rows with
+     * slot −1 are untouched. Rows are split across the team; each share runs shrink then expand on
+     * its own rows (SGMV over segments, or BGMV when every row has its own adapter).
+     *
+     * @param x {@code (rows, in)} with row stride {@code xs}
+     * @param y {@code (rows, out)} with row stride {@code ys}
+     */
+    public void lora(LoraSlotPool pool, LoraBatch batch, int layer, int module, float[] x, int xs, float[] y, int ys) {
+        if (!batch.anyAdapter()) {
+            return;
+        }
+        int rows = batch.rows();
+        int ts = 0;
+        for (int g = 0; g < batch.segments(); g++) {
+            int s = batch.segSlot(g);
+            if (s >= 0) {
+                ts = Math.max(ts, pool.rank(s, layer, module));
+            }
+        }
+        if (ts == 0) {
+            return;
+        }
+        if (loraT.length < rows * ts) {
+            loraT = new float[rows * ts];
+        }
+        final float[] t = loraT;
+        final int tStride = ts;
+        if (batch.allSingleRows()) {
+            int[] slot = batch.rowSlots();
+            team.run(rows, 1, (r0, r1) -> {
+                Lora.bgmvShrink(pool, layer, module, slot, r0, r1, x, xs, t, tStride);
+                Lora.bgmvExpand(pool, layer, module, slot, r0, r1, t, tStride, y, ys);
+            });
+        } else {
+            int[] start = batch.segStarts();
+            int[] seg = batch.segSlots();
+            int segs = batch.segments();
+            team.run(rows, 1, (r0, r1) -> {
+                int s0 = segmentOf(start, segs, r0);
+                int s1 = segmentOf(start, segs, r1 - 1) + 1;
+                Lora.sgmvShrink(pool, layer, module, start, seg, s0, s1, r0, r1, x, xs, t, tStride);
+                Lora.sgmvExpand(pool, layer, module, start, seg, s0, s1, r0, r1, t, tStride, y, ys);
+            });
+        }
+    }
+
+    /** The segment holding {@code row}: the last g with {@code start[g] <= row}. */
+    private static int segmentOf(int[] start, int segs, int row) {
+        int lo = 0;
+        int hi = segs - 1;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (start[mid] <= row) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return lo;
     }
 
     /** Runs {@code body} over {@code [0, total)} on the team. */

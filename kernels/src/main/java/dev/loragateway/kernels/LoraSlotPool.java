@@ -1,0 +1,205 @@
+package dev.loragateway.kernels;
+
+import java.util.Arrays;
+
+/**
+ * The device tier of LoRA adapters on the CPU backend: a fixed number of slots, each holding one
+ * adapter packed into a single float32 array. For every (layer, module) the adapter targets, the
+ * slot holds {@code A: (r, in)} row-major followed by {@code Bᵀ: (r, out)} row-major (B is stored
+ * transposed so the expand kernel reads whole output rows), and the scaling to apply. Ranks may
+ * differ per adapter and per (layer, module); nothing is padded to a common rank.
+ *
+ * <p>Layout of slot s (worked example, 1 layer, modules q (in 4, out 4) r=2 and v (in 4, out 2) r=2):
+ * {@code data[s] = [A_q (2×4) | Bᵀ_q (2×4) | A_v (2×4) | Bᵀ_v (2×2)]}, {@code offA[s][0][q] = 0},
+ * {@code offB[s][0][q] = 8}, {@code offA[s][0][v] = 16}, {@code offB[s][0][v] = 24}.
+ *
+ * <p>Threading: {@link #write} and {@link #clear} of one slot may run on a loader thread while the
+ * compute thread reads <em>other</em> slots; the caller publishes a written slot to the compute
+ * thread through a synchronised hand-off (the adapter store does) and never writes a slot in use.
+ */
+public final class LoraSlotPool {
+    /** An adapter as the pool reads it: ranks, scalings and weights per (layer, module). */
+    public interface Source {
+        /** Rank of {@code (layer, module)}, 0 when that projection is not adapted. */
+        int rank(int layer, int module);
+
+        /** Scaling PEFT applies to {@code (layer, module)}. */
+        float scaling(int layer, int module);
+
+        /** {@code A: (rank, in)} row-major. */
+        float[] a(int layer, int module);
+
+        /** {@code B: (out, rank)} row-major, as PEFT stores it. */
+        float[] b(int layer, int module);
+    }
+
+    private final int layers;
+    private final int[] ins;
+    private final int[] outs;
+    private final float[][] data;     // [slot] packed weights, null when empty
+    private final int[][][] ranks;    // [slot][layer][module]
+    private final float[][][] scale;  // [slot][layer][module]
+    private final int[][][] offA;     // [slot][layer][module]
+    private final int[][][] offB;     // [slot][layer][module]
+    private final int[] maxRank;      // [slot]
+
+    /**
+     * @param slots number of slots
+     * @param layers decoder layers
+     * @param ins input width per module index
+     * @param outs output width per module index
+     */
+    public LoraSlotPool(int slots, int layers, int[] ins, int[] outs) {
+        if (slots < 1 || layers < 1 || ins.length != outs.length || ins.length == 0) {
+            throw new IllegalArgumentException("bad slot pool shape: slots " + slots + ", layers " + layers
+                + ", modules " + ins.length + "/" + outs.length);
+        }
+        this.layers = layers;
+        this.ins = ins.clone();
+        this.outs = outs.clone();
+        int m = ins.length;
+        this.data = new float[slots][];
+        this.ranks = new int[slots][layers][m];
+        this.scale = new float[slots][layers][m];
+        this.offA = new int[slots][layers][m];
+        this.offB = new int[slots][layers][m];
+        this.maxRank = new int[slots];
+    }
+
+    public int slots() {
+        return data.length;
+    }
+
+    public int layers() {
+        return layers;
+    }
+
+    public int modules() {
+        return ins.length;
+    }
+
+    public int in(int module) {
+        return ins[module];
+    }
+
+    public int out(int module) {
+        return outs[module];
+    }
+
+    /**
+     * Floats an adapter with these ranks occupies in a slot: {@code Σ r·(in + out)} over its
+     * (layer, module) parts.
+     */
+    public long floatsFor(Source src) {
+        long n = 0;
+        for (int l = 0; l < layers; l++) {
+            for (int m = 0; m < ins.length; m++) {
+                n += (long) src.rank(l, m) * (ins[m] + outs[m]);
+            }
+        }
+        return n;
+    }
+
+    /**
+     * Packs {@code src} into {@code slot}, replacing what was there; returns the bytes the slot now
+     * holds. Shapes are checked ({@code a.length == r·in}, {@code b.length == out·r}).
+     */
+    public long write(int slot, Source src) {
+        long floats = floatsFor(src);
+        if (floats > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("adapter of " + floats + " floats does not fit one slot array");
+        }
+        float[] d = new float[(int) floats];
+        int pos = 0;
+        int max = 0;
+        for (int l = 0; l < layers; l++) {
+            for (int m = 0; m < ins.length; m++) {
+                int r = src.rank(l, m);
+                ranks[slot][l][m] = r;
+                if (r == 0) {
+                    scale[slot][l][m] = 0f;
+                    offA[slot][l][m] = 0;
+                    offB[slot][l][m] = 0;
+                    continue;
+                }
+                max = Math.max(max, r);
+                int in = ins[m];
+                int out = outs[m];
+                float[] a = src.a(l, m);
+                float[] b = src.b(l, m);
+                if (a.length != r * in || b.length != out * r) {
+                    throw new IllegalArgumentException("layer " + l + " module " + m + ": A has " + a.length
+                        + " values (need " + r * in + "), B has " + b.length + " (need " + out * r + ")");
+                }
+                scale[slot][l][m] = src.scaling(l, m);
+                offA[slot][l][m] = pos;
+                System.arraycopy(a, 0, d, pos, r * in);
+                pos += r * in;
+                offB[slot][l][m] = pos;
+                for (int k = 0; k < r; k++) {          // Bᵀ[k][o] = B[o][k]
+                    for (int o = 0; o < out; o++) {
+                        d[pos + k * out + o] = b[o * r + k];
+                    }
+                }
+                pos += r * out;
+            }
+        }
+        maxRank[slot] = max;
+        data[slot] = d;
+        return 4L * d.length;
+    }
+
+    /** Empties {@code slot}. */
+    public void clear(int slot) {
+        data[slot] = null;
+        maxRank[slot] = 0;
+        for (int[] r : ranks[slot]) {
+            Arrays.fill(r, 0);
+        }
+    }
+
+    public boolean occupied(int slot) {
+        return data[slot] != null;
+    }
+
+    /** Bytes held by {@code slot} (0 when empty). */
+    public long bytes(int slot) {
+        float[] d = data[slot];
+        return d == null ? 0 : 4L * d.length;
+    }
+
+    /** Bytes held by all slots. */
+    public long totalBytes() {
+        long n = 0;
+        for (int s = 0; s < data.length; s++) {
+            n += bytes(s);
+        }
+        return n;
+    }
+
+    /** Rank of {@code (layer, module)} in {@code slot}; 0 when not adapted or empty. */
+    public int rank(int slot, int layer, int module) {
+        return ranks[slot][layer][module];
+    }
+
+    public float scaling(int slot, int layer, int module) {
+        return scale[slot][layer][module];
+    }
+
+    /** Largest rank of any part of {@code slot}. */
+    public int maxRank(int slot) {
+        return maxRank[slot];
+    }
+
+    float[] data(int slot) {
+        return data[slot];
+    }
+
+    int offA(int slot, int layer, int module) {
+        return offA[slot][layer][module];
+    }
+
+    int offB(int slot, int layer, int module) {
+        return offB[slot][layer][module];
+    }
+}
