@@ -1,5 +1,6 @@
 package dev.loragateway.adapters;
 
+import dev.loragateway.kernels.LoraSlotPool;
 import java.util.List;
 
 /**
@@ -10,7 +11,7 @@ import java.util.List;
  *
  * <p>The update to a targeted projection is {@code y += scaling · B·(A·x)}.
  */
-public final class LoraAdapter {
+public final class LoraAdapter implements LoraSlotPool.Source {
     /** One targeted (layer, module): {@code a} is {@code (rank, in)} row-major, {@code b} is {@code (out, rank)}. */
     public record Part(int rank, float scaling, float[] a, float[] b) {
     }
@@ -62,6 +63,28 @@ public final class LoraAdapter {
     /** The part for {@code (layer, module)}, or null when that projection is not adapted. */
     public Part part(int layer, LoraModule m) {
         return parts[layer][m.ordinal()];
+    }
+
+    @Override
+    public int rank(int layer, int module) {
+        Part p = parts[layer][module];
+        return p == null ? 0 : p.rank();
+    }
+
+    @Override
+    public float scaling(int layer, int module) {
+        Part p = parts[layer][module];
+        return p == null ? 0f : p.scaling();
+    }
+
+    @Override
+    public float[] a(int layer, int module) {
+        return parts[layer][module].a();
+    }
+
+    @Override
+    public float[] b(int layer, int module) {
+        return parts[layer][module].b();
     }
 
     /** Bytes this adapter occupies as float32 in memory (the host tier's weight). */

@@ -1,7 +1,10 @@
 package dev.loragateway.batcher;
 
+import dev.loragateway.adapters.LoraModule;
 import dev.loragateway.kernels.Attention;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.LoraBatch;
+import dev.loragateway.kernels.LoraSlotPool;
 import dev.loragateway.kernels.Ops;
 import dev.loragateway.kernels.Rope;
 
@@ -18,6 +21,10 @@ import dev.loragateway.kernels.Rope;
  * logits = rmsnorm(x)·w_final·Wheadᵀ                  for rows that want logits
  * </pre>
  *
+ * Every projection P above is followed by its LoRA update for rows whose slot targets it:
+ * {@code P(x)[i] += scaling · (x[i]·Aᵀ)·Bᵀ} with the row's adapter from the {@link LoraSlotPool}
+ * (SGMV over the step's segments). Rows without an adapter see the base model alone.
+ *
  * Buffers are sized for the largest batch seen and reused: a decode step allocates nothing.
  * Not thread-safe: one pass per engine thread.
  */
@@ -25,6 +32,8 @@ public final class ForwardPass {
     private final LlamaModel model;
     private final ModelConfig cfg;
     private final CpuBackend cpu;
+    private final LoraSlotPool pool; // null: the base model only
+    private LoraBatch lora;          // this step's slots and segments
     private int rowsCap;
     private float[] x;      // (rows, hidden)      residual stream
     private float[] xn;     // (rows, hidden)      normed input of a block
@@ -40,9 +49,18 @@ public final class ForwardPass {
     private float[] scores = new float[0]; // (rows, maxLen) attention scratch, one slice per row
 
     public ForwardPass(LlamaModel model, CpuBackend cpu) {
+        this(model, cpu, null);
+    }
+
+    /** A pass whose rows may use adapters from {@code pool} (null: base model only). */
+    public ForwardPass(LlamaModel model, CpuBackend cpu, LoraSlotPool pool) {
         this.model = model;
         this.cfg = model.config();
         this.cpu = cpu;
+        this.pool = pool;
+        if (pool != null && (pool.layers() != cfg.numLayers() || pool.modules() != LoraModule.COUNT)) {
+            throw new IllegalArgumentException("slot pool has " + pool.layers() + " layers, the model " + cfg.numLayers());
+        }
         this.cos = new float[cfg.headDim() / 2];
         this.sin = new float[cfg.headDim() / 2];
         ensureRows(1);
@@ -50,6 +68,11 @@ public final class ForwardPass {
 
     public LlamaModel model() {
         return model;
+    }
+
+    /** The slot pool rows' adapters come from, or null. */
+    public LoraSlotPool pool() {
+        return pool;
     }
 
     private void ensureRows(int rows) {
@@ -84,6 +107,16 @@ public final class ForwardPass {
             throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, need " + batch.logitRows() * vocab);
         }
         ensureRows(rows);
+        lora = null;
+        for (int r = 0; r < rows; r++) {
+            if (batch.slot(r) >= 0) {
+                if (pool == null) {
+                    throw new IllegalStateException("row " + r + " asks for LoRA slot " + batch.slot(r) + " but this pass has no slot pool");
+                }
+                lora = LoraBatch.of(batch.slots(), rows);
+                break;
+            }
+        }
         int maxLen = 0;
         for (int r = 0; r < rows; r++) {
             Ops.embedding(model.embedding(), batch.token(r), x, r * h);
@@ -98,7 +131,7 @@ public final class ForwardPass {
         for (int l = 0; l < cfg.numLayers(); l++) {
             LlamaModel.Layer layer = model.layer(l);
             attentionBlock(batch, l, layer, rows, eps, maxLen);
-            mlpBlock(layer, rows, eps);
+            mlpBlock(l, layer, rows, eps);
         }
         // advance each cache by the number of its rows
         for (int r = 0; r < rows; r++) {
@@ -129,6 +162,9 @@ public final class ForwardPass {
         cpu.linear(xn, rows, layer.q(), layer.qBias(), q);
         cpu.linear(xn, rows, layer.k(), layer.kBias(), k);
         cpu.linear(xn, rows, layer.v(), layer.vBias(), v);
+        applyLora(l, LoraModule.Q_PROJ, xn, h, q, qDim);
+        applyLora(l, LoraModule.K_PROJ, xn, h, k, kvDim);
+        applyLora(l, LoraModule.V_PROJ, xn, h, v, kvDim);
         Rope rope = model.rope();
         for (int r = 0; r < rows; r++) {
             int pos = batch.position(r);
@@ -147,12 +183,19 @@ public final class ForwardPass {
             }
         });
         cpu.linear(att, rows, layer.o(), layer.oBias(), tmp);
+        applyLora(l, LoraModule.O_PROJ, att, qDim, tmp, h);
         for (int r = 0; r < rows; r++) {
             Ops.add(x, r * h, tmp, r * h, h);
         }
     }
 
-    private void mlpBlock(LlamaModel.Layer layer, int rows, float eps) {
+    private void applyLora(int l, LoraModule m, float[] in, int inStride, float[] out, int outStride) {
+        if (lora != null) {
+            cpu.lora(pool, lora, l, m.ordinal(), in, inStride, out, outStride);
+        }
+    }
+
+    private void mlpBlock(int l, LlamaModel.Layer layer, int rows, float eps) {
         int h = cfg.hiddenSize();
         int inter = cfg.intermediateSize();
         for (int r = 0; r < rows; r++) {
@@ -160,8 +203,11 @@ public final class ForwardPass {
         }
         cpu.matmul(xn, rows, layer.gate(), gate);
         cpu.matmul(xn, rows, layer.up(), up);
+        applyLora(l, LoraModule.GATE_PROJ, xn, h, gate, inter);
+        applyLora(l, LoraModule.UP_PROJ, xn, h, up, inter);
         Ops.siluMul(gate, up, rows * inter);
         cpu.matmul(gate, rows, layer.down(), tmp);
+        applyLora(l, LoraModule.DOWN_PROJ, gate, inter, tmp, h);
         for (int r = 0; r < rows; r++) {
             Ops.add(x, r * h, tmp, r * h, h);
         }

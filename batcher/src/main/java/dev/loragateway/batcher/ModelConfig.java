@@ -2,6 +2,7 @@ package dev.loragateway.batcher;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loragateway.adapters.ModelShape;
 import dev.loragateway.kernels.Rope;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -45,6 +46,11 @@ public record ModelConfig(
     /** Dimension of each of the key and value projections' outputs. */
     public int kvDim() {
         return numKvHeads * headDim;
+    }
+
+    /** The projection widths an adapter must fit. */
+    public ModelShape shape() {
+        return new ModelShape(numLayers, hiddenSize, intermediateSize, qDim(), kvDim());
     }
 
     public boolean isEos(int token) {
