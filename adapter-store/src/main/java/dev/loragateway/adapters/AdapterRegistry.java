@@ -1,0 +1,361 @@
+package dev.loragateway.adapters;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.NavigableMap;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The adapters every tenant may use: its own uploads, persisted under the data directory, and the
+ * system adapters of {@code --lora-modules}, visible to all. Thread-safe; reads take no lock.
+ *
+ * <p>On disk (one process owns a data directory):
+ * <pre>
+ * dataDir/adapters/TENANT/NAME/adapter_config.json         as uploaded
+ *                              adapter_model.safetensors   as uploaded
+ *                              adapter.json                {"tenant", "name", "created", ...}
+ * dataDir/tmp/RANDOM/                                      uploads being written, removals in progress
+ * </pre>
+ * An upload is copied into {@code tmp/RANDOM/}, forced to disk, fully validated there (what is
+ * validated is exactly what is kept), then renamed into {@code adapters/} in one atomic step under
+ * the registry's lock, where name conflicts are decided: of concurrent uploads of one name exactly
+ * one wins. Any failure removes the temporary copy, so a rejected upload leaves nothing behind. A
+ * removal renames the directory into {@code tmp/} (it vanishes atomically) and then deletes it.
+ * {@link #load()} clears what a crash left in {@code tmp/} and re-lists {@code adapters/}.
+ */
+public final class AdapterRegistry {
+    /** Valid adapter names (and tenant ids): the API's {@code [A-Za-z0-9][A-Za-z0-9._-]{0,63}}. */
+    public static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+    /** The metadata file written beside the PEFT files. */
+    static final String META_FILE = "adapter.json";
+
+    private static final Logger LOG = LoggerFactory.getLogger(AdapterRegistry.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final Path adaptersDir;
+    private final Path tmpDir;
+    private final ModelShape base;
+    private final int maxRank;
+    private final Clock clock;
+    private final Object lock = new Object(); // serialises every change to the maps and to adapters/
+    private final Map<String, NavigableMap<String, AdapterInfo>> byTenant = new ConcurrentHashMap<>();
+    private final NavigableMap<String, AdapterInfo> system = new ConcurrentSkipListMap<>();
+
+    /** A registry over {@code dataDir} for adapters of the base model {@code base}, ranks up to {@code maxRank}. */
+    public AdapterRegistry(Path dataDir, ModelShape base, int maxRank) {
+        this(dataDir, base, maxRank, Clock.systemUTC());
+    }
+
+    /** As above, with the clock that stamps {@code created} (tests pass a fixed one). */
+    public AdapterRegistry(Path dataDir, ModelShape base, int maxRank, Clock clock) {
+        this.adaptersDir = dataDir.resolve("adapters");
+        this.tmpDir = dataDir.resolve("tmp");
+        this.base = base;
+        this.maxRank = maxRank;
+        this.clock = clock;
+    }
+
+    /** Whether {@code s} is a valid adapter name or tenant id. */
+    public static boolean validName(String s) {
+        return s != null && NAME.matcher(s).matches();
+    }
+
+    /**
+     * Prepares the data directory and lists what it holds: removes leftovers in {@code tmp/}, then
+     * registers every stored adapter whose config and safetensors header still fit the base model
+     * and {@code --max-lora-rank}; the others stay on disk and are skipped with a warning.
+     */
+    public void load() {
+        synchronized (lock) {
+            try {
+                Files.createDirectories(adaptersDir);
+                Files.createDirectories(tmpDir);
+                try (Stream<Path> left = Files.list(tmpDir)) {
+                    for (Path p : left.toList()) {
+                        LOG.info("removing leftover {} from an interrupted upload or removal", tmpDir.relativize(p));
+                        DurableFiles.deleteTree(p);
+                    }
+                }
+                byTenant.clear();
+                for (Path tenantDir : sortedChildren(adaptersDir)) {
+                    String tenant = tenantDir.getFileName().toString();
+                    if (!Files.isDirectory(tenantDir) || !validName(tenant)) {
+                        LOG.warn("skipping {} in the adapter store: not a tenant directory", tenant);
+                        continue;
+                    }
+                    for (Path dir : sortedChildren(tenantDir)) {
+                        loadStored(tenant, dir);
+                    }
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            LOG.info("adapter store: {} adapters of {} tenants", byTenant.values().stream().mapToInt(Map::size).sum(), byTenant.size());
+        }
+    }
+
+    private void loadStored(String tenant, Path dir) {
+        String name = dir.getFileName().toString();
+        if (!Files.isDirectory(dir) || !validName(name)) {
+            LOG.warn("skipping {}/{} in the adapter store: not an adapter directory", tenant, name);
+            return;
+        }
+        try {
+            AdapterSummary s = PeftAdapterReader.inspect(dir.resolve(PeftAdapterReader.CONFIG_FILE),
+                dir.resolve(PeftAdapterReader.WEIGHTS_FILE), base, maxRank);
+            long created = createdOf(dir);
+            byTenant.computeIfAbsent(tenant, t -> new ConcurrentSkipListMap<>())
+                .put(name, info(AdapterKey.of(tenant, name), tenant, name, s, created, dir));
+        } catch (AdapterValidationException | UncheckedIOException e) {
+            LOG.warn("skipping stored adapter {}/{}: {}", tenant, name, e.getMessage());
+        }
+    }
+
+    private long createdOf(Path dir) {
+        try {
+            JsonNode meta = JSON.readTree(dir.resolve(META_FILE).toFile());
+            if (meta != null && meta.path("created").canConvertToLong()) {
+                return meta.get("created").asLong();
+            }
+        } catch (IOException e) {
+            LOG.warn("adapter {}: unreadable {} ({}); using the directory's time", dir.getFileName(), META_FILE, e.getMessage());
+        }
+        try {
+            return Files.getLastModifiedTime(dir).toInstant().getEpochSecond();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * Validates and stores tenant {@code tenant}'s upload as adapter {@code name}.
+     *
+     * @throws AdapterValidationException the name or the adapter is invalid (nothing is kept)
+     * @throws AdapterConflictException the tenant already has {@code name}, or a system adapter has it
+     * @throws UncheckedIOException the data directory cannot be written
+     */
+    public AdapterInfo register(String tenant, String name, Path configFile, Path tensorsFile) {
+        requireTenant(tenant);
+        requireName(name);
+        checkFree(tenant, name); // fail fast; decided again under the lock
+        Path work = tmpDir.resolve(UUID.randomUUID().toString());
+        boolean committed = false;
+        try {
+            Files.createDirectories(work);
+            Path config = work.resolve(PeftAdapterReader.CONFIG_FILE);
+            Path weights = work.resolve(PeftAdapterReader.WEIGHTS_FILE);
+            DurableFiles.copy(configFile, config);
+            DurableFiles.copy(tensorsFile, weights);
+            AdapterSummary s = PeftAdapterReader.validate(config, weights, base, maxRank);
+            long created = clock.instant().getEpochSecond();
+            DurableFiles.write(work.resolve(META_FILE), metadata(tenant, name, s, created));
+            DurableFiles.syncDirectory(work);
+            synchronized (lock) {
+                checkFree(tenant, name);
+                Path tenantDir = adaptersDir.resolve(tenant);
+                Path target = tenantDir.resolve(name);
+                if (Files.exists(target)) {
+                    throw new AdapterConflictException("adapter '" + name + "' already exists on disk but could not be"
+                        + " loaded at start (see the server log); delete it there or choose another name");
+                }
+                if (!Files.isDirectory(tenantDir)) {
+                    Files.createDirectories(tenantDir);
+                    DurableFiles.syncDirectory(adaptersDir);
+                }
+                Files.move(work, target, StandardCopyOption.ATOMIC_MOVE);
+                committed = true;
+                DurableFiles.syncDirectory(tenantDir);
+                AdapterInfo info = info(AdapterKey.of(tenant, name), tenant, name, s, created, target);
+                byTenant.computeIfAbsent(tenant, t -> new ConcurrentSkipListMap<>()).put(name, info);
+                return info;
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } finally {
+            if (!committed) {
+                removeQuietly(work);
+                removeTenantDirIfEmpty(tenant);
+            }
+        }
+    }
+
+    /**
+     * Registers a {@code --lora-modules NAME=DIR} adapter: validated in place (values included),
+     * not copied into the data directory, visible to every tenant, owned by {@code "system"}.
+     */
+    public AdapterInfo registerSystem(String name, Path peftDir) {
+        requireName(name);
+        AdapterSummary s = PeftAdapterReader.validateDirectory(peftDir, base, maxRank);
+        synchronized (lock) {
+            if (system.containsKey(name)) {
+                throw new AdapterConflictException("system adapter '" + name + "' is already registered");
+            }
+            AdapterInfo info = info(AdapterKey.system(name), AdapterKey.SYSTEM_OWNER, name, s,
+                clock.instant().getEpochSecond(), peftDir);
+            system.put(name, info);
+            byTenant.forEach((tenant, own) -> {
+                if (own.containsKey(name)) {
+                    LOG.warn("tenant {} has its own adapter '{}', which hides the system adapter of that name for it", tenant, name);
+                }
+            });
+            return info;
+        }
+    }
+
+    /** The tenant's own adapter {@code name}, else the system adapter of that name. */
+    public Optional<AdapterInfo> find(String tenant, String name) {
+        NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
+        AdapterInfo info = own == null ? null : own.get(name);
+        return Optional.ofNullable(info != null ? info : system.get(name));
+    }
+
+    /** The adapter registered under {@code key}, if it still is (for caches keyed by {@link AdapterKey}). */
+    public Optional<AdapterInfo> get(AdapterKey key) {
+        if (key.system()) {
+            return Optional.ofNullable(system.get(key.name()));
+        }
+        NavigableMap<String, AdapterInfo> own = byTenant.get(key.tenant());
+        return Optional.ofNullable(own == null ? null : own.get(key.name()));
+    }
+
+    /** What {@code tenant} may use: the system adapters and its own, sorted by name (its own first on a tie). */
+    public List<AdapterInfo> list(String tenant) {
+        NavigableMap<String, AdapterInfo> own = byTenant.getOrDefault(tenant, new ConcurrentSkipListMap<>());
+        List<AdapterInfo> out = new ArrayList<>(own.values());
+        for (AdapterInfo s : system.values()) {
+            if (!own.containsKey(s.name())) {
+                out.add(s);
+            }
+        }
+        out.sort(Comparator.comparing(AdapterInfo::name));
+        return out;
+    }
+
+    /** How many adapters {@code tenant} has uploaded (system adapters not counted). */
+    public int count(String tenant) {
+        NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
+        return own == null ? 0 : own.size();
+    }
+
+    /**
+     * Removes the tenant's own adapter {@code name}: false when it has none (a system adapter of that
+     * name cannot be removed by a tenant). The directory disappears atomically, then is deleted.
+     */
+    public boolean delete(String tenant, String name) {
+        Path doomed = tmpDir.resolve(UUID.randomUUID() + "-deleted");
+        synchronized (lock) {
+            NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
+            AdapterInfo info = own == null ? null : own.get(name);
+            if (info == null) {
+                return false;
+            }
+            try {
+                Files.createDirectories(tmpDir);
+                Files.move(info.directory(), doomed, StandardCopyOption.ATOMIC_MOVE);
+            } catch (NoSuchFileException e) {
+                LOG.warn("adapter {} was already gone from disk", info.key());
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            own.remove(name);
+            DurableFiles.syncDirectory(info.directory().getParent());
+            removeTenantDirIfEmpty(tenant);
+        }
+        removeQuietly(doomed);
+        return true;
+    }
+
+    /** Reads {@code info}'s weights from disk into host memory, with full validation. */
+    public LoraAdapter loadWeights(AdapterInfo info) {
+        return PeftAdapterReader.readDirectory(info.name(), info.directory(), base, maxRank);
+    }
+
+    private void checkFree(String tenant, String name) {
+        if (system.containsKey(name)) {
+            throw new AdapterConflictException("adapter name '" + name + "' is taken by a system adapter (--lora-modules)");
+        }
+        NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
+        if (own != null && own.containsKey(name)) {
+            throw new AdapterConflictException("adapter '" + name + "' already exists");
+        }
+    }
+
+    private static void requireName(String name) {
+        if (!validName(name)) {
+            throw new AdapterValidationException("invalid adapter name '" + name + "': use 1 to 64 characters from"
+                + " A-Z a-z 0-9 . _ -, starting with a letter or digit");
+        }
+    }
+
+    private static void requireTenant(String tenant) {
+        if (!validName(tenant)) {
+            throw new IllegalArgumentException("invalid tenant id '" + tenant + "': it must match " + NAME.pattern());
+        }
+    }
+
+    private static AdapterInfo info(AdapterKey key, String tenant, String name, AdapterSummary s, long created, Path dir) {
+        return new AdapterInfo(key, tenant, name, s.rank(), s.alpha(), s.targetNames(), s.storedBytes(), created, dir);
+    }
+
+    private static String metadata(String tenant, String name, AdapterSummary s, long created) throws IOException {
+        ObjectNode m = JSON.createObjectNode();
+        m.put("tenant", tenant);
+        m.put("name", name);
+        m.put("created", created);
+        m.put("rank", s.rank());
+        m.put("alpha", s.alpha());
+        s.targetNames().forEach(m.putArray("target_modules")::add);
+        m.put("bytes", s.storedBytes());
+        return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m);
+    }
+
+    private void removeTenantDirIfEmpty(String tenant) {
+        synchronized (lock) {
+            NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
+            if (own != null && !own.isEmpty()) {
+                return;
+            }
+            try {
+                Files.deleteIfExists(adaptersDir.resolve(tenant));
+            } catch (DirectoryNotEmptyException e) {
+                // holds adapters that did not load, or someone else's files: leave it
+            } catch (IOException e) {
+                LOG.warn("could not remove empty tenant directory {}: {}", tenant, e.toString());
+            }
+        }
+    }
+
+    private static void removeQuietly(Path p) {
+        try {
+            DurableFiles.deleteTree(p);
+        } catch (IOException e) {
+            LOG.warn("could not remove {} (load() removes it at the next start): {}", p.getFileName(), e.toString());
+        }
+    }
+
+    private static List<Path> sortedChildren(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.sorted().toList();
+        }
+    }
+}

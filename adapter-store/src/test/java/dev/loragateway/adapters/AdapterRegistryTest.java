@@ -1,0 +1,283 @@
+package dev.loragateway.adapters;
+
+import static dev.loragateway.adapters.PeftFixture.SHAPE;
+import static dev.loragateway.adapters.Refusals.assertRefused;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/** Per-tenant registration, conflicts, atomic storage and restart of {@link AdapterRegistry}. */
+class AdapterRegistryTest {
+    private static final Clock CLOCK = Clock.fixed(Instant.ofEpochSecond(1_700_000_000L), ZoneOffset.UTC);
+
+    @TempDir
+    Path tmp;
+    Path data;
+    Path uploads;
+    AdapterRegistry registry;
+
+    @BeforeEach
+    void setUp() {
+        data = tmp.resolve("data");
+        uploads = tmp.resolve("uploads");
+        registry = new AdapterRegistry(data, SHAPE, 64, CLOCK);
+        registry.load();
+    }
+
+    /** Writes an upload (the two files a multipart POST carries) and returns its folder. */
+    private Path upload(String label, PeftFixture f) {
+        return f.write(uploads.resolve(label));
+    }
+
+    private AdapterInfo register(String tenant, String name, Path upload) {
+        return registry.register(tenant, name, PeftFixture.configFile(upload), PeftFixture.weightsFile(upload));
+    }
+
+    private static List<Path> filesUnder(Path dir) throws IOException {
+        try (Stream<Path> s = Files.walk(dir)) {
+            return s.filter(p -> !p.equals(dir)).toList();
+        }
+    }
+
+    @Test
+    void registerFindListDeletePerTenant() throws IOException {
+        PeftFixture f = PeftFixture.adapter(8, 16, "q_proj", "v_proj");
+        AdapterInfo info = register("acme", "support-bot", upload("u", f));
+        assertEquals(AdapterKey.of("acme", "support-bot"), info.key());
+        assertEquals("acme", info.tenant());
+        assertEquals("support-bot", info.name());
+        assertEquals(8, info.rank());
+        assertEquals(16.0, info.alpha());
+        assertEquals(List.of("q_proj", "v_proj"), info.targets());
+        assertEquals(f.storedBytes(), info.bytes());
+        assertEquals(1_700_000_000L, info.created());
+        assertFalse(info.system());
+        assertEquals(data.resolve("adapters/acme/support-bot"), info.directory());
+        assertTrue(Files.isRegularFile(info.directory().resolve("adapter.json")));
+        assertEquals(Files.readString(PeftFixture.configFile(uploads.resolve("u"))),
+            Files.readString(info.directory().resolve("adapter_config.json")));
+
+        assertEquals(Optional.of(info), registry.find("acme", "support-bot"));
+        assertEquals(Optional.empty(), registry.find("globex", "support-bot"));
+        assertEquals(List.of(info), registry.list("acme"));
+        assertEquals(List.of(), registry.list("globex"));
+        assertEquals(1, registry.count("acme"));
+
+        LoraAdapter a = registry.loadWeights(info);
+        assertArrayEquals(f.values(f.key(2, LoraModule.V_PROJ, 'B')), a.part(2, LoraModule.V_PROJ).b());
+
+        assertFalse(registry.delete("globex", "support-bot"));
+        assertTrue(registry.delete("acme", "support-bot"));
+        assertFalse(registry.delete("acme", "support-bot"));
+        assertEquals(Optional.empty(), registry.find("acme", "support-bot"));
+        assertEquals(0, registry.count("acme"));
+        assertEquals(List.of(), filesUnder(data.resolve("adapters")));
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+    }
+
+    @Test
+    void sameNameInTwoTenantsIsTwoAdapters() {
+        AdapterInfo a = register("acme", "support-bot", upload("a", PeftFixture.adapter(8, 16, "q_proj")));
+        AdapterInfo b = register("globex", "support-bot", upload("b", PeftFixture.adapter(4, 4, "k_proj")));
+        assertNotEquals(a.key(), b.key());
+        assertNotEquals(a.key().hashCode(), b.key().hashCode());
+        assertNotEquals(a.directory(), b.directory());
+        assertEquals(8, registry.find("acme", "support-bot").orElseThrow().rank());
+        assertEquals(4, registry.find("globex", "support-bot").orElseThrow().rank());
+        assertEquals(Optional.of(a), registry.get(a.key()));
+        assertEquals(Optional.of(b), registry.get(b.key()));
+        assertTrue(registry.delete("acme", "support-bot"));
+        assertEquals(Optional.empty(), registry.get(a.key()));
+        assertEquals(Optional.of(b), registry.find("globex", "support-bot"));
+    }
+
+    @Test
+    void duplicateNameIsAConflictAndLeavesNothingBehind() throws IOException {
+        Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
+        register("acme", "bot", u);
+        AdapterConflictException e = assertThrows(AdapterConflictException.class, () -> register("acme", "bot", u));
+        assertTrue(e.getMessage().contains("'bot' already exists"), e.getMessage());
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        assertEquals(1, registry.count("acme"));
+    }
+
+    @Test
+    void systemAdaptersAreSharedAndTheirNamesTaken() {
+        Path dir = PeftFixture.adapter(8, 16, "o_proj").write(tmp.resolve("modules/shared"));
+        AdapterInfo sys = registry.registerSystem("shared", dir);
+        assertTrue(sys.system());
+        assertEquals("system", sys.tenant());
+        assertEquals(dir, sys.directory());
+        assertEquals(Optional.of(sys), registry.find("acme", "shared"));
+        assertEquals(Optional.of(sys), registry.find("globex", "shared"));
+        assertEquals(Optional.of(sys), registry.get(AdapterKey.system("shared")));
+        assertEquals(Optional.empty(), registry.get(AdapterKey.of("system", "shared")));
+
+        AdapterConflictException e = assertThrows(AdapterConflictException.class,
+            () -> register("acme", "shared", upload("u", PeftFixture.adapter(4, 4, "q_proj"))));
+        assertTrue(e.getMessage().contains("system adapter"), e.getMessage());
+        assertThrows(AdapterConflictException.class, () -> registry.registerSystem("shared", dir));
+        assertFalse(registry.delete("acme", "shared"));
+        assertEquals(Optional.of(sys), registry.find("acme", "shared"));
+
+        AdapterInfo own = register("acme", "alpha", upload("v", PeftFixture.adapter(4, 4, "q_proj")));
+        AdapterInfo later = register("acme", "zeta", upload("w", PeftFixture.adapter(4, 4, "q_proj")));
+        assertEquals(List.of(own, sys, later), registry.list("acme"));
+        assertEquals(List.of(sys), registry.list("globex"));
+        assertEquals(2, registry.count("acme"));
+        assertFalse(Files.exists(data.resolve("adapters/system")));
+    }
+
+    @Test
+    void aTenantCalledSystemDoesNotCollideWithSystemAdapters() {
+        registry.registerSystem("x", PeftFixture.adapter(8, 16, "q_proj").write(tmp.resolve("modules/x")));
+        AdapterInfo own = register("system", "y", upload("u", PeftFixture.adapter(8, 16, "q_proj")));
+        assertNotEquals(AdapterKey.system("y"), own.key());
+        assertEquals(AdapterKey.of("system", "y"), own.key());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"a/b", "..", ".hidden", "-x", "", "a b", "ü",
+        "a12345678901234567890123456789012345678901234567890123456789012345"})
+    void invalidNamesAreRefused(String name) throws IOException {
+        Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
+        assertRefused(() -> register("acme", name, u), "invalid adapter name");
+        assertEquals(List.of(), filesUnder(data.resolve("adapters")));
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+    }
+
+    @Test
+    void sixtyFourCharactersAreFine() {
+        String name = "a" + "b".repeat(63);
+        assertEquals(name, register("acme", name, upload("u", PeftFixture.adapter(8, 16, "q_proj"))).name());
+        assertThrows(IllegalArgumentException.class,
+            () -> register("../etc", "x", upload("v", PeftFixture.adapter(8, 16, "q_proj"))));
+    }
+
+    @Test
+    void failedValidationLeavesNothingBehind() throws IOException {
+        PeftFixture f = PeftFixture.adapter(8, 16, "q_proj");
+        f.values(f.key(0, LoraModule.Q_PROJ, 'A'))[3] = Float.NaN;
+        Path u = upload("u", f);
+        assertRefused(() -> register("acme", "bot", u), "is NaN");
+        PeftFixture g = PeftFixture.adapter(8, 16, "q_proj").put(f.key(1, LoraModule.Q_PROJ, 'B'), 41, 8);
+        Path v = upload("v", g);
+        assertRefused(() -> register("acme", "bot", v), "has shape [41, 8]");
+        Files.write(PeftFixture.weightsFile(v), new byte[] {1, 2, 3});
+        assertRefused(() -> register("acme", "bot", v), "invalid adapter_model.safetensors");
+        assertEquals(List.of(), filesUnder(data.resolve("adapters")));
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        assertEquals(Optional.empty(), registry.find("acme", "bot"));
+    }
+
+    @Test
+    void restartSeesTheSameAdapters() {
+        AdapterInfo a = register("acme", "bot", upload("a", PeftFixture.adapter(8, 16, "q_proj", "down_proj")));
+        AdapterInfo b = register("globex", "bot", upload("b", PeftFixture.adapter(4, 2, "up_proj")));
+        AdapterInfo c = register("globex", "helper", upload("c", PeftFixture.adapter(2, 2, "k_proj")));
+        registry.delete("globex", "helper");
+
+        AdapterRegistry again = new AdapterRegistry(data, SHAPE, 64, Clock.offset(CLOCK, java.time.Duration.ofDays(1)));
+        again.load();
+        assertEquals(List.of(a), again.list("acme"));
+        assertEquals(List.of(b), again.list("globex"));
+        assertEquals(Optional.empty(), again.find("globex", c.name()));
+        assertArrayEquals(registry.loadWeights(a).part(1, LoraModule.DOWN_PROJ).a(),
+            again.loadWeights(again.find("acme", "bot").orElseThrow()).part(1, LoraModule.DOWN_PROJ).a());
+    }
+
+    @Test
+    void loadRemovesLeftoversAndSkipsInvalidStoredAdapters() throws IOException {
+        register("acme", "small", upload("a", PeftFixture.adapter(8, 16, "q_proj")));
+        register("acme", "large", upload("b", PeftFixture.adapter(32, 16, "q_proj")));
+        Files.createDirectories(data.resolve("tmp/crashed-upload"));
+        Files.writeString(data.resolve("tmp/crashed-upload/adapter_model.safetensors"), "half");
+        Files.writeString(data.resolve("tmp/stray"), "x");
+        Files.createDirectories(data.resolve("adapters/acme/not a name"));
+
+        AdapterRegistry smaller = new AdapterRegistry(data, SHAPE, 16, CLOCK); // large no longer fits
+        smaller.load();
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        assertEquals(List.of("small"), smaller.list("acme").stream().map(AdapterInfo::name).toList());
+        assertTrue(Files.isDirectory(data.resolve("adapters/acme/large")), "skipped, not deleted");
+        AdapterConflictException e = assertThrows(AdapterConflictException.class,
+            () -> smaller.register("acme", "large", PeftFixture.configFile(uploads.resolve("a")),
+                PeftFixture.weightsFile(uploads.resolve("a"))));
+        assertTrue(e.getMessage().contains("could not be loaded at start"), e.getMessage());
+    }
+
+    @Test
+    void concurrentRegistrationsOfOneNameHaveExactlyOneWinner() throws Exception {
+        int n = 8;
+        List<Path> ups = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            ups.add(upload("u" + i, PeftFixture.adapter(1 + i, 4, "q_proj", "gate_proj")));
+        }
+        CountDownLatch start = new CountDownLatch(1);
+        ExecutorService pool = Executors.newFixedThreadPool(n);
+        try {
+            List<Future<AdapterInfo>> results = new ArrayList<>();
+            for (Path u : ups) {
+                Callable<AdapterInfo> task = () -> {
+                    start.await();
+                    return register("acme", "race", u);
+                };
+                results.add(pool.submit(task));
+            }
+            start.countDown();
+            int won = 0;
+            int conflicts = 0;
+            AdapterInfo winner = null;
+            for (Future<AdapterInfo> r : results) {
+                try {
+                    winner = r.get();
+                    won++;
+                } catch (ExecutionException e) {
+                    assertTrue(e.getCause() instanceof AdapterConflictException, e.getCause().toString());
+                    conflicts++;
+                }
+            }
+            assertEquals(1, won);
+            assertEquals(n - 1, conflicts);
+            assertEquals(Optional.of(winner), registry.find("acme", "race"));
+            assertEquals(winner.rank(), registry.loadWeights(winner).rank());
+            assertEquals(List.of(data.resolve("adapters/acme/race")), Files.list(data.resolve("adapters/acme")).toList());
+            assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
+    void registerWorksWithoutLoadFirst() {
+        AdapterRegistry fresh = new AdapterRegistry(tmp.resolve("fresh"), SHAPE, 64, CLOCK);
+        Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
+        AdapterInfo info = fresh.register("acme", "bot", PeftFixture.configFile(u), PeftFixture.weightsFile(u));
+        assertEquals(Optional.of(info), fresh.find("acme", "bot"));
+    }
+}
