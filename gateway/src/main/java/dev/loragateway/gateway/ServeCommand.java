@@ -1,15 +1,23 @@
 package dev.loragateway.gateway;
 
+import dev.loragateway.adapters.AdapterInfo;
+import dev.loragateway.adapters.AdapterKey;
+import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.DeviceTier;
+import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.LoraSlotPool;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
@@ -68,6 +76,9 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--gpu-adapter-slots", defaultValue = "64", description = "Adapters resident on the device at once (default: ${DEFAULT-VALUE}).")
     int gpuAdapterSlots;
 
+    @Option(names = "--adapter-slot-mb", description = "Byte budget of the adapter slots (the hot tier) in MB (default: a quarter of the JVM heap).")
+    Integer adapterSlotMb;
+
     @Option(names = "--host-cache-mb", defaultValue = "1024", description = "Host-memory adapter cache in MB (default: ${DEFAULT-VALUE}).")
     int hostCacheMb;
 
@@ -103,9 +114,23 @@ final class ServeCommand implements Callable<Integer> {
         CpuBackend cpu = CpuBackend.create();
         LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
             llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen, cpu.threads());
-        Engine engine = new Engine(llama, cpu, maxQueued);
+        AdapterRegistry registry = adapters(llama);
+        long slotBudget = adapterSlotMb != null ? adapterSlotMb * (1L << 20) : Runtime.getRuntime().maxMemory() / 4;
+        ExecutorService loader = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "adapter-loader");
+            t.setDaemon(true);
+            return t;
+        });
+        HostTier<Object> hostTier = new HostTier<>(hostCacheMb * (1L << 20), key -> registry.get((AdapterKey) key)
+            .map(registry::loadWeights)
+            .orElseThrow(() -> new IllegalArgumentException("adapter " + key + " no longer exists")));
+        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(gpuAdapterSlots, llama.config().numLayers(),
+            llama.config().shape().ins(), llama.config().shape().outs()), slotBudget, hostTier, loader);
+        LOG.info("adapters: {} registered; slots {} with {} MB, host cache {} MB", registry.list("default").size(),
+            gpuAdapterSlots, slotBudget >> 20, hostCacheMb);
+        Engine engine = new Engine(llama, cpu, device, maxBatch, maxQueued);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit);
+        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry);
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -147,8 +172,16 @@ final class ServeCommand implements Callable<Integer> {
         if (!backend.equals("auto") && !backend.equals("cpu") && !backend.equals("cuda")) {
             throw new ParameterException(cl, "--backend must be auto, cpu or cuda, got '" + backend + "'");
         }
-        if (loraModules != null && !loraModules.isEmpty()) {
-            throw new ParameterException(cl, "--lora-modules is not supported yet in this build (adapters arrive with the multi-LoRA engine)");
+        if (loraModules != null) {
+            for (String m : loraModules) {
+                int eq = m.indexOf('=');
+                if (eq <= 0 || eq == m.length() - 1) {
+                    throw new ParameterException(cl, "--lora-modules entries are NAME=DIR, got '" + m + "'");
+                }
+            }
+        }
+        if (adapterSlotMb != null) {
+            positive("--adapter-slot-mb", adapterSlotMb);
         }
         if (apiKeys != null) {
             throw new ParameterException(cl, "--api-keys is not supported yet in this build");
@@ -156,6 +189,30 @@ final class ServeCommand implements Callable<Integer> {
         if (clusterName != null || clusterMembers != null) {
             throw new ParameterException(cl, "--cluster-name/--cluster-members are not supported yet in this build");
         }
+    }
+
+    /** The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters. */
+    private AdapterRegistry adapters(LlamaModel llama) {
+        AdapterRegistry registry = new AdapterRegistry(dataDir, llama.config().shape(), maxLoraRank);
+        try {
+            registry.load();
+        } catch (RuntimeException e) {
+            throw new ParameterException(spec.commandLine(), "cannot use --data-dir " + dataDir + ": " + e.getMessage());
+        }
+        if (loraModules != null) {
+            for (String m : loraModules) {
+                int eq = m.indexOf('=');
+                String name = m.substring(0, eq);
+                Path dir = Path.of(m.substring(eq + 1));
+                try {
+                    AdapterInfo info = registry.registerSystem(name, dir);
+                    LOG.info("adapter {} from {}: rank {}, targets {}, {} bytes", name, dir, info.rank(), info.targets(), info.bytes());
+                } catch (RuntimeException e) {
+                    throw new ParameterException(spec.commandLine(), "--lora-modules " + name + "=" + dir + ": " + e.getMessage());
+                }
+            }
+        }
+        return registry;
     }
 
     private void positive(String name, int v) {

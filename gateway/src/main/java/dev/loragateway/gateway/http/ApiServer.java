@@ -4,6 +4,9 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterInfo;
+import dev.loragateway.adapters.AdapterLoadException;
+import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.text.TextTokenizer;
 import io.vertx.core.Context;
@@ -19,6 +22,7 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -44,12 +48,31 @@ public final class ApiServer {
     private volatile boolean draining;
     private HttpServer server;
 
+    /** Tenant of every caller until API keys exist. */
+    static final String DEFAULT_TENANT = "default";
+
+    private final AdapterRegistry adapters;
+
+    /** A server for the base model only. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
+        this(vertx, engine, tokenizer, modelId, maxModelLen, null);
+    }
+
+    /**
+     * @param adapters the adapters a request's {@code model} may name (null: none); the engine's
+     *     device tier is keyed by their {@link dev.loragateway.adapters.AdapterKey}
+     */
+    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
         this.vertx = vertx;
         this.engine = engine;
         this.tokenizer = tokenizer;
         this.modelId = modelId;
-        this.completions = new Completions(tokenizer, modelId, maxModelLen, engine.model().config().vocabSize());
+        this.adapters = adapters;
+        this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
+    }
+
+    private Optional<Object> adapterKey(String model) {
+        return adapters == null ? Optional.empty() : adapters.find(DEFAULT_TENANT, model).map(AdapterInfo::key);
     }
 
     /** Starts listening; the future gives the bound port. */
@@ -102,6 +125,13 @@ public final class ApiServer {
         ObjectNode root = JSON.createObjectNode().put("object", "list");
         root.putArray("data").addObject().put("id", modelId).put("object", "model").put("created", created)
             .put("owned_by", "system").putNull("parent").put("root", modelId);
+        if (adapters != null) {
+            for (AdapterInfo a : adapters.list(DEFAULT_TENANT)) {
+                ((com.fasterxml.jackson.databind.node.ArrayNode) root.get("data")).addObject().put("id", a.name())
+                    .put("object", "model").put("created", a.created()).put("owned_by", a.tenant())
+                    .put("parent", modelId).put("root", modelId);
+            }
+        }
         json(ctx.response(), 200, root);
     }
 
@@ -126,8 +156,13 @@ public final class ApiServer {
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {
-                engine.submit(gen -> completions.run(gen, req, null)).whenComplete((runs, failure) -> context.runOnContext(v -> {
+                Completions.Submitted sub = completions.submit(engine, req, null);
+                resp.closeHandler(v -> sub.cancel());
+                sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
                     inFlight.decrementAndGet();
+                    if (resp.closed()) {
+                        return;
+                    }
                     if (failure != null) {
                         fail(resp, failure);
                     } else {
@@ -139,28 +174,38 @@ public final class ApiServer {
             inFlight.decrementAndGet();
             resp.putHeader("Retry-After", "1");
             error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
+        } catch (RuntimeException e) {
+            inFlight.decrementAndGet();
+            fail(resp, e);
         }
     }
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
         HttpServerResponse resp = ctx.response();
-        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
-        engine.submit(gen -> completions.run(gen, req, (index, text) -> {
+        Completions.Submitted sub = completions.submit(engine, req, (index, text) -> {
             String chunk = chunk(req, id, now, index, text, null).toString();
             context.runOnContext(v -> {
                 if (!resp.closed()) {
                     resp.write("data: " + chunk + "\n\n");
                 }
             });
-        })).whenComplete((runs, failure) -> context.runOnContext(v -> {
+        });
+        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
+        resp.closeHandler(v -> sub.cancel());
+        sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
             inFlight.decrementAndGet();
             if (resp.closed()) {
                 return;
             }
             if (failure != null) {
-                LOG.error("request {} failed", id, failure);
+                Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
                 ObjectNode err = JSON.createObjectNode();
-                err.putObject("error").put("message", "internal error").put("type", "internal_error");
+                if (t instanceof AdapterLoadException) {
+                    err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
+                } else {
+                    LOG.error("request {} failed", id, t);
+                    err.putObject("error").put("message", "internal error").put("type", "internal_error");
+                }
                 resp.write("data: " + err + "\n\n");
             } else {
                 int completion = 0;
@@ -219,6 +264,8 @@ public final class ApiServer {
             error(resp, (ApiError) t);
         } else if (t instanceof IllegalArgumentException) {
             error(resp, ApiError.badRequest(t.getMessage(), null));
+        } else if (t instanceof AdapterLoadException) {
+            error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
         } else {
             LOG.error("request failed", t);
             error(resp, new ApiError(500, "internal_error", "internal error", null, null));

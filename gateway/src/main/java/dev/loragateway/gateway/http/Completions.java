@@ -4,14 +4,18 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.Sampler;
 import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.gateway.text.TextTokenizer;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
+import java.util.function.Function;
 
 /**
  * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
@@ -24,19 +28,25 @@ final class Completions {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A validated request. */
-    record Request(String model, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
+    record Request(String model, Object adapter, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
                    double topP, List<String> stop, Long seed, int logprobs, boolean echo, int n, boolean stream,
                    boolean includeUsage) {
     }
 
     private final TextTokenizer tokenizer;
     private final String modelId;
+    private final Function<String, Optional<Object>> adapters;
     private final int maxModelLen;
     private final int vocabSize;
 
-    Completions(TextTokenizer tokenizer, String modelId, int maxModelLen, int vocabSize) {
+    /**
+     * @param adapters the adapter key of a model name that is not the base model's, if the caller
+     *     may use such an adapter
+     */
+    Completions(TextTokenizer tokenizer, String modelId, Function<String, Optional<Object>> adapters, int maxModelLen, int vocabSize) {
         this.tokenizer = tokenizer;
         this.modelId = modelId;
+        this.adapters = adapters;
         this.maxModelLen = maxModelLen;
         this.vocabSize = vocabSize;
     }
@@ -46,8 +56,9 @@ final class Completions {
             throw ApiError.badRequest("the request body must be a JSON object", null);
         }
         String model = Json.string(body, "model", true);
+        Object adapter = null;
         if (!model.equals(modelId)) {
-            throw ApiError.modelNotFound(model);
+            adapter = adapters.apply(model).orElseThrow(() -> ApiError.modelNotFound(model));
         }
         JsonNode p = body.get("prompt");
         if (p == null || p.isNull()) {
@@ -114,7 +125,7 @@ final class Completions {
         if (!Json.absent(body, "user")) {
             Json.string(body, "user", false);
         }
-        return new Request(model, prompts, texts, maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
+        return new Request(model, adapter, prompts, texts, maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
     }
 
     private void addText(String text, List<int[]> prompts, List<String> texts) {
@@ -175,27 +186,48 @@ final class Completions {
         return r.seed() != null ? r.seed() : ThreadLocalRandom.current().nextLong();
     }
 
-    /**
-     * Runs every choice on the engine thread; {@code onDelta(choiceIndex, text)} streams text when
-     * non-null. Returns the finished choices in index order.
-     */
-    List<ChoiceRun> run(Generator gen, Request r, ChoiceListener onDelta) {
-        long seed = baseSeed(r);
-        List<ChoiceRun> out = new ArrayList<>();
-        for (int pi = 0; pi < r.prompts().size(); pi++) {
-            for (int c = 0; c < r.n(); c++) {
-                int index = pi * r.n() + c;
-                ChoiceRun run = new ChoiceRun(tokenizer, r.stop());
-                Consumer<String> sink = onDelta == null ? null : d -> onDelta.delta(index, d);
-                if (r.maxTokens() > 0) {
-                    run.run(gen, r.prompts().get(pi), params(r, seed, index), sink);
-                } else {
-                    run.finishReason = "length";
-                }
-                out.add(run);
-            }
+    /** A submitted completion: its choices (filled in as tokens arrive) and the future of all of them. */
+    record Submitted(List<ChoiceRun> runs, List<CompletableFuture<Generator.Finish>> futures, CompletableFuture<List<ChoiceRun>> done) {
+        /** Stops every choice at the engine's next step (the client went away). */
+        void cancel() {
+            futures.forEach(f -> f.cancel(false));
         }
-        return out;
+    }
+
+    /**
+     * Submits every choice to the engine, where they join the running batch; {@code onDelta(choice,
+     * text)} streams text when non-null. {@code done} completes with the choices in index order.
+     *
+     * @throws Engine.QueueFullException when the engine's queue is full (nothing stays submitted)
+     */
+    Submitted submit(Engine engine, Request r, ChoiceListener onDelta) {
+        long seed = baseSeed(r);
+        List<ChoiceRun> runs = new ArrayList<>();
+        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the engine's, for cancelling
+        List<CompletableFuture<Generator.Finish>> finished = new ArrayList<>();  // after each choice's finish()
+        try {
+            for (int pi = 0; pi < r.prompts().size(); pi++) {
+                int[] prompt = r.prompts().get(pi);
+                for (int c = 0; c < r.n(); c++) {
+                    int index = pi * r.n() + c;
+                    Consumer<String> sink = onDelta == null ? null : d -> onDelta.delta(index, d);
+                    ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
+                    runs.add(run);
+                    CompletableFuture<Generator.Finish> f = engine.submit(new Engine.Request(prompt, params(r, seed, index), r.adapter(), run));
+                    futures.add(f);
+                    finished.add(f.thenApply(end -> {
+                        run.finish(end);
+                        return end;
+                    }));
+                }
+            }
+        } catch (RuntimeException e) {
+            futures.forEach(f -> f.cancel(false));
+            throw e;
+        }
+        CompletableFuture<List<ChoiceRun>> done = CompletableFuture.allOf(finished.toArray(new CompletableFuture<?>[0]))
+            .thenApply(v -> runs);
+        return new Submitted(runs, futures, done);
     }
 
     /** Receives streamed text of one choice. */

@@ -1,0 +1,175 @@
+package dev.loragateway.batcher;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loragateway.adapters.AdapterLoadException;
+import dev.loragateway.adapters.DeviceTier;
+import dev.loragateway.adapters.HostTier;
+import dev.loragateway.adapters.LoraAdapter;
+import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.DType;
+import dev.loragateway.kernels.LoraSlotPool;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The batching engine: requests for many adapters (more than there are slots) and the base model,
+ * submitted at once, each give exactly the tokens of its merged-weights twin run alone; they share
+ * steps; pins are all released at the end.
+ */
+class EngineTest {
+    static ModelConfig cfg;
+    static Map<String, float[]> base;
+    static LlamaModel model;
+    static List<LoraAdapter> adapters;
+    static ExecutorService loader;
+    static CpuBackend refCpu;
+
+    @BeforeAll
+    static void setUp() {
+        Random rnd = new Random(77);
+        cfg = RandomModels.config(40, 72, 2, 4, 2, 97);
+        base = RandomModels.weights(cfg, rnd, DType.F32);
+        model = RandomModels.model(cfg, base, DType.F32);
+        adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        loader = Executors.newSingleThreadExecutor();
+        refCpu = new CpuBackend(1);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        loader.shutdownNow();
+        refCpu.close();
+    }
+
+    private static DeviceTier<Object> tier(int slots) {
+        Map<Object, LoraAdapter> disk = new HashMap<>();
+        for (LoraAdapter a : adapters) {
+            disk.put(a.name(), a);
+        }
+        HostTier<Object> host = new HostTier<>(1 << 24, k -> {
+            LoraAdapter a = disk.get(k);
+            if (a == null) {
+                throw new IllegalArgumentException("no adapter named " + k);
+            }
+            return a;
+        });
+        return new DeviceTier<>(new LoraSlotPool(slots, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
+            Long.MAX_VALUE, host, loader);
+    }
+
+    private static int[] alone(LlamaModel m, int[] prompt, int maxTokens) {
+        Generator g = new Generator(new ForwardPass(m, refCpu));
+        List<Integer> out = new ArrayList<>();
+        g.generate(prompt, new SamplingParams(0, 1, 0, maxTokens, -1), (t, lp) -> out.add(t));
+        return out.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    @Test
+    void manyAdaptersThroughFewSlotsEqualMergedTwins() throws Exception {
+        DeviceTier<Object> tier = tier(3); // 9 adapters, 3 slots: requests must wait for slots
+        Random rnd = new Random(5);
+        try (Engine engine = new Engine(model, new CpuBackend(2), tier, 8, 100)) {
+            int n = 24;
+            List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();
+            List<List<Integer>> outs = new ArrayList<>();
+            int[][] prompts = new int[n][];
+            String[] which = new String[n];
+            int[] maxTokens = new int[n];
+            for (int i = 0; i < n; i++) {
+                prompts[i] = new int[2 + rnd.nextInt(7)];
+                for (int j = 0; j < prompts[i].length; j++) {
+                    prompts[i][j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+                }
+                which[i] = i % 5 == 4 ? null : adapters.get(rnd.nextInt(adapters.size())).name();
+                maxTokens[i] = 3 + rnd.nextInt(8);
+                List<Integer> out = new ArrayList<>();
+                outs.add(out);
+                futures.add(engine.submit(new Engine.Request(prompts[i], new SamplingParams(0, 1, 0, maxTokens[i], -1),
+                    which[i], (t, lp) -> out.add(t))));
+            }
+            int total = 0;
+            for (int i = 0; i < n; i++) {
+                futures.get(i).get(60, TimeUnit.SECONDS);
+                total += outs.get(i).size();
+            }
+            Map<String, LlamaModel> twins = new HashMap<>();
+            for (int i = 0; i < n; i++) {
+                String a = which[i];
+                LlamaModel twin = a == null ? model : twins.computeIfAbsent(a, k -> RandomModels.model(cfg,
+                    RandomModels.merged(cfg, base, adapters.stream().filter(x -> x.name().equals(k)).findFirst().orElseThrow()), DType.F32));
+                int[] expected = alone(twin, prompts[i], maxTokens[i]);
+                int[] got = outs.get(i).stream().mapToInt(Integer::intValue).toArray();
+                assertEquals(java.util.Arrays.toString(expected), java.util.Arrays.toString(got), "request " + i + " (" + a + ")");
+            }
+            assertTrue(engine.steps() < total, "requests were not batched: " + engine.steps() + " steps for " + total + " tokens");
+            assertEquals(0, tier.totalPins(), "pins leaked");
+            assertEquals(0, engine.queued());
+            assertTrue(tier.stats().evictions() > 0, "9 adapters through 3 slots evicted nothing: " + tier.stats());
+        }
+    }
+
+    @Test
+    void unknownAdapterFailsItsRequestOnly() throws Exception {
+        DeviceTier<Object> tier = tier(2);
+        try (Engine engine = new Engine(model, new CpuBackend(1), tier, 4, 10)) {
+            var bad = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), "nope", (t, lp) -> true));
+            var good = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), "r8-all", (t, lp) -> true));
+            ExecutionException e = assertThrows(ExecutionException.class, () -> bad.get(30, TimeUnit.SECONDS));
+            assertTrue(e.getCause() instanceof AdapterLoadException, e.getCause().toString());
+            assertTrue(e.getCause().getMessage().contains("no adapter named nope"), e.getCause().getMessage());
+            assertEquals(Generator.Finish.LENGTH, good.get(30, TimeUnit.SECONDS));
+        }
+    }
+
+    @Test
+    void cancelledAndStoppedRequestsReleaseTheirPins() throws Exception {
+        DeviceTier<Object> tier = tier(4);
+        try (Engine engine = new Engine(model, new CpuBackend(1), tier, 4, 10)) {
+            var longRun = engine.submit(new Engine.Request(new int[] {7, 8, 9}, new SamplingParams(0, 1, 0, 100000, -1), "r4-qv",
+                (t, lp) -> true));
+            int[] seen = {0};
+            var stopped = engine.submit(new Engine.Request(new int[] {7}, new SamplingParams(0, 1, 0, 50, -1), "r16-attn",
+                (t, lp) -> ++seen[0] < 3));
+            assertEquals(Generator.Finish.STOP, stopped.get(30, TimeUnit.SECONDS));
+            assertEquals(3, seen[0]);
+            longRun.cancel(false);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while ((tier.totalPins() > 0 || engine.running() > 0) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(0, tier.totalPins());
+            assertEquals(0, engine.running());
+        }
+    }
+
+    @Test
+    void fullQueueIsRefused() {
+        try (Engine engine = new Engine(model, new CpuBackend(1), null, 1, 2)) {
+            int refused = 0;
+            List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
+            for (int i = 0; i < 20; i++) {
+                try {
+                    fs.add(engine.submit(new Engine.Request(new int[] {3}, new SamplingParams(0, 1, 0, 200, -1), null, (t, lp) -> true)));
+                } catch (Engine.QueueFullException e) {
+                    refused++;
+                }
+            }
+            assertTrue(refused > 0, "20 requests into a queue of 2 behind a batch of 1 were all accepted");
+            fs.forEach(f -> f.cancel(false));
+        }
+    }
+}
