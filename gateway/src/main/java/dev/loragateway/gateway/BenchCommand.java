@@ -43,8 +43,27 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--copy-mb", defaultValue = "512", description = "Size of the copied buffer for the bandwidth reference (default: ${DEFAULT-VALUE}).")
     int copyMb;
 
+    @Option(names = "--adapters", paramLabel = "N", description = "Multi-LoRA mode: N random adapters; prints base vs mixed vs per-adapter batches.")
+    Integer adapters;
+
+    @Option(names = "--batch", defaultValue = "32", description = "Multi-LoRA mode: rows per decode step (default: ${DEFAULT-VALUE}).")
+    int batch;
+
+    @Option(names = "--rank", defaultValue = "16", description = "Multi-LoRA mode: adapter rank, on all seven projections (default: ${DEFAULT-VALUE}).")
+    int rank;
+
+    @Option(names = "--distribution", defaultValue = "distinct",
+        description = "Multi-LoRA mode: how rows pick adapters: distinct, uniform, zipf (1.5) or identical (default: ${DEFAULT-VALUE}).")
+    String distribution;
+
+    @Option(names = "--steps", defaultValue = "8", description = "Multi-LoRA mode: timed decode steps per measurement (default: ${DEFAULT-VALUE}).")
+    int steps;
+
     @Override
     public Integer call() throws Exception {
+        if (adapters != null) {
+            return loraBench();
+        }
         Path dir = model != null ? model : DemoCache.get("bench-h1024-l16-bf16",
             new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
         long rssBefore = rssKb();
@@ -80,6 +99,25 @@ final class BenchCommand implements Callable<Integer> {
         System.out.printf("| Java heap used after the run | %d MB (max %d MB) |%n", heapMb, rt.maxMemory() >> 20);
         System.out.printf("| process RSS (before load -> after run) | %d MB -> %d MB (weights are mapped, so RSS counts the file pages read) |%n",
             rssBefore >> 10, rssKb() >> 10);
+        return 0;
+    }
+
+    private int loraBench() throws Exception {
+        if (adapters < 1 || batch < 1 || rank < 1 || steps < 1 || runs < 1) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                "--adapters, --batch, --rank, --steps and --runs must be at least 1");
+        }
+        LoraBench.rowAdapters(distribution, 1, 1, new SplittableRandom(1)); // validates --distribution
+        Path dir = model != null ? model : DemoCache.get("bench-h1024-l16-bf16",
+            new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
+        LlamaModel llama = LlamaModel.load(dir);
+        int nThreads = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+        System.out.printf("model %s: %d layers, hidden %d, vocab %d, %s weights %.1f MB; %d threads; Java %s%n", dir,
+            llama.config().numLayers(), llama.config().hiddenSize(), llama.config().vocabSize(),
+            llama.embedding().dtype(), llama.weightBytes() / 1e6, nThreads, Runtime.version());
+        try (CpuBackend cpu = new CpuBackend(nThreads)) {
+            new LoraBench(llama, adapters, batch, rank, distribution, steps, runs).run(cpu);
+        }
         return 0;
     }
 
