@@ -141,6 +141,23 @@ final class RandomModels {
         return w;
     }
 
+    /** Rounds every A and B value of {@code a} to bfloat16, in place (never to zero). */
+    static void roundToBf16(LoraAdapter a) {
+        for (int l = 0; l < a.layers(); l++) {
+            for (LoraModule m : LoraModule.values()) {
+                LoraAdapter.Part p = a.part(l, m);
+                if (p != null) {
+                    for (float[] v : List.of(p.a(), p.b())) {
+                        for (int i = 0; i < v.length; i++) {
+                            float f = DType.bf16ToFloat(DType.floatToBf16(v[i]));
+                            v[i] = f == 0f ? 0x1p-20f : f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /** Nine adapters of mixed ranks, targets, layer subsets, rank patterns and rsLoRA. */
     static List<LoraAdapter> mixedAdapters(ModelShape s, Random rnd) {
         List<LoraModule> all = List.of(LoraModule.values());

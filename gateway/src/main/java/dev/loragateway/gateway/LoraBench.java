@@ -9,6 +9,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.batcher.StepBatch;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.LoraSlotPool;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -81,25 +82,29 @@ final class LoraBench {
         return a;
     }
 
-    /** A random rank-r adapter on all seven projections of every layer. */
-    static LoraAdapter randomAdapter(ModelShape s, int r, SplittableRandom rnd) {
+    /**
+     * A random rank-r adapter on all seven projections of every layer; with {@code bf16} its values
+     * are bfloat16 (as PEFT saves an adapter trained on a bf16 model), which the slot pool keeps as bf16.
+     */
+    static LoraAdapter randomAdapter(ModelShape s, int r, boolean bf16, SplittableRandom rnd) {
         LoraAdapter.Part[][] parts = new LoraAdapter.Part[s.layers()][LoraModule.COUNT];
         float scaling = 2f;
         for (int l = 0; l < s.layers(); l++) {
             for (LoraModule m : LoraModule.values()) {
                 float[] a = new float[r * s.in(m)];
                 float[] b = new float[s.out(m) * r];
-                fill(a, rnd, 1 / Math.sqrt(s.in(m)));
-                fill(b, rnd, 0.1 / (scaling * Math.sqrt(r)));
+                fill(a, rnd, 1 / Math.sqrt(s.in(m)), bf16);
+                fill(b, rnd, 0.1 / (scaling * Math.sqrt(r)), bf16);
                 parts[l][m.ordinal()] = new LoraAdapter.Part(r, scaling, a, b);
             }
         }
         return new LoraAdapter("bench", r, 2.0 * r, List.of(LoraModule.values()), 0, parts);
     }
 
-    private static void fill(float[] a, SplittableRandom rnd, double std) {
+    private static void fill(float[] a, SplittableRandom rnd, double std, boolean bf16) {
         for (int i = 0; i < a.length; i++) {
-            a[i] = (float) ((rnd.nextDouble() * 2 - 1) * std * 1.7320508);
+            float v = (float) ((rnd.nextDouble() * 2 - 1) * std * 1.7320508);
+            a[i] = bf16 ? DType.bf16ToFloat(DType.floatToBf16(v)) : v;
         }
     }
 
@@ -109,14 +114,14 @@ final class LoraBench {
         LoraSlotPool pool = new LoraSlotPool(adapters, cfg.numLayers(), shape.ins(), shape.outs());
         long t0 = System.nanoTime();
         for (int i = 0; i < adapters; i++) {
-            pool.write(i, randomAdapter(shape, rank, rnd));
+            pool.write(i, randomAdapter(shape, rank, model.embedding().dtype() == DType.BF16, rnd));
         }
         double fill = (System.nanoTime() - t0) / 1e9;
         int[] rowAdapter = rowAdapters(distribution, batch, adapters, rnd);
         long used = Arrays.stream(rowAdapter).distinct().count();
-        System.out.printf("%d adapters of rank %d on all 7 projections (%d layers); batch %d, %s: %d distinct adapters in the batch; "
+        System.out.printf("%d adapters of rank %d on all 7 projections (%d layers), %s; batch %d, %s: %d distinct adapters in the batch; "
             + "slot pool %.1f MB (%.1f MB per adapter, packed in %.2f s); %d decode steps per measurement, best of %d%n",
-            adapters, rank, cfg.numLayers(), batch, distribution, used, pool.totalBytes() / 1e6,
+            adapters, rank, cfg.numLayers(), pool.isBf16(0) ? "bf16" : "float32", batch, distribution, used, pool.totalBytes() / 1e6,
             pool.totalBytes() / 1e6 / adapters, fill, steps, repeats);
 
         ForwardPass pass = new ForwardPass(model, cpu, pool);

@@ -42,11 +42,19 @@ final class Lora {
             if (r == 0) {
                 continue;
             }
-            float[] d = pool.data(s);
             int a = pool.offA(s, layer, m);
             float sc = pool.scaling(s, layer, m);
-            for (int k = 0; k < r; k++) {
-                t[i * ts + k] = sc * Ops.dot(d, a + k * in, x, i * xs, in);
+            if (pool.isBf16(s)) {
+                int[] p = pool.packed(s);
+                int stride = Bf16Rows.words(in);
+                for (int k = 0; k < r; k++) {
+                    t[i * ts + k] = sc * Bf16Rows.dot(p, a + k * stride, x, i * xs, in);
+                }
+            } else {
+                float[] d = pool.data(s);
+                for (int k = 0; k < r; k++) {
+                    t[i * ts + k] = sc * Ops.dot(d, a + k * in, x, i * xs, in);
+                }
             }
         }
     }
@@ -70,7 +78,7 @@ final class Lora {
             if (r == 0) {
                 continue;
             }
-            expandRows(pool.data(s), pool.offB(s, layer, m), r, out, t, i, i + 1, ts, y, ys);
+            expand(pool, s, pool.offB(s, layer, m), r, out, t, i, i + 1, ts, y, ys);
         }
     }
 
@@ -97,9 +105,24 @@ final class Lora {
             }
             int lo = Math.max(segStart[g], r0);
             int hi = Math.min(segStart[g + 1], r1);
-            float[] d = pool.data(s);
             int a = pool.offA(s, layer, m);
             float sc = pool.scaling(s, layer, m);
+            if (pool.isBf16(s)) {
+                int[] p = pool.packed(s);
+                int stride = Bf16Rows.words(in);
+                for (int k = 0; k < r; k++) {
+                    int ak = a + k * stride;
+                    int i = lo;
+                    for (; i + 2 <= hi; i += 2) {
+                        Bf16Rows.dot2(p, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
+                    }
+                    for (; i < hi; i++) {
+                        t[i * ts + k] = sc * Bf16Rows.dot(p, ak, x, i * xs, in);
+                    }
+                }
+                continue;
+            }
+            float[] d = pool.data(s);
             for (int k = 0; k < r; k++) {
                 int ak = a + k * in;
                 int i = lo;
@@ -135,8 +158,17 @@ final class Lora {
             int lo = Math.max(segStart[g], r0);
             int hi = Math.min(segStart[g + 1], r1);
             if (lo < hi) {
-                expandRows(pool.data(s), pool.offB(s, layer, m), r, out, t, lo, hi, ts, y, ys);
+                expand(pool, s, pool.offB(s, layer, m), r, out, t, lo, hi, ts, y, ys);
             }
+        }
+    }
+
+    private static void expand(LoraSlotPool pool, int s, int bt, int r, int out, float[] t, int lo, int hi, int ts,
+                               float[] y, int ys) {
+        if (pool.isBf16(s)) {
+            Bf16Rows.expandRows(pool.packed(s), bt, r, out, t, lo, hi, ts, y, ys);
+        } else {
+            expandRows(pool.data(s), bt, r, out, t, lo, hi, ts, y, ys);
         }
     }
 

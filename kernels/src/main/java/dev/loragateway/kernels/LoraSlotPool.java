@@ -4,7 +4,8 @@ import java.util.Arrays;
 
 /**
  * The device tier of LoRA adapters on the CPU backend: a fixed number of slots, each holding one
- * adapter packed into a single float32 array. For every (layer, module) the adapter targets, the
+ * adapter packed into a single array (float32, or bf16 pairs when the adapter is exactly bf16; see
+ * {@link Bf16Rows}; offsets below then count int words of that layout). For every (layer, module) the adapter targets, the
  * slot holds {@code A: (r, in)} row-major followed by {@code Bᵀ: (r, out)} row-major (B is stored
  * transposed so the expand kernel reads whole output rows), and the scaling to apply. Ranks may
  * differ per adapter and per (layer, module); nothing is padded to a common rank.
@@ -36,7 +37,8 @@ public final class LoraSlotPool {
     private final int layers;
     private final int[] ins;
     private final int[] outs;
-    private final float[][] data;     // [slot] packed weights, null when empty
+    private final float[][] data;     // [slot] float32 weights, null when empty or bf16
+    private final int[][] packed;     // [slot] bf16 weights in Bf16Rows layout, null when empty or float32
     private final int[][][] ranks;    // [slot][layer][module]
     private final float[][][] scale;  // [slot][layer][module]
     private final int[][][] offA;     // [slot][layer][module]
@@ -59,6 +61,7 @@ public final class LoraSlotPool {
         this.outs = outs.clone();
         int m = ins.length;
         this.data = new float[slots][];
+        this.packed = new int[slots][];
         this.ranks = new int[slots][layers][m];
         this.scale = new float[slots][layers][m];
         this.offA = new int[slots][layers][m];
@@ -102,14 +105,32 @@ public final class LoraSlotPool {
 
     /**
      * Packs {@code src} into {@code slot}, replacing what was there; returns the bytes the slot now
-     * holds. Shapes are checked ({@code a.length == r·in}, {@code b.length == out·r}).
+     * holds. Shapes are checked ({@code a.length == r·in}, {@code b.length == out·r}). An adapter
+     * whose every value is exactly a bfloat16 (as when PEFT saved it in bf16) is stored as bf16,
+     * losslessly, in half the bytes; any other is stored as float32.
      */
     public long write(int slot, Source src) {
-        long floats = floatsFor(src);
-        if (floats > Integer.MAX_VALUE - 16) {
-            throw new IllegalArgumentException("adapter of " + floats + " floats does not fit one slot array");
+        boolean half = true;
+        for (int l = 0; l < layers && half; l++) {
+            for (int m = 0; m < ins.length && half; m++) {
+                if (src.rank(l, m) > 0) {
+                    half = Bf16Rows.exact(src.a(l, m)) && Bf16Rows.exact(src.b(l, m));
+                }
+            }
         }
-        float[] d = new float[(int) floats];
+        long words = 0;
+        for (int l = 0; l < layers; l++) {
+            for (int m = 0; m < ins.length; m++) {
+                int r = src.rank(l, m);
+                words += half ? (long) r * (Bf16Rows.words(ins[m]) + Bf16Rows.words(outs[m])) : (long) r * (ins[m] + outs[m]);
+            }
+        }
+        if (words > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("adapter of " + words + " words does not fit one slot array");
+        }
+        float[] d = half ? null : new float[(int) words];
+        int[] p = half ? new int[(int) words] : null;
+        float[] row = new float[0];
         int pos = 0;
         int max = 0;
         for (int l = 0; l < layers; l++) {
@@ -128,30 +149,47 @@ public final class LoraSlotPool {
                 float[] a = src.a(l, m);
                 float[] b = src.b(l, m);
                 if (a.length != r * in || b.length != out * r) {
+                    ranks[slot][l][m] = 0;
                     throw new IllegalArgumentException("layer " + l + " module " + m + ": A has " + a.length
                         + " values (need " + r * in + "), B has " + b.length + " (need " + out * r + ")");
                 }
                 scale[slot][l][m] = src.scaling(l, m);
                 offA[slot][l][m] = pos;
-                System.arraycopy(a, 0, d, pos, r * in);
-                pos += r * in;
-                offB[slot][l][m] = pos;
-                for (int k = 0; k < r; k++) {          // Bᵀ[k][o] = B[o][k]
-                    for (int o = 0; o < out; o++) {
-                        d[pos + k * out + o] = b[o * r + k];
+                for (int k = 0; k < r; k++) {
+                    if (half) {
+                        pos = Bf16Rows.pack(a, k * in, in, p, pos);
+                    } else {
+                        System.arraycopy(a, k * in, d, pos, in);
+                        pos += in;
                     }
                 }
-                pos += r * out;
+                offB[slot][l][m] = pos;
+                if (row.length < out) {
+                    row = new float[out];
+                }
+                for (int k = 0; k < r; k++) {          // Bᵀ[k][o] = B[o][k]
+                    for (int o = 0; o < out; o++) {
+                        row[o] = b[o * r + k];
+                    }
+                    if (half) {
+                        pos = Bf16Rows.pack(row, 0, out, p, pos);
+                    } else {
+                        System.arraycopy(row, 0, d, pos, out);
+                        pos += out;
+                    }
+                }
             }
         }
         maxRank[slot] = max;
         data[slot] = d;
-        return 4L * d.length;
+        packed[slot] = p;
+        return bytes(slot);
     }
 
     /** Empties {@code slot}. */
     public void clear(int slot) {
         data[slot] = null;
+        packed[slot] = null;
         maxRank[slot] = 0;
         for (int[] r : ranks[slot]) {
             Arrays.fill(r, 0);
@@ -159,13 +197,19 @@ public final class LoraSlotPool {
     }
 
     public boolean occupied(int slot) {
-        return data[slot] != null;
+        return data[slot] != null || packed[slot] != null;
+    }
+
+    /** Whether {@code slot} holds its adapter as bf16 (else float32). */
+    public boolean isBf16(int slot) {
+        return packed[slot] != null;
     }
 
     /** Bytes held by {@code slot} (0 when empty). */
     public long bytes(int slot) {
         float[] d = data[slot];
-        return d == null ? 0 : 4L * d.length;
+        int[] p = packed[slot];
+        return d != null ? 4L * d.length : p != null ? 4L * p.length : 0;
     }
 
     /** Bytes held by all slots. */
@@ -193,6 +237,10 @@ public final class LoraSlotPool {
 
     float[] data(int slot) {
         return data[slot];
+    }
+
+    int[] packed(int slot) {
+        return packed[slot];
     }
 
     int offA(int slot, int layer, int module) {

@@ -2,6 +2,7 @@ package dev.loragateway.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -72,9 +73,20 @@ class LoraKernelTest {
                     sc[l][m] = (float) (0.5 + rnd.nextDouble());
                     a[l][m] = Fixtures.gaussian(rnd, r * INS[m], 0.3, 0.01);
                     b[l][m] = Fixtures.gaussian(rnd, OUTS[m] * r, 0.3, -0.01);
+                    if (index % 2 == 1) { // odd adapters are exactly bf16: the pool keeps them as bf16
+                        toBf16(a[l][m]);
+                        toBf16(b[l][m]);
+                    }
                 }
             }
             return new Adapter(rk, sc, a, b);
+        }
+
+        static void toBf16(float[] v) {
+            for (int i = 0; i < v.length; i++) {
+                float f = DType.bf16ToFloat(DType.floatToBf16(v[i]));
+                v[i] = f == 0f ? 0x1p-20f : f;
+            }
         }
 
         @Override public int rank(int layer, int module) {
@@ -247,6 +259,20 @@ class LoraKernelTest {
             }
         }
         assertEquals(4 * floats, bytes);
+        assertEquals(false, pool.isBf16(1));
+        Adapter half = Adapter.random(rnd, 8, 1); // odd index: bf16-exact values
+        long halfBytes = pool.write(2, half);
+        assertEquals(true, pool.isBf16(2));
+        long words = 0; // two bf16 values per int in whole 2L-blocks, one per int in a row's tail
+        for (int l = 0; l < LAYERS; l++) {
+            for (int m = 0; m < INS.length; m++) {
+                words += (long) half.rank(l, m) * (Bf16Rows.words(INS[m]) + Bf16Rows.words(OUTS[m]));
+            }
+        }
+        assertEquals(4 * words, halfBytes);
+        assertTrue(halfBytes < bytes, "bf16 adapter takes " + halfBytes + " bytes, float32 " + bytes);
+        assertEquals(bytes + halfBytes, pool.totalBytes());
+        pool.clear(2);
         assertEquals(bytes, pool.totalBytes());
         pool.clear(1);
         assertEquals(0, pool.totalBytes());
