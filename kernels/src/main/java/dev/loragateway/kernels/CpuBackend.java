@@ -7,6 +7,7 @@ package dev.loragateway.kernels;
 public final class CpuBackend implements AutoCloseable {
     private final ParallelFor team;
     private float[] permuted = new float[0]; // (rows, in) input de-interleaved for 16-bit weights
+    private float[] packed = new float[0];   // (rows, in) input packed into row panels (rows >= 2)
     private float[] loraT = new float[0];    // (rows, maxRank) LoRA shrink output
 
     public CpuBackend(int threads) {
@@ -35,6 +36,18 @@ public final class CpuBackend implements AutoCloseable {
         if (x.length < rows * in || out.length < rows * outDim) {
             throw new IllegalArgumentException("matmul " + w + ": buffers too small for " + rows + " rows (x "
                 + x.length + " < " + rows * in + " or out " + out.length + " < " + rows * outDim + ")");
+        }
+        if (rows >= 2) {
+            // batched rows: compute bound, register-blocked over packed input panels
+            if (packed.length < rows * in) {
+                packed = new float[rows * in];
+            }
+            DType bdt = w.dtype();
+            MatMulBatched.pack(x, rows, in, bdt != DType.F32, packed);
+            final float[] xq = packed;
+            var wb = w.buffer();
+            team.run(outDim, 16, (j0, j1) -> MatMulBatched.batched(bdt, wb, in, xq, rows, out, outDim, j0, j1));
+            return;
         }
         float[] src = x;
         if (w.dtype() != DType.F32) {

@@ -23,8 +23,8 @@ final class MatMul {
     static final int L = FS.length();
     /** Elements of a 16-bit weight row covered by one int vector. */
     static final int BLOCK16 = 2 * L;
-    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
-    private static final int F16_EXP_MASK = 0x7FFF;
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    static final int F16_EXP_MASK = 0x7FFF;
 
     private MatMul() {
     }
@@ -77,6 +77,7 @@ final class MatMul {
             }
         }
     }
+
 
     // ---- F32 -------------------------------------------------------------------------------
 

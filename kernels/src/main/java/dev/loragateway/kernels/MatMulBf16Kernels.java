@@ -1,0 +1,388 @@
+package dev.loragateway.kernels;
+
+import static dev.loragateway.kernels.MatMul.*;
+import static dev.loragateway.kernels.MatMulBatched.*;
+
+import java.nio.ByteBuffer;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * The generated BF16 register-block kernels of {@link MatMulBatched} (4, 2 or 1 input rows
+ * times 4 or 1 weight rows). They repeat one pattern and stay flat on purpose: Java 17's C2 does
+ * not inline helpers into methods this large.
+ */
+final class MatMulBf16Kernels {
+    private MatMulBf16Kernels() {
+    }
+
+    /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
+    static void bf16K4x4t(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        int b1 = wo + 1 * rowStride;
+        int b2 = wo + 2 * rowStride;
+        int b3 = wo + 3 * rowStride;
+        FloatVector a00 = FloatVector.zero(FS); FloatVector a01 = FloatVector.zero(FS); FloatVector a02 = FloatVector.zero(FS); FloatVector a03 = FloatVector.zero(FS);
+        FloatVector a10 = FloatVector.zero(FS); FloatVector a11 = FloatVector.zero(FS); FloatVector a12 = FloatVector.zero(FS); FloatVector a13 = FloatVector.zero(FS);
+        FloatVector a20 = FloatVector.zero(FS); FloatVector a21 = FloatVector.zero(FS); FloatVector a22 = FloatVector.zero(FS); FloatVector a23 = FloatVector.zero(FS);
+        FloatVector a30 = FloatVector.zero(FS); FloatVector a31 = FloatVector.zero(FS); FloatVector a32 = FloatVector.zero(FS); FloatVector a33 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 4 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
+            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
+            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            FloatVector ey1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16);
+            FloatVector ey2 = FloatVector.fromArray(FS, xq, p + 2 * BLOCK16);
+            FloatVector ey3 = FloatVector.fromArray(FS, xq, p + 3 * BLOCK16);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a00 = e0.fma(ey0, a00); a10 = e0.fma(ey1, a10); a20 = e0.fma(ey2, a20); a30 = e0.fma(ey3, a30);
+            FloatVector e1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a01 = e1.fma(ey0, a01); a11 = e1.fma(ey1, a11); a21 = e1.fma(ey2, a21); a31 = e1.fma(ey3, a31);
+            FloatVector e2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a02 = e2.fma(ey0, a02); a12 = e2.fma(ey1, a12); a22 = e2.fma(ey2, a22); a32 = e2.fma(ey3, a32);
+            FloatVector e3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a03 = e3.fma(ey0, a03); a13 = e3.fma(ey1, a13); a23 = e3.fma(ey2, a23); a33 = e3.fma(ey3, a33);
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            FloatVector oy1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16 + L);
+            FloatVector oy2 = FloatVector.fromArray(FS, xq, p + 2 * BLOCK16 + L);
+            FloatVector oy3 = FloatVector.fromArray(FS, xq, p + 3 * BLOCK16 + L);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            a00 = o0.fma(oy0, a00); a10 = o0.fma(oy1, a10); a20 = o0.fma(oy2, a20); a30 = o0.fma(oy3, a30);
+            FloatVector o1 = v1.and(0xFFFF0000).reinterpretAsFloats();
+            a01 = o1.fma(oy0, a01); a11 = o1.fma(oy1, a11); a21 = o1.fma(oy2, a21); a31 = o1.fma(oy3, a31);
+            FloatVector o2 = v2.and(0xFFFF0000).reinterpretAsFloats();
+            a02 = o2.fma(oy0, a02); a12 = o2.fma(oy1, a12); a22 = o2.fma(oy2, a22); a32 = o2.fma(oy3, a32);
+            FloatVector o3 = v3.and(0xFFFF0000).reinterpretAsFloats();
+            a03 = o3.fma(oy0, a03); a13 = o3.fma(oy1, a13); a23 = o3.fma(oy2, a23); a33 = o3.fma(oy3, a33);
+        }
+        FloatVector t8_0 = a00.blend(a20, M8).add(a20.blend(a00, M8).rearrange(SW8));
+        FloatVector t8_1 = a10.blend(a30, M8).add(a30.blend(a10, M8).rearrange(SW8));
+        FloatVector t8_2 = a02.blend(a22, M8).add(a22.blend(a02, M8).rearrange(SW8));
+        FloatVector t8_3 = a12.blend(a32, M8).add(a32.blend(a12, M8).rearrange(SW8));
+        FloatVector t8_4 = a01.blend(a21, M8).add(a21.blend(a01, M8).rearrange(SW8));
+        FloatVector t8_5 = a11.blend(a31, M8).add(a31.blend(a11, M8).rearrange(SW8));
+        FloatVector t8_6 = a03.blend(a23, M8).add(a23.blend(a03, M8).rearrange(SW8));
+        FloatVector t8_7 = a13.blend(a33, M8).add(a33.blend(a13, M8).rearrange(SW8));
+        FloatVector t4_0 = t8_0.blend(t8_1, M4).add(t8_1.blend(t8_0, M4).rearrange(SW4));
+        FloatVector t4_1 = t8_2.blend(t8_3, M4).add(t8_3.blend(t8_2, M4).rearrange(SW4));
+        FloatVector t4_2 = t8_4.blend(t8_5, M4).add(t8_5.blend(t8_4, M4).rearrange(SW4));
+        FloatVector t4_3 = t8_6.blend(t8_7, M4).add(t8_7.blend(t8_6, M4).rearrange(SW4));
+        FloatVector t2_0 = t4_0.blend(t4_1, M2).add(t4_1.blend(t4_0, M2).rearrange(SW2));
+        FloatVector t2_1 = t4_2.blend(t4_3, M2).add(t4_3.blend(t4_2, M2).rearrange(SW2));
+        FloatVector t1_0 = t2_0.blend(t2_1, M1).add(t2_1.blend(t2_0, M1).rearrange(SW1));
+        float[] s = new float[16];
+        t1_0.intoArray(s, 0);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s[0] += w0 * y0; s[1] += w1 * y0; s[2] += w2 * y0; s[3] += w3 * y0;
+                float y1 = xq[p + 1 * tail + t];
+                s[4] += w0 * y1; s[5] += w1 * y1; s[6] += w2 * y1; s[7] += w3 * y1;
+                float y2 = xq[p + 2 * tail + t];
+                s[8] += w0 * y2; s[9] += w1 * y2; s[10] += w2 * y2; s[11] += w3 * y2;
+                float y3 = xq[p + 3 * tail + t];
+                s[12] += w0 * y3; s[13] += w1 * y3; s[14] += w2 * y3; s[15] += w3 * y3;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s[0]; out[o0 + 1] += s[1]; out[o0 + 2] += s[2]; out[o0 + 3] += s[3];
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] += s[4]; out[o1 + 1] += s[5]; out[o1 + 2] += s[6]; out[o1 + 3] += s[7];
+            int o2 = oo + 2 * outStride;
+            out[o2 + 0] += s[8]; out[o2 + 1] += s[9]; out[o2 + 2] += s[10]; out[o2 + 3] += s[11];
+            int o3 = oo + 3 * outStride;
+            out[o3 + 0] += s[12]; out[o3 + 1] += s[13]; out[o3 + 2] += s[14]; out[o3 + 3] += s[15];
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s[0]; out[o0 + 1] = s[1]; out[o0 + 2] = s[2]; out[o0 + 3] = s[3];
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] = s[4]; out[o1 + 1] = s[5]; out[o1 + 2] = s[6]; out[o1 + 3] = s[7];
+            int o2 = oo + 2 * outStride;
+            out[o2 + 0] = s[8]; out[o2 + 1] = s[9]; out[o2 + 2] = s[10]; out[o2 + 3] = s[11];
+            int o3 = oo + 3 * outStride;
+            out[o3 + 0] = s[12]; out[o3 + 1] = s[13]; out[o3 + 2] = s[14]; out[o3 + 3] = s[15];
+        }
+    }
+
+    /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
+    static void bf16K4x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        FloatVector a00 = FloatVector.zero(FS);
+        FloatVector a10 = FloatVector.zero(FS);
+        FloatVector a20 = FloatVector.zero(FS);
+        FloatVector a30 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 4 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            a00 = e0.fma(ey0, a00);
+            FloatVector ey1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16);
+            a10 = e0.fma(ey1, a10);
+            FloatVector ey2 = FloatVector.fromArray(FS, xq, p + 2 * BLOCK16);
+            a20 = e0.fma(ey2, a20);
+            FloatVector ey3 = FloatVector.fromArray(FS, xq, p + 3 * BLOCK16);
+            a30 = e0.fma(ey3, a30);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            a00 = o0.fma(oy0, a00);
+            FloatVector oy1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16 + L);
+            a10 = o0.fma(oy1, a10);
+            FloatVector oy2 = FloatVector.fromArray(FS, xq, p + 2 * BLOCK16 + L);
+            a20 = o0.fma(oy2, a20);
+            FloatVector oy3 = FloatVector.fromArray(FS, xq, p + 3 * BLOCK16 + L);
+            a30 = o0.fma(oy3, a30);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD);
+        float s10 = a10.reduceLanes(VectorOperators.ADD);
+        float s20 = a20.reduceLanes(VectorOperators.ADD);
+        float s30 = a30.reduceLanes(VectorOperators.ADD);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s00 += w0 * y0;
+                float y1 = xq[p + 1 * tail + t];
+                s10 += w0 * y1;
+                float y2 = xq[p + 2 * tail + t];
+                s20 += w0 * y2;
+                float y3 = xq[p + 3 * tail + t];
+                s30 += w0 * y3;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s00;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] += s10;
+            int o2 = oo + 2 * outStride;
+            out[o2 + 0] += s20;
+            int o3 = oo + 3 * outStride;
+            out[o3 + 0] += s30;
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s00;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] = s10;
+            int o2 = oo + 2 * outStride;
+            out[o2 + 0] = s20;
+            int o3 = oo + 3 * outStride;
+            out[o3 + 0] = s30;
+        }
+    }
+
+    /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
+    static void bf16K2x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        int b1 = wo + 1 * rowStride;
+        int b2 = wo + 2 * rowStride;
+        int b3 = wo + 3 * rowStride;
+        FloatVector a00 = FloatVector.zero(FS); FloatVector a01 = FloatVector.zero(FS); FloatVector a02 = FloatVector.zero(FS); FloatVector a03 = FloatVector.zero(FS);
+        FloatVector a10 = FloatVector.zero(FS); FloatVector a11 = FloatVector.zero(FS); FloatVector a12 = FloatVector.zero(FS); FloatVector a13 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 2 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
+            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
+            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            a00 = e0.fma(ey0, a00); a01 = e1.fma(ey0, a01); a02 = e2.fma(ey0, a02); a03 = e3.fma(ey0, a03);
+            FloatVector ey1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16);
+            a10 = e0.fma(ey1, a10); a11 = e1.fma(ey1, a11); a12 = e2.fma(ey1, a12); a13 = e3.fma(ey1, a13);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o1 = v1.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o2 = v2.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o3 = v3.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            a00 = o0.fma(oy0, a00); a01 = o1.fma(oy0, a01); a02 = o2.fma(oy0, a02); a03 = o3.fma(oy0, a03);
+            FloatVector oy1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16 + L);
+            a10 = o0.fma(oy1, a10); a11 = o1.fma(oy1, a11); a12 = o2.fma(oy1, a12); a13 = o3.fma(oy1, a13);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD);
+        float s01 = a01.reduceLanes(VectorOperators.ADD);
+        float s02 = a02.reduceLanes(VectorOperators.ADD);
+        float s03 = a03.reduceLanes(VectorOperators.ADD);
+        float s10 = a10.reduceLanes(VectorOperators.ADD);
+        float s11 = a11.reduceLanes(VectorOperators.ADD);
+        float s12 = a12.reduceLanes(VectorOperators.ADD);
+        float s13 = a13.reduceLanes(VectorOperators.ADD);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
+                float y1 = xq[p + 1 * tail + t];
+                s10 += w0 * y1; s11 += w1 * y1; s12 += w2 * y1; s13 += w3 * y1;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s00; out[o0 + 1] += s01; out[o0 + 2] += s02; out[o0 + 3] += s03;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] += s10; out[o1 + 1] += s11; out[o1 + 2] += s12; out[o1 + 3] += s13;
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s00; out[o0 + 1] = s01; out[o0 + 2] = s02; out[o0 + 3] = s03;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] = s10; out[o1 + 1] = s11; out[o1 + 2] = s12; out[o1 + 3] = s13;
+        }
+    }
+
+    /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
+    static void bf16K2x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        FloatVector a00 = FloatVector.zero(FS);
+        FloatVector a10 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 2 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            a00 = e0.fma(ey0, a00);
+            FloatVector ey1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16);
+            a10 = e0.fma(ey1, a10);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            a00 = o0.fma(oy0, a00);
+            FloatVector oy1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16 + L);
+            a10 = o0.fma(oy1, a10);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD);
+        float s10 = a10.reduceLanes(VectorOperators.ADD);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s00 += w0 * y0;
+                float y1 = xq[p + 1 * tail + t];
+                s10 += w0 * y1;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s00;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] += s10;
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s00;
+            int o1 = oo + 1 * outStride;
+            out[o1 + 0] = s10;
+        }
+    }
+
+    /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
+    static void bf16K1x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        int b1 = wo + 1 * rowStride;
+        int b2 = wo + 2 * rowStride;
+        int b3 = wo + 3 * rowStride;
+        FloatVector a00 = FloatVector.zero(FS); FloatVector a01 = FloatVector.zero(FS); FloatVector a02 = FloatVector.zero(FS); FloatVector a03 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 1 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
+            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
+            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector e3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            a00 = e0.fma(ey0, a00); a01 = e1.fma(ey0, a01); a02 = e2.fma(ey0, a02); a03 = e3.fma(ey0, a03);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o1 = v1.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o2 = v2.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector o3 = v3.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            a00 = o0.fma(oy0, a00); a01 = o1.fma(oy0, a01); a02 = o2.fma(oy0, a02); a03 = o3.fma(oy0, a03);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD);
+        float s01 = a01.reduceLanes(VectorOperators.ADD);
+        float s02 = a02.reduceLanes(VectorOperators.ADD);
+        float s03 = a03.reduceLanes(VectorOperators.ADD);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s00; out[o0 + 1] += s01; out[o0 + 2] += s02; out[o0 + 3] += s03;
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s00; out[o0 + 1] = s01; out[o0 + 2] = s02; out[o0 + 3] = s03;
+        }
+    }
+
+    /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
+    static void bf16K1x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+        int b0 = wo;
+        FloatVector a00 = FloatVector.zero(FS);
+        int full = in - in % BLOCK16;
+        int p = xo;
+        int k = 0;
+        for (; k < full; k += BLOCK16, p += 1 * BLOCK16) {
+            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
+            a00 = e0.fma(ey0, a00);
+            FloatVector o0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector oy0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16 + L);
+            a00 = o0.fma(oy0, a00);
+        }
+        float s00 = a00.reduceLanes(VectorOperators.ADD);
+        if (k < in) {
+            int tail = in - full;
+            for (int t = 0; t < tail; t++) {
+                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float y0 = xq[p + 0 * tail + t];
+                s00 += w0 * y0;
+            }
+        }
+        if (add) {
+            int o0 = oo;
+            out[o0 + 0] += s00;
+        } else {
+            int o0 = oo;
+            out[o0 + 0] = s00;
+        }
+    }
+
+    /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
+}
