@@ -13,7 +13,6 @@ import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.LoraSlotPool;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -120,19 +119,44 @@ final class LoraBench {
         int[] rowAdapter = rowAdapters(distribution, batch, adapters, rnd);
         long used = Arrays.stream(rowAdapter).distinct().count();
         System.out.printf("%d adapters of rank %d on all 7 projections (%d layers), %s; batch %d, %s: %d distinct adapters in the batch; "
-            + "slot pool %.1f MB (%.1f MB per adapter, packed in %.2f s); %d decode steps per measurement, best of %d%n",
+            + "slot pool %.1f MB (%.1f MB per adapter, packed in %.2f s); %d decode steps per round, %d rounds; a, b and c step in lockstep; medians%n",
             adapters, rank, cfg.numLayers(), pool.isBf16(0) ? "bf16" : "float32", batch, distribution, used, pool.totalBytes() / 1e6,
             pool.totalBytes() / 1e6 / adapters, fill, steps, repeats);
 
         ForwardPass pass = new ForwardPass(model, cpu, pool);
-        double a = 0;
-        double b = 0;
-        double c = 0;
-        for (int rep = 0; rep < repeats; rep++) { // interleaved, so drift hits all three alike
-            a = Math.max(a, mixed(pass, rowAdapter, false));
-            b = Math.max(b, mixed(pass, rowAdapter, true));
-            c = Math.max(c, perAdapter(pass, rowAdapter));
+        Config base = new Config(pass, List.of(slotsInOrder(rowAdapter, false)));
+        Config mixed = new Config(pass, List.of(slotsInOrder(rowAdapter, true)));
+        Config perAdapter = new Config(pass, groups(rowAdapter));
+        double[] ba = new double[repeats];
+        double[] bc = new double[repeats];
+        long[] na = new long[repeats];
+        long[] nb = new long[repeats];
+        long[] nc = new long[repeats];
+        for (int rep = -1; rep < repeats; rep++) { // round -1 warms every path up
+            base.prefill();
+            mixed.prefill();
+            perAdapter.prefill();
+            long ta = 0;
+            long tb = 0;
+            long tc = 0;
+            // lockstep: one step of each in turn, so this VM's drifting speed hits all three alike
+            for (int step = 0; step < steps; step++) {
+                ta += base.round(step);
+                tb += mixed.round(step);
+                tc += perAdapter.round(step);
+            }
+            if (rep >= 0) {
+                na[rep] = ta;
+                nb[rep] = tb;
+                nc[rep] = tc;
+                ba[rep] = (double) ta / tb;
+                bc[rep] = (double) tc / tb;
+            }
         }
+        double tokens = (double) batch * steps;
+        double a = tokens / (median(na) / 1e9);
+        double b = tokens / (median(nb) / 1e9);
+        double c = tokens / (median(nc) / 1e9);
         double flop = 2.0 * model.bytesPerToken() / model.embedding().dtype().bytes() * batch; // per step
         System.out.println();
         System.out.println("| decode, batch " + batch + " | tokens/s |");
@@ -140,29 +164,39 @@ final class LoraBench {
         System.out.printf("| (a) base model alone | %.1f |%n", a);
         System.out.printf("| (b) %d adapters mixed in one batch (%s) | %.1f |%n", used, distribution, b);
         System.out.printf("| (c) per-adapter batches (one adapter per step) | %.1f |%n", c);
-        System.out.printf("| ratio b/a | %.3f |%n", b / a);
-        System.out.printf("| ratio b/c | %.2f |%n", b / c);
+        System.out.printf("| ratio b/a (median of per-round ratios; range) | %.3f (%.3f .. %.3f) |%n", median(ba), min(ba), max(ba));
+        System.out.printf("| ratio b/c (median of per-round ratios; range) | %.2f (%.2f .. %.2f) |%n", median(bc), min(bc), max(bc));
         System.out.printf("| slot pool bytes | %.1f MB |%n", pool.totalBytes() / 1e6);
         System.out.printf("| base step time, batch %d | %.1f ms (~%.0f GFLOP/s of weights x rows) |%n", batch,
             1000.0 * batch / a, flop * a / batch / 1e9);
     }
 
-    /** Tokens/s of {@code steps} decode steps with all rows in one batch, with or without their adapters. */
-    private double mixed(ForwardPass pass, int[] rowAdapter, boolean withAdapters) {
-        Integer[] order = new Integer[batch];
-        for (int i = 0; i < batch; i++) {
-            order[i] = i;
-        }
-        Arrays.sort(order, Comparator.comparingInt(i -> rowAdapter[i]));
-        int[] slots = new int[batch];
-        for (int i = 0; i < batch; i++) {
-            slots[i] = withAdapters ? rowAdapter[order[i]] : -1;
-        }
-        return decode(pass, List.of(slots), steps);
+    private static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 
-    /** Tokens/s when each step holds the rows of only one adapter (one step per adapter per token). */
-    private double perAdapter(ForwardPass pass, int[] rowAdapter) {
+    private static double min(double[] v) {
+        return Arrays.stream(v).min().orElse(0);
+    }
+
+    private static double max(double[] v) {
+        return Arrays.stream(v).max().orElse(0);
+    }
+
+    /** Row slots in the engine's order (grouped by adapter); all −1 for the base model. */
+    private int[] slotsInOrder(int[] rowAdapter, boolean withAdapters) {
+        int[] slots = rowAdapter.clone();
+        Arrays.sort(slots);
+        if (!withAdapters) {
+            Arrays.fill(slots, -1);
+        }
+        return slots;
+    }
+
+    /** One group per adapter: the per-adapter baseline runs one step per group. */
+    private static List<int[]> groups(int[] rowAdapter) {
         Map<Integer, Integer> counts = new TreeMap<>();
         for (int a : rowAdapter) {
             counts.merge(a, 1, Integer::sum);
@@ -173,53 +207,64 @@ final class LoraBench {
             Arrays.fill(g, e.getKey());
             groups.add(g);
         }
-        return decode(pass, groups, steps);
+        return groups;
     }
 
-    /**
-     * Prefills 4 tokens for each row, then times {@code n} rounds; a round runs one decode step per
-     * group (each group's rows use the group's slots). Returns generated tokens per second.
-     */
-    private double decode(ForwardPass pass, List<int[]> groups, int n) {
-        int vocab = cfg.vocabSize();
-        List<KvCache[]> caches = new ArrayList<>();
-        StepBatch sb = new StepBatch();
-        int rows = 0;
-        int maxRows = 0;
-        for (int[] g : groups) {
-            maxRows = Math.max(maxRows, g.length);
+    /** Sequences decoding in groups; a round is one decode step per group (one token per row). */
+    private final class Config {
+        final ForwardPass pass;
+        final List<int[]> groups;
+        final List<KvCache[]> caches = new ArrayList<>();
+        final StepBatch sb = new StepBatch();
+        final float[] logits;
+
+        Config(ForwardPass pass, List<int[]> groups) {
+            this.pass = pass;
+            this.groups = groups;
+            int maxRows = 0;
+            for (int[] g : groups) {
+                maxRows = Math.max(maxRows, g.length);
+            }
+            this.logits = new float[maxRows * cfg.vocabSize()];
         }
-        float[] logits = new float[maxRows * vocab];
-        SplittableRandom rnd = new SplittableRandom(3);
-        for (int[] g : groups) {
-            KvCache[] cs = new KvCache[g.length];
-            sb.clear();
-            for (int i = 0; i < g.length; i++) {
-                cs[i] = new KvCache(cfg, n + 8);
-                for (int p = 0; p < 4; p++) {
-                    sb.add(cs[i], rnd.nextInt(vocab), p == 3, g[i]);
+
+        /** Fresh sequences with a 4-token prompt each. */
+        void prefill() {
+            caches.clear();
+            SplittableRandom rnd = new SplittableRandom(3);
+            for (int[] g : groups) {
+                KvCache[] cs = new KvCache[g.length];
+                sb.clear();
+                for (int i = 0; i < g.length; i++) {
+                    cs[i] = new KvCache(cfg, steps + 8);
+                    for (int p = 0; p < 4; p++) {
+                        sb.add(cs[i], rnd.nextInt(cfg.vocabSize()), p == 3, g[i]);
+                    }
                 }
+                pass.step(sb, logits);
+                caches.add(cs);
             }
-            pass.step(sb, logits);
-            caches.add(cs);
-            rows += g.length;
         }
-        int warm = 1;
-        long t0 = 0;
-        for (int round = 0; round < n + warm; round++) {
-            if (round == warm) {
-                t0 = System.nanoTime();
-            }
+
+        /** Runs one round; returns its nanoseconds. */
+        long round(int step) {
+            long t0 = System.nanoTime();
             for (int gi = 0; gi < groups.size(); gi++) {
                 int[] g = groups.get(gi);
                 KvCache[] cs = caches.get(gi);
                 sb.clear();
                 for (int i = 0; i < g.length; i++) {
-                    sb.add(cs[i], (round * 31 + i * 7) % vocab, true, g[i]);
+                    sb.add(cs[i], (step * 31 + i * 7) % cfg.vocabSize(), true, g[i]);
                 }
                 pass.step(sb, logits);
             }
+            return System.nanoTime() - t0;
         }
-        return (double) rows * n / ((System.nanoTime() - t0) / 1e9);
+    }
+
+    private static double median(long[] v) {
+        long[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2.0;
     }
 }
