@@ -10,7 +10,7 @@ import java.util.Random;
 
 /**
  * Throughput harness for {@link CpuBackend#matmul} (not a test: run its {@code main}). Times the
- * current kernel and the frozen pre-tiling {@link MatMulBaseline} side by side, interleaved, on
+ * current kernel and the pre-tiling kernel ({@link MatMul#columns}, still the rows = 1 path) side by side, interleaved, on
  * random weights, and prints GFLOP/s ({@code 2·rows·out·in / t}) and, for rows = 1, GB/s of weight
  * bytes.
  *
@@ -31,7 +31,7 @@ public final class MatMulPerf {
     private MatMulPerf() {
     }
 
-    /** The pre-tiling {@code CpuBackend.matmul}, on {@link MatMulBaseline}. */
+    /** The pre-tiling {@code CpuBackend.matmul}, on {@link MatMul#columns}. */
     static final class Baseline implements AutoCloseable {
         private final ParallelFor team;
         private float[] permuted = new float[0];
@@ -49,14 +49,14 @@ public final class MatMulPerf {
                     permuted = new float[rows * in];
                 }
                 for (int r = 0; r < rows; r++) {
-                    MatMulBaseline.permute(x, r * in, in, permuted, r * in);
+                    MatMul.permute(x, r * in, in, permuted, r * in);
                 }
                 src = permuted;
             }
             final float[] xs = src;
             var buf = w.buffer();
             DType dt = w.dtype();
-            team.run(outDim, 16, (j0, j1) -> MatMulBaseline.columns(dt, buf, in, xs, rows, out, outDim, j0, j1));
+            team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, buf, in, xs, rows, out, outDim, j0, j1));
         }
 
         @Override
