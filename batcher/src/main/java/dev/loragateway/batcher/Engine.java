@@ -3,10 +3,10 @@ package dev.loragateway.batcher;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.CpuBackend;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.metrics.Meter;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.Iterator;
-import java.util.LinkedList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -14,25 +14,72 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * One node's engine: a single engine thread (off the HTTP event loops) that runs every admitted
- * sequence in one batch, step by step (iteration-level batching, as Orca and vLLM do). Each step
- * holds the decode rows of all running sequences plus the prompt rows of newly admitted ones,
- * ordered by adapter slot so rows of one adapter form one SGMV segment. A sequence leaves the batch
- * the step it finishes; a waiting one joins the next step.
+ * One node's engine: a single engine thread, off the HTTP event loops, running every admitted
+ * sequence in one batch step by step (continuous batching at the iteration level, as Orca and
+ * vLLM do). A step holds one row per running decode plus prompt chunks of prefilling sequences up
+ * to {@code maxStepTokens} rows (chunked prefill: a long prompt does not stall everyone's
+ * decoding), ordered by adapter slot so each adapter's rows form one SGMV segment.
  *
- * <p>Admission is first come, first served up to {@code maxBatch} running sequences, except that a
- * request whose adapter is not resident yet is skipped (its adapter is loading; it waits without
- * holding back the requests behind it). Requests beyond {@code maxQueued} waiting ones are refused
- * with {@link QueueFullException}.
+ * <p>Keys and values live in a paged {@link KvBlockPool}. A request is admitted when its prompt's
+ * blocks are free; when the pool runs dry mid-generation, the newest running sequence is preempted:
+ * its blocks are freed and it waits at the head of the queue to be recomputed (prompt plus tokens
+ * so far) once blocks free up. The oldest sequence always runs, so every request finishes.
+ *
+ * <p>Waiting requests are admitted fairly across tenants ({@link FairQueue}: deficit round-robin
+ * over tokens), skipping requests whose adapter is still being paged in. {@code n > 1} choices of
+ * one prompt ({@link #submitForks}) prefill once and fork, sharing the prompt's blocks.
  */
 public final class Engine implements AutoCloseable {
     /**
      * A generation: the prompt, how to sample, the adapter (a key of the device tier, or null for
-     * the base model), and where tokens go. The sink runs on the engine thread and must be quick.
+     * the base model), the tenant it is charged to, and where tokens go. The sink runs on the engine
+     * thread and must be quick.
      */
-    public record Request(int[] prompt, SamplingParams params, Object adapter, Generator.TokenSink sink) {
+    public record Request(int[] prompt, SamplingParams params, Object adapter, String tenant, Generator.TokenSink sink) {
+        /** A request of the default tenant. */
+        public Request(int[] prompt, SamplingParams params, Object adapter, Generator.TokenSink sink) {
+            this(prompt, params, adapter, DEFAULT_TENANT, sink);
+        }
     }
 
+    /** One choice of a forked request: its sampling and its sink. */
+    public record Choice(SamplingParams params, Generator.TokenSink sink) {
+    }
+
+    /**
+     * @param maxBatch      most sequences running at once ({@code --max-batch})
+     * @param maxQueued     most requests waiting ({@code --max-queued})
+     * @param kvCacheBytes  KV pool size ({@code --kv-cache-mb}); 0: room for {@code maxBatch}
+     *                      sequences of the model's full context, at most a quarter of the heap
+     * @param blockSize     positions per KV block
+     * @param maxStepTokens rows per step: all decodes, then prefill chunks up to this
+     * @param meter         where metrics go (a no-op meter costs nothing)
+     */
+    public record Options(int maxBatch, int maxQueued, long kvCacheBytes, int blockSize, int maxStepTokens, Meter meter) {
+        public static Options defaults() {
+            return new Options(32, 1024, 0, 16, 512, OpenTelemetry.noop().getMeter("lora-gateway"));
+        }
+
+        public Options withBatch(int maxBatch, int maxQueued) {
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter);
+        }
+
+        public Options withKvCache(long bytes, int blockSize) {
+            return new Options(maxBatch, maxQueued, bytes, blockSize, maxStepTokens, meter);
+        }
+
+        public Options withMaxStepTokens(int tokens) {
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, tokens, meter);
+        }
+
+        public Options withMeter(Meter meter) {
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter);
+        }
+    }
+
+    public static final String DEFAULT_TENANT = "default";
+    /** Tokens of credit per tenant turn. */
+    static final long QUANTUM = 256;
     private static final Object WAKE = new Object();
 
     private final LlamaModel model;
@@ -40,58 +87,52 @@ public final class Engine implements AutoCloseable {
     private final CpuBackend cpu;
     private final ForwardPass pass;
     private final DeviceTier<Object> adapters;
-    private final int maxBatch;
-    private final int maxQueued;
+    private final Options opts;
+    private final KvBlockPool kv;
+    private final EngineMetrics metrics;
     private final LinkedBlockingQueue<Object> inbox = new LinkedBlockingQueue<>();
     private final AtomicInteger queued = new AtomicInteger();
-    private final AtomicInteger running = new AtomicInteger();
     private final Thread thread;
     private volatile boolean closing;
     private final StepBatch batch = new StepBatch();
     private final float[] logits;
-    private long steps;
-
-    /** A sequence in the engine. Touched by the engine thread only, except {@link #future}. */
-    private final class Sequence {
-        final Request req;
-        final CompletableFuture<Generator.Finish> future = new CompletableFuture<>();
-        final Sampler sampler;
-        KvCache cache;
-        int slot = -1;
-        boolean pinned;
-        boolean prefilled;
-        int next;        // the token to feed at the next decode step
-        int generated;
-
-        Sequence(Request req) {
-            this.req = req;
-            this.sampler = new Sampler(req.params());
-        }
-    }
-
-    private final LinkedList<Sequence> waiting = new LinkedList<>();
+    private final FairQueue waiting = new FairQueue(QUANTUM);
+    private final List<Sequence> preempted = new ArrayList<>(); // oldest first; admitted before new requests
     private final List<Sequence> active = new ArrayList<>();
+    private final Scheduler scheduler;
+    private long nextOrder;
+    private volatile int runningNow;
+    private volatile int preemptedNow;
+    private volatile int kvUsed;
+    private volatile long steps;
+    private volatile long preemptions;
 
-    /**
-     * @param adapters the device tier rows' adapters come from (null: base model only)
-     * @param maxBatch most sequences running at once ({@code --max-batch})
-     * @param maxQueued most requests waiting ({@code --max-queued})
-     */
-    public Engine(LlamaModel model, CpuBackend cpu, DeviceTier<Object> adapters, int maxBatch, int maxQueued) {
+    public Engine(LlamaModel model, CpuBackend cpu, DeviceTier<Object> adapters, Options opts) {
         this.model = model;
         this.cfg = model.config();
         this.cpu = cpu;
         this.adapters = adapters;
+        this.opts = new Options(Math.max(1, opts.maxBatch()), Math.max(1, opts.maxQueued()), opts.kvCacheBytes(),
+            Math.max(1, opts.blockSize()), Math.max(1, opts.maxStepTokens()), opts.meter());
         this.pass = new ForwardPass(model, cpu, adapters == null ? null : adapters.pool());
-        this.maxBatch = Math.max(1, maxBatch);
-        this.maxQueued = Math.max(1, maxQueued);
-        this.logits = new float[this.maxBatch * cfg.vocabSize()];
+        long bytes = opts.kvCacheBytes() > 0 ? opts.kvCacheBytes()
+            : Math.min(Runtime.getRuntime().maxMemory() / 4, KvBlockPool.bytesPerBlock(cfg, this.opts.blockSize())
+                * ((long) this.opts.maxBatch() * ((cfg.maxPositionEmbeddings() + this.opts.blockSize() - 1) / this.opts.blockSize())));
+        this.kv = KvBlockPool.ofBytes(cfg, bytes, this.opts.blockSize());
+        this.logits = new float[this.opts.maxBatch() * cfg.vocabSize()];
+        this.metrics = new EngineMetrics(opts.meter(), () -> queued.get() + preemptedNow, () -> runningNow, () -> kvUsed,
+            () -> kv.total() - kvUsed);
+        this.scheduler = new Scheduler();
         if (adapters != null) {
             adapters.listener(() -> inbox.offer(WAKE));
         }
         this.thread = new Thread(this::loop, "engine");
         thread.setDaemon(true);
         thread.start();
+    }
+
+    public Engine(LlamaModel model, CpuBackend cpu, DeviceTier<Object> adapters, int maxBatch, int maxQueued) {
+        this(model, cpu, adapters, Options.defaults().withBatch(maxBatch, maxQueued));
     }
 
     /** A base-model-only engine. */
@@ -103,14 +144,23 @@ public final class Engine implements AutoCloseable {
         return model;
     }
 
-    /** Requests waiting to join the batch. */
+    public Options options() {
+        return opts;
+    }
+
+    /** New requests waiting to join the batch. */
     public int queued() {
         return queued.get();
     }
 
     /** Sequences in the running batch. */
     public int running() {
-        return running.get();
+        return runningNow;
+    }
+
+    /** Preempted sequences waiting to be recomputed. */
+    public int preemptedWaiting() {
+        return preemptedNow;
     }
 
     /** Forward steps run so far. */
@@ -118,44 +168,115 @@ public final class Engine implements AutoCloseable {
         return steps;
     }
 
+    /** Sequences preempted so far. */
+    public long preemptions() {
+        return preemptions;
+    }
+
+    /** KV blocks in the pool. */
+    public int kvBlocksTotal() {
+        return kv.total();
+    }
+
+    /** KV blocks held by sequences (as of the last step). */
+    public int kvBlocksUsed() {
+        return kvUsed;
+    }
+
+    /** Positions per KV block. */
+    public int kvBlockSize() {
+        return kv.blockSize();
+    }
+
     /**
      * Queues a generation. The future completes with the finish reason once the last token went to
      * the sink, or exceptionally (an {@link AdapterLoadException} when its adapter cannot load);
-     * cancelling it stops the generation at the next step.
+     * cancelling it stops the generation at the next step and frees its blocks and adapter pin.
      *
      * @throws QueueFullException when {@code maxQueued} requests already wait
-     * @throws IllegalArgumentException for an empty prompt or a token outside the vocabulary
+     * @throws IllegalArgumentException for an empty prompt, a token outside the vocabulary, or a
+     *     request whose prompt plus {@code max_tokens} cannot fit in the whole KV pool
      * @throws IllegalStateException when the engine is closing
      */
     public CompletableFuture<Generator.Finish> submit(Request req) {
-        if (req.prompt().length == 0) {
-            throw new IllegalArgumentException("the prompt is empty");
+        return submitForks(req.prompt(), req.adapter(), req.tenant(), List.of(new Choice(req.params(), req.sink()))).get(0);
+    }
+
+    /**
+     * Queues {@code choices.size()} generations of one prompt that share its prefill: the prompt
+     * is computed once, then each choice forks off with the prompt's KV blocks shared (copied on
+     * write). Futures come in choice order; each may be cancelled on its own.
+     */
+    public List<CompletableFuture<Generator.Finish>> submitForks(int[] prompt, Object adapter, String tenant, List<Choice> choices) {
+        if (choices.isEmpty()) {
+            throw new IllegalArgumentException("no choices to generate");
         }
-        for (int t : req.prompt()) {
-            if (t < 0 || t >= cfg.vocabSize()) {
-                throw new IllegalArgumentException("token id " + t + " is outside the vocabulary (size " + cfg.vocabSize() + ")");
+        validate(prompt, adapter);
+        for (Choice c : choices) {
+            long need = kv.blocksFor((long) prompt.length + c.params().maxTokens());
+            if (need > kv.total()) {
+                throw new IllegalArgumentException("the prompt (" + prompt.length + " tokens) plus max_tokens (" + c.params().maxTokens()
+                    + ") needs " + need + " KV-cache blocks of " + kv.blockSize() + " positions, but the whole pool has "
+                    + kv.total() + " (raise --kv-cache-mb or lower max_tokens)");
             }
-        }
-        if (req.adapter() != null && adapters == null) {
-            throw new IllegalArgumentException("this engine serves the base model only");
         }
         if (closing) {
             throw new IllegalStateException("the engine is shutting down");
         }
-        Sequence s = new Sequence(req);
-        if (req.params().maxTokens() == 0) {
-            s.future.complete(Generator.Finish.LENGTH);
-            return s.future;
+        String t = tenant == null ? DEFAULT_TENANT : tenant;
+        List<Sequence> forks = new ArrayList<>();
+        for (int i = 1; i < choices.size(); i++) {
+            Choice c = choices.get(i);
+            forks.add(new Sequence(new Request(prompt, c.params(), adapter, t, c.sink()), t, null));
         }
-        if (queued.incrementAndGet() > maxQueued) {
+        Choice first = choices.get(0);
+        Sequence lead = new Sequence(new Request(prompt, first.params(), adapter, t, first.sink()), t, forks.isEmpty() ? null : forks);
+        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();
+        futures.add(lead.future);
+        forks.forEach(f -> futures.add(f.future));
+        boolean anyWork = false;
+        for (Sequence s : allOf(lead)) {
+            if (s.req.params().maxTokens() == 0) {
+                s.future.complete(Generator.Finish.LENGTH);
+            } else {
+                anyWork = true;
+            }
+        }
+        if (!anyWork) {
+            return futures;
+        }
+        if (queued.incrementAndGet() > opts.maxQueued()) {
             queued.decrementAndGet();
-            throw new QueueFullException(maxQueued);
+            throw new QueueFullException(opts.maxQueued());
         }
-        if (req.adapter() != null) {
-            adapters.prefetch(req.adapter());
+        if (adapter != null) {
+            adapters.prefetch(adapter);
         }
-        inbox.offer(s);
-        return s.future;
+        inbox.offer(lead);
+        return futures;
+    }
+
+    private void validate(int[] prompt, Object adapter) {
+        if (prompt.length == 0) {
+            throw new IllegalArgumentException("the prompt is empty");
+        }
+        for (int t : prompt) {
+            if (t < 0 || t >= cfg.vocabSize()) {
+                throw new IllegalArgumentException("token id " + t + " is outside the vocabulary (size " + cfg.vocabSize() + ")");
+            }
+        }
+        if (adapter != null && adapters == null) {
+            throw new IllegalArgumentException("this engine serves the base model only");
+        }
+    }
+
+    static List<Sequence> allOf(Sequence lead) {
+        List<Sequence> all = new ArrayList<>();
+        all.add(lead);
+        if (lead.forks != null) {
+            all.addAll(lead.forks);
+        }
+        return all;
     }
 
     /** Too many requests wait already. */
@@ -172,95 +293,287 @@ public final class Engine implements AutoCloseable {
             try {
                 Object o = active.isEmpty() ? inbox.poll(20, TimeUnit.MILLISECONDS) : inbox.poll();
                 while (o != null) {
-                    if (o instanceof Engine.Sequence s) {
-                        waiting.addLast(s);
+                    if (o instanceof Sequence s) {
+                        waiting.add(s);
                     }
                     o = inbox.poll();
                 }
             } catch (InterruptedException e) {
                 return;
             }
-            admit();
-            if (active.isEmpty()) {
-                if (closing && waiting.isEmpty() && inbox.isEmpty()) {
-                    return;
-                }
-                continue;
-            }
             try {
-                step();
+                scheduler.admit();
+                if (active.isEmpty()) {
+                    publish();
+                    if (closing && waiting.size() == 0 && preempted.isEmpty() && inbox.isEmpty()) {
+                        return;
+                    }
+                    continue;
+                }
+                scheduler.step();
             } catch (RuntimeException | Error e) {
-                for (Sequence s : active) {
+                for (Sequence s : new ArrayList<>(active)) {
                     finish(s, null, e);
                 }
                 active.clear();
             }
-            running.set(active.size());
+            publish();
         }
     }
 
-    private void admit() {
-        for (Iterator<Sequence> it = waiting.iterator(); it.hasNext() && active.size() < maxBatch; ) {
-            Sequence s = it.next();
-            if (s.future.isDone()) { // cancelled while waiting
-                it.remove();
+    private void publish() {
+        runningNow = active.size();
+        preemptedNow = preempted.size();
+        kvUsed = kv.used();
+    }
+
+    /** Admission, step planning (budget, blocks, preemption) and the step itself. */
+    private final class Scheduler implements FairQueue.Gate {
+        /** A sequence's rows in this step. */
+        private record Plan(Sequence s, int rows) {
+        }
+
+        private final List<Plan> planned = new ArrayList<>();
+
+        private int width() {
+            int w = 0;
+            for (Sequence s : active) {
+                w += s.width();
+            }
+            return w;
+        }
+
+        /** Preempted sequences first (oldest first), then new requests in fair order, while they fit. */
+        void admit() {
+            dropCancelled();
+            while (!preempted.isEmpty()) {
+                Sequence s = preempted.get(0);
+                if (!ready(s)) {
+                    break;
+                }
+                if (!fits(s)) {
+                    release(s);
+                    return;
+                }
+                preempted.remove(0);
+                start(s);
+            }
+            while (true) {
+                Sequence s = waiting.peek(this);
+                if (s == null) {
+                    return;
+                }
+                if (!fits(s)) {
+                    release(s);
+                    return;
+                }
+                waiting.take(s);
                 queued.decrementAndGet();
-                continue;
+                s.order = nextOrder++;
+                start(s);
             }
-            if (s.req.adapter() != null) {
-                int slot;
-                try {
-                    slot = adapters.tryPin(s.req.adapter());
-                } catch (AdapterLoadException e) {
-                    it.remove();
-                    queued.decrementAndGet();
-                    s.future.completeExceptionally(e);
-                    continue;
+        }
+
+        private void dropCancelled() {
+            for (int i = active.size() - 1; i >= 0; i--) {
+                Sequence s = active.get(i);
+                if (s.abandoned()) {
+                    finish(s, null, null);
                 }
-                if (slot == DeviceTier.NOT_READY) {
-                    continue;
-                }
-                s.slot = slot;
-                s.pinned = true;
             }
-            it.remove();
-            queued.decrementAndGet();
-            s.cache = new KvCache(cfg, s.req.prompt().length + Math.min(s.req.params().maxTokens(), 256));
+            for (int i = preempted.size() - 1; i >= 0; i--) {
+                Sequence s = preempted.get(i);
+                if (s.abandoned()) {
+                    preempted.remove(i);
+                    failForks(s, null);
+                }
+            }
+        }
+
+        private boolean fits(Sequence s) {
+            if (width() + s.width() > opts.maxBatch()) {
+                return false;
+            }
+            int need = kv.blocksFor(s.len);
+            int watermark = active.isEmpty() ? 0 : Math.max(1, kv.total() / 100);
+            return need + watermark <= kv.free();
+        }
+
+        private void start(Sequence s) {
+            s.cache = new KvCache(kv);
+            s.cache.ensureCapacity(s.len);
             active.add(s);
         }
-        running.set(active.size());
-    }
 
-    private void step() {
-        active.sort(Comparator.comparingInt(s -> s.slot));
-        batch.clear();
-        for (Sequence s : active) {
-            if (!s.prefilled) {
-                int[] p = s.req.prompt();
-                for (int i = 0; i < p.length; i++) {
-                    batch.add(s.cache, p[i], i == p.length - 1, s.slot);
+        @Override
+        public boolean ready(Sequence s) {
+            if (s.req.adapter() == null || s.pinned) {
+                return true;
+            }
+            int slot;
+            try {
+                slot = adapters.tryPin(s.req.adapter());
+            } catch (AdapterLoadException e) {
+                for (Sequence m : allOf(s)) {
+                    m.future.completeExceptionally(e);
                 }
-            } else {
-                batch.add(s.cache, s.next, true, s.slot);
+                return false; // abandoned now: dropped on the next pass
+            }
+            if (slot == DeviceTier.NOT_READY) {
+                return false;
+            }
+            s.slot = slot;
+            s.pinned = true;
+            return true;
+        }
+
+        @Override
+        public void release(Sequence s) {
+            unpin(s);
+        }
+
+        @Override
+        public void dropped(Sequence s) {
+            queued.decrementAndGet();
+            unpin(s);
+        }
+
+        /** Plans and runs one step. */
+        void step() {
+            active.sort(Comparator.comparingLong(s -> s.order));
+            planned.clear();
+            int decodes = 0;
+            for (Sequence s : active) {
+                if (s.len - s.computed() == 1) {
+                    decodes++;
+                }
+            }
+            int prefillBudget = Math.max(opts.maxStepTokens() - decodes, kv.blockSize());
+            for (Sequence s : new ArrayList<>(active)) { // oldest first
+                if (s.cache == null) {
+                    continue; // preempted below for an older one
+                }
+                int todo = s.len - s.computed();
+                int rows = todo == 1 ? 1 : Math.min(todo, prefillBudget);
+                if (rows == 0) {
+                    continue;
+                }
+                if (!makeRoom(s, s.computed() + rows)) {
+                    continue; // s itself was preempted
+                }
+                if (todo > 1) {
+                    prefillBudget -= rows;
+                }
+                planned.add(new Plan(s, rows));
+            }
+            if (planned.isEmpty()) {
+                return;
+            }
+            planned.sort(Comparator.comparingInt(p -> p.s().slot)); // stable: rows of one adapter together
+            batch.clear();
+            List<Sequence> outputs = new ArrayList<>();
+            for (Plan plan : planned) {
+                Sequence s = plan.s();
+                int from = s.computed();
+                int to = from + plan.rows();
+                for (int p = from; p < to; p++) {
+                    batch.add(s.cache, s.tokens[p], p == s.len - 1, s.slot);
+                }
+                if (to == s.len) {
+                    outputs.add(s);
+                }
+            }
+            pass.step(batch, logits);
+            steps++;
+            metrics.step(planned.size(), batch.size());
+            for (int k = 0; k < outputs.size(); k++) {
+                Sequence s = outputs.get(k);
+                if (s.forks != null) {
+                    fork(s, k);
+                } else if (!s.future.isDone()) {
+                    sample(s, k);
+                } else {
+                    finish(s, null, null);
+                }
             }
         }
-        pass.step(batch, logits);
-        steps++;
-        int vocab = cfg.vocabSize();
-        for (int i = 0; i < active.size(); i++) {
-            Sequence s = active.get(i);
-            s.prefilled = true;
-            if (s.future.isDone()) { // cancelled
-                finish(s, null, null);
-                continue;
+
+        /**
+         * Takes the blocks {@code s} needs for positions below {@code needed}, preempting the newest
+         * running sequences while the pool is short; false when {@code s} is itself the newest and
+         * was preempted.
+         */
+        private boolean makeRoom(Sequence s, int needed) {
+            while (s.cache.blocksNeeded(needed) > kv.free()) {
+                Sequence victim = null;
+                for (Sequence v : active) {
+                    if (v.cache != null && (victim == null || v.order > victim.order)) {
+                        victim = v;
+                    }
+                }
+                preempt(victim);
+                if (victim == s) {
+                    return false;
+                }
             }
+            s.cache.ensureCapacity(needed);
+            return true;
+        }
+
+        private void preempt(Sequence s) {
+            s.cache.release();
+            s.cache = null;
+            unpin(s);
+            active.remove(s);
+            planned.removeIf(p -> p.s() == s);
+            int at = 0;
+            while (at < preempted.size() && preempted.get(at).order < s.order) {
+                at++;
+            }
+            preempted.add(at, s);
+            preemptions++;
+            metrics.preempted();
+        }
+
+        /** The prompt of {@code lead} is computed: every live member samples from its logits. */
+        private void fork(Sequence lead, int k) {
+            List<Sequence> members = allOf(lead);
+            lead.forks = null;
+            for (Sequence m : members) {
+                if (m == lead || m.future.isDone()) {
+                    continue;
+                }
+                m.cache = lead.cache.fork();
+                m.order = lead.order;
+                if (m.req.adapter() != null) {
+                    m.slot = adapters.tryPin(m.req.adapter()); // resident: the lead holds a pin
+                    m.pinned = true;
+                }
+                active.add(m);
+                sample(m, k);
+            }
+            if (lead.future.isDone()) {
+                finish(lead, null, null);
+            } else {
+                sample(lead, k);
+            }
+        }
+
+        private void sample(Sequence s, int k) {
+            int vocab = cfg.vocabSize();
             Generator.Finish end = null;
             try {
-                int token = s.sampler.sample(logits, i * vocab, vocab);
+                int token = s.sampler.sample(logits, k * vocab, vocab);
                 SamplingParams p = s.req.params();
-                Sampler.Logprobs lp = p.logprobs() >= 0 ? Sampler.logprobs(logits, i * vocab, vocab, token, p.logprobs()) : null;
+                Sampler.Logprobs lp = p.logprobs() >= 0 ? Sampler.logprobs(logits, k * vocab, vocab, token, p.logprobs()) : null;
                 s.generated++;
-                s.next = token;
+                s.append(token);
+                long now = System.nanoTime();
+                if (s.generated == 1) {
+                    s.firstToken = now;
+                    metrics.firstToken(s.tenant, now - s.submitted);
+                }
+                s.lastToken = now;
                 boolean more = s.req.sink().accept(token, lp);
                 if (cfg.isEos(token) || !more) {
                     end = Generator.Finish.STOP;
@@ -269,26 +582,51 @@ public final class Engine implements AutoCloseable {
                 }
             } catch (RuntimeException e) {
                 finish(s, null, e);
-                continue;
+                return;
             }
             if (end != null) {
                 finish(s, end, null);
             }
         }
-        active.removeIf(s -> s.cache == null);
     }
 
-    /** Ends {@code s}: unpins its adapter, drops its cache, completes its future. */
-    private void finish(Sequence s, Generator.Finish end, Throwable failure) {
+    private void unpin(Sequence s) {
         if (s.pinned) {
             adapters.unpin(s.req.adapter());
             s.pinned = false;
+            s.slot = -1;
         }
-        s.cache = null;
+    }
+
+    /** Ends {@code s}: frees its blocks and pin, completes its future (forks not yet made fail too). */
+    private void finish(Sequence s, Generator.Finish end, Throwable failure) {
+        unpin(s);
+        if (s.cache != null) {
+            s.cache.release();
+            s.cache = null;
+        }
+        active.remove(s);
+        if (s.generated > 0) {
+            metrics.finished(s.tenant, s.generated, s.lastToken - s.firstToken);
+        }
         if (failure != null) {
             s.future.completeExceptionally(failure);
         } else if (end != null) {
             s.future.complete(end);
+        }
+        failForks(s, failure);
+    }
+
+    private static void failForks(Sequence s, Throwable failure) {
+        if (s.forks != null) {
+            for (Sequence f : s.forks) {
+                if (failure != null) {
+                    f.future.completeExceptionally(failure);
+                } else {
+                    f.future.cancel(false);
+                }
+            }
+            s.forks = null;
         }
     }
 

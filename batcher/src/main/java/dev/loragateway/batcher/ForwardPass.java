@@ -179,7 +179,7 @@ public final class ForwardPass {
                 int len = batch.position(r) + 1;
                 int from = window > 0 ? Math.max(0, len - window) : 0;
                 Attention.attend(q, r * qDim, cfg.numHeads(), cfg.numKvHeads(), cfg.headDim(),
-                    c.keys(l), c.values(l), from, len, att, r * qDim, scores, r * maxLen);
+                    c.keys(l), c.values(l), c.table(), c.blockSize(), from, len, att, r * qDim, scores, r * maxLen);
             }
         });
         cpu.linear(att, rows, layer.o(), layer.oBias(), tmp);

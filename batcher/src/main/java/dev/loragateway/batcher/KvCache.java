@@ -1,21 +1,37 @@
 package dev.loragateway.batcher;
 
+import java.util.Arrays;
+
 /**
- * The keys and values of one sequence, per layer, float32, grown by doubling as tokens arrive.
- * Layout per layer: {@code (position, kvHeads · headDim)}.
+ * The keys and values of one sequence: a block table into a {@link KvBlockPool}. Position p lives
+ * in block {@code table[p / blockSize]}, row {@code p % blockSize}.
+ *
+ * <p>Example (block size 4): a sequence of 6 positions with table {@code [7, 2]} keeps positions
+ * 0–3 in block 7 and 4–5 in block 2; position 6 goes to row 2 of block 2; position 8 needs a third
+ * block. A {@link #fork} shares both blocks; the first of the two to write position 6 first copies
+ * block 2 (copy-on-write), since the other still reads it.
+ *
+ * <p>Outside the engine, {@code new KvCache(cfg, capacity)} makes a cache with a private pool that
+ * grows as needed.
  */
 public final class KvCache {
-    private final int kvDim;
-    private final float[][] keys;   // (layers) → (capacity, kvDim)
-    private final float[][] values; // (layers) → (capacity, kvDim)
-    private int capacity;
+    /** Positions per block of a private pool. */
+    static final int PRIVATE_BLOCK = 16;
+
+    private final KvBlockPool pool;
+    private int[] table;
+    private int blocks;
     private int length;
 
+    /** A cache on a pool of its own, room for {@code initialCapacity} positions at first. */
     public KvCache(ModelConfig cfg, int initialCapacity) {
-        this.kvDim = cfg.kvDim();
-        this.capacity = Math.max(1, initialCapacity);
-        keys = new float[cfg.numLayers()][capacity * kvDim];
-        values = new float[cfg.numLayers()][capacity * kvDim];
+        this(new KvBlockPool(cfg, Math.max(1, (Math.max(1, initialCapacity) + PRIVATE_BLOCK - 1) / PRIVATE_BLOCK), PRIVATE_BLOCK, true));
+    }
+
+    /** An empty cache whose blocks come from {@code pool}. */
+    public KvCache(KvBlockPool pool) {
+        this.pool = pool;
+        this.table = new int[4];
     }
 
     /** Positions stored (the next token's position). */
@@ -23,41 +39,122 @@ public final class KvCache {
         return length;
     }
 
+    /** Blocks this cache holds (shared ones included). */
+    public int blocks() {
+        return blocks;
+    }
+
+    KvBlockPool pool() {
+        return pool;
+    }
+
     float[] keys(int layer) {
-        return keys[layer];
+        return pool.keys(layer);
     }
 
     float[] values(int layer) {
-        return values[layer];
+        return pool.values(layer);
     }
 
-    /** Makes room for positions up to {@code needed - 1}. */
-    void ensureCapacity(int needed) {
-        if (needed <= capacity) {
-            return;
+    /** The block table (valid up to {@link #blocks()}). */
+    int[] table() {
+        return table;
+    }
+
+    int blockSize() {
+        return pool.blockSize();
+    }
+
+    /**
+     * Free blocks that {@link #ensureCapacity ensureCapacity(needed)} would take: blocks beyond the
+     * table, plus shared blocks in {@code [length, needed)} that must be copied before writing.
+     */
+    public int blocksNeeded(int needed) {
+        int bs = pool.blockSize();
+        int have = blocks;
+        int want = pool.blocksFor(needed);
+        int n = Math.max(0, want - have);
+        for (int b = length / bs; b < Math.min(have, want); b++) {
+            if (pool.refs(table[b]) > 1) {
+                n++;
+            }
         }
-        int cap = Math.max(needed, capacity * 2);
-        for (int l = 0; l < keys.length; l++) {
-            keys[l] = java.util.Arrays.copyOf(keys[l], cap * kvDim);
-            values[l] = java.util.Arrays.copyOf(values[l], cap * kvDim);
+        return n;
+    }
+
+    /**
+     * Makes positions up to {@code needed − 1} writable: takes new blocks and copies shared ones it
+     * will write into. Takes nothing when {@link #blocksNeeded} is 0.
+     *
+     * @throws IllegalStateException when the pool runs dry (the engine checks first and preempts)
+     */
+    public void ensureCapacity(int needed) {
+        int bs = pool.blockSize();
+        int want = pool.blocksFor(needed);
+        for (int b = length / bs; b < Math.min(blocks, want); b++) {
+            int old = table[b];
+            if (pool.refs(old) > 1) {
+                int fresh = take(needed);
+                pool.copy(old, fresh, Math.max(0, Math.min(bs, length - b * bs)));
+                pool.release(old);
+                table[b] = fresh;
+            }
         }
-        capacity = cap;
+        while (blocks < want) {
+            if (blocks == table.length) {
+                table = Arrays.copyOf(table, table.length * 2);
+            }
+            table[blocks++] = take(needed);
+        }
+    }
+
+    private int take(int needed) {
+        int b = pool.allocate();
+        if (b < 0) {
+            throw new IllegalStateException("the KV-cache pool is out of blocks (" + pool.total() + " blocks of "
+                + pool.blockSize() + " positions) making room for " + needed + " positions");
+        }
+        return b;
     }
 
     void store(int layer, int pos, float[] k, int ko, float[] v, int vo) {
-        System.arraycopy(k, ko, keys[layer], pos * kvDim, kvDim);
-        System.arraycopy(v, vo, values[layer], pos * kvDim, kvDim);
+        int bs = pool.blockSize();
+        int kvDim = pool.kvDim();
+        int row = (table[pos / bs] * bs + pos % bs) * kvDim;
+        System.arraycopy(k, ko, pool.keys(layer), row, kvDim);
+        System.arraycopy(v, vo, pool.values(layer), row, kvDim);
     }
 
     void advance(int n) {
         length += n;
     }
 
-    /** Forgets every position from {@code newLength} on (for re-running a suffix). */
+    /** A cache of the same positions sharing every block (copied on first write by either). */
+    public KvCache fork() {
+        KvCache c = new KvCache(pool);
+        c.table = Arrays.copyOf(table, Math.max(4, table.length));
+        c.blocks = blocks;
+        c.length = length;
+        for (int b = 0; b < blocks; b++) {
+            pool.retain(table[b]);
+        }
+        return c;
+    }
+
+    /** Forgets every position from {@code newLength} on, returning blocks no longer needed. */
     public void truncate(int newLength) {
         if (newLength < 0 || newLength > length) {
             throw new IllegalArgumentException("cannot truncate a cache of " + length + " positions to " + newLength);
         }
+        int keep = pool.blocksFor(newLength);
+        while (blocks > keep) {
+            pool.release(table[--blocks]);
+        }
         length = newLength;
+    }
+
+    /** Returns every block to the pool; the cache is empty afterwards. */
+    public void release() {
+        truncate(0);
     }
 }

@@ -139,7 +139,7 @@ class EngineTest {
     void cancelledAndStoppedRequestsReleaseTheirPins() throws Exception {
         DeviceTier<Object> tier = tier(4);
         try (Engine engine = new Engine(model, new CpuBackend(1), tier, 4, 10)) {
-            var longRun = engine.submit(new Engine.Request(new int[] {7, 8, 9}, new SamplingParams(0, 1, 0, 100000, -1), "r4-qv",
+            var longRun = engine.submit(new Engine.Request(new int[] {7, 8, 9}, new SamplingParams(0, 1, 0, 1000, -1), "r4-qv",
                 (t, lp) -> true));
             int[] seen = {0};
             var stopped = engine.submit(new Engine.Request(new int[] {7}, new SamplingParams(0, 1, 0, 50, -1), "r16-attn",
@@ -148,11 +148,12 @@ class EngineTest {
             assertEquals(3, seen[0]);
             longRun.cancel(false);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while ((tier.totalPins() > 0 || engine.running() > 0) && System.nanoTime() < deadline) {
+            while ((tier.totalPins() > 0 || engine.running() > 0 || engine.kvBlocksUsed() > 0) && System.nanoTime() < deadline) {
                 Thread.sleep(5);
             }
             assertEquals(0, tier.totalPins());
             assertEquals(0, engine.running());
+            assertEquals(0, engine.kvBlocksUsed());
         }
     }
 

@@ -16,17 +16,30 @@ public final class Attention {
     private Attention() {
     }
 
-    /**
-     * @param q       query row at {@code q[qo..qo + heads·headDim)}
-     * @param keys    keys, row t at {@code keys[t·kvDim ..]}
-     * @param values  values, same layout
-     * @param from    first position attended to (0, or len − window with a sliding window)
-     * @param len     one past the last position attended to
-     * @param out     output at {@code out[oo..oo + heads·headDim)}
-     * @param scores  scratch {@code scores[so..so + len − from)}
-     */
+    /** Attention over a contiguous history: row t of the keys and values at {@code t·kvDim}. */
     public static void attend(float[] q, int qo, int heads, int kvHeads, int headDim,
                               float[] keys, float[] values, int from, int len, float[] out, int oo, float[] scores, int so) {
+        attend(q, qo, heads, kvHeads, headDim, keys, values, null, 0, from, len, out, oo, scores, so);
+    }
+
+    /**
+     * Attention over a paged history: position t lives in block {@code table[t / blockSize]} at
+     * row {@code t % blockSize}, so its key starts at {@code (table[t / blockSize]·blockSize +
+     * t % blockSize)·kvDim} of {@code keys} (a pool shared by many sequences). A null table means
+     * contiguous rows.
+     *
+     * @param q         query row at {@code q[qo..qo + heads·headDim)}
+     * @param keys      the key pool (or a contiguous history)
+     * @param values    the value pool, same layout
+     * @param table     block ids of this sequence, in position order (null: contiguous)
+     * @param blockSize positions per block (ignored without a table)
+     * @param from      first position attended to (0, or len − window with a sliding window)
+     * @param len       one past the last position attended to
+     * @param out       output at {@code out[oo..oo + heads·headDim)}
+     * @param scores    scratch {@code scores[so..so + len − from)}
+     */
+    public static void attend(float[] q, int qo, int heads, int kvHeads, int headDim, float[] keys, float[] values,
+                              int[] table, int blockSize, int from, int len, float[] out, int oo, float[] scores, int so) {
         if (heads % kvHeads != 0) {
             throw new IllegalArgumentException(heads + " attention heads are not a multiple of " + kvHeads + " key/value heads");
         }
@@ -37,14 +50,18 @@ public final class Attention {
             int g = h / group;
             int qh = qo + h * headDim;
             for (int t = from; t < len; t++) {
-                scores[so + t - from] = Ops.dot(q, qh, keys, t * kvDim + g * headDim, headDim) * scale;
+                scores[so + t - from] = Ops.dot(q, qh, keys, row(table, blockSize, t) * kvDim + g * headDim, headDim) * scale;
             }
             Ops.softmax(scores, so, len - from);
             int oh = oo + h * headDim;
             java.util.Arrays.fill(out, oh, oh + headDim, 0f);
             for (int t = from; t < len; t++) {
-                Ops.axpy(scores[so + t - from], values, t * kvDim + g * headDim, out, oh, headDim);
+                Ops.axpy(scores[so + t - from], values, row(table, blockSize, t) * kvDim + g * headDim, out, oh, headDim);
             }
         }
+    }
+
+    private static int row(int[] table, int blockSize, int t) {
+        return table == null ? t : table[t / blockSize] * blockSize + t % blockSize;
     }
 }

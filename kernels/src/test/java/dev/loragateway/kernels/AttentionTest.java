@@ -120,6 +120,52 @@ class AttentionTest {
         assertArrayEquals(qBefore, q, where + ": q must not be modified");
     }
 
+    /**
+     * Paged attention reads position t from block {@code table[t / bs]}: a history scattered over
+     * shuffled blocks of a larger pool (other blocks filled with noise) gives exactly the output of
+     * the same history laid out contiguously, which {@link #check} holds to the double reference.
+     */
+    @Test
+    void pagedHistoryEqualsContiguous() {
+        Random rnd = new Random(4);
+        for (int[] hk : HEADS) {
+            for (int d : new int[] {8, 12}) {
+                for (int bs : new int[] {1, 3, 16}) {
+                    for (int len : new int[] {1, bs, bs + 1, 37}) {
+                        int kvDim = hk[1] * d;
+                        int blocks = (len + bs - 1) / bs;
+                        int poolBlocks = blocks * 2 + 3;
+                        float[] keys = gaussian(rnd, poolBlocks * bs * kvDim, 1, 0.05);
+                        float[] values = gaussian(rnd, poolBlocks * bs * kvDim, 1, -0.1);
+                        java.util.List<Integer> ids = new java.util.ArrayList<>();
+                        for (int b = 0; b < poolBlocks; b++) {
+                            ids.add(b);
+                        }
+                        java.util.Collections.shuffle(ids, rnd);
+                        int[] table = new int[blocks];
+                        for (int b = 0; b < blocks; b++) {
+                            table[b] = ids.get(b);
+                        }
+                        float[] ck = new float[len * kvDim];
+                        float[] cv = new float[len * kvDim];
+                        for (int t = 0; t < len; t++) {
+                            int at = (table[t / bs] * bs + t % bs) * kvDim;
+                            System.arraycopy(keys, at, ck, t * kvDim, kvDim);
+                            System.arraycopy(values, at, cv, t * kvDim, kvDim);
+                        }
+                        float[] q = gaussian(rnd, hk[0] * d, 1, 0.1);
+                        int from = len > 4 ? 2 : 0;
+                        float[] want = new float[hk[0] * d];
+                        float[] got = new float[hk[0] * d];
+                        Attention.attend(q, 0, hk[0], hk[1], d, ck, cv, from, len, want, 0, new float[len], 0);
+                        Attention.attend(q, 0, hk[0], hk[1], d, keys, values, table, bs, from, len, got, 0, new float[len], 0);
+                        assertArrayEquals(want, got, "heads " + hk[0] + "/" + hk[1] + " d=" + d + " bs=" + bs + " len=" + len);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void headsNotAMultipleOfKvHeadsAreRejected() {
         float[] x = new float[64];

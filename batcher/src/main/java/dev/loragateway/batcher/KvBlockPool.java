@@ -1,0 +1,164 @@
+package dev.loragateway.batcher;
+
+import java.util.Arrays;
+
+/**
+ * The paged KV-cache memory of one engine: {@code blocks} fixed-size blocks of {@code blockSize}
+ * positions, each holding keys and values of every layer, float32. A sequence owns a block table
+ * (see {@link KvCache}) instead of one long buffer, so memory is handed out in small pieces and
+ * nothing is copied as sequences grow (vLLM's PagedAttention).
+ *
+ * <pre>
+ * keys[layer]:   (blocks · blockSize, kvDim)    position p of block b is row b·blockSize + p
+ * values[layer]: the same
+ * </pre>
+ *
+ * Blocks are reference counted: sequences forked from one prompt ({@code n > 1}) share its blocks
+ * and copy a shared block only when they write into it. Free blocks sit on a stack. A pool made
+ * {@code growable} (a lone sequence outside the engine) doubles instead of running dry.
+ * Not thread-safe: the engine thread owns it.
+ */
+public final class KvBlockPool {
+    private final int layers;
+    private final int kvDim;
+    private final int blockSize;
+    private final boolean growable;
+    private float[][] keys;
+    private float[][] values;
+    private int[] refs;
+    private int[] free;   // stack of free block ids
+    private int freeTop;
+    private int blocks;
+
+    /**
+     * @param blocks    number of blocks
+     * @param blockSize positions per block
+     * @param growable  double the pool instead of failing when it runs dry
+     */
+    public KvBlockPool(ModelConfig cfg, int blocks, int blockSize, boolean growable) {
+        if (blocks < 1 || blockSize < 1) {
+            throw new IllegalArgumentException("a KV pool needs at least one block of at least one position, got "
+                + blocks + " blocks of " + blockSize);
+        }
+        this.layers = cfg.numLayers();
+        this.kvDim = cfg.kvDim();
+        this.blockSize = blockSize;
+        this.growable = growable;
+        long floats = (long) blocks * blockSize * kvDim;
+        if (floats > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException(blocks + " KV blocks of " + blockSize + " positions exceed one Java array per layer ("
+                + floats + " floats); use fewer or smaller blocks");
+        }
+        this.keys = new float[layers][];
+        this.values = new float[layers][];
+        resize(blocks);
+    }
+
+    /** A pool of as many blocks as fit in {@code bytes} (at least one). */
+    public static KvBlockPool ofBytes(ModelConfig cfg, long bytes, int blockSize) {
+        long per = bytesPerBlock(cfg, blockSize);
+        long floatsPerBlock = (long) blockSize * cfg.kvDim();
+        long cap = (Integer.MAX_VALUE - 16) / floatsPerBlock;
+        return new KvBlockPool(cfg, (int) Math.max(1, Math.min(cap, bytes / per)), blockSize, false);
+    }
+
+    /** Bytes of one block: keys and values of every layer. */
+    public static long bytesPerBlock(ModelConfig cfg, int blockSize) {
+        return 2L * cfg.numLayers() * blockSize * cfg.kvDim() * Float.BYTES;
+    }
+
+    private void resize(int newBlocks) {
+        int old = blocks;
+        for (int l = 0; l < layers; l++) {
+            keys[l] = keys[l] == null ? new float[newBlocks * blockSize * kvDim] : Arrays.copyOf(keys[l], newBlocks * blockSize * kvDim);
+            values[l] = values[l] == null ? new float[newBlocks * blockSize * kvDim] : Arrays.copyOf(values[l], newBlocks * blockSize * kvDim);
+        }
+        refs = refs == null ? new int[newBlocks] : Arrays.copyOf(refs, newBlocks);
+        free = free == null ? new int[newBlocks] : Arrays.copyOf(free, newBlocks);
+        for (int b = newBlocks - 1; b >= old; b--) {
+            free[freeTop++] = b;
+        }
+        blocks = newBlocks;
+    }
+
+    public int blockSize() {
+        return blockSize;
+    }
+
+    /** All blocks. */
+    public int total() {
+        return blocks;
+    }
+
+    /** Blocks on the free stack. */
+    public int free() {
+        return freeTop;
+    }
+
+    /** Blocks held by some sequence. */
+    public int used() {
+        return blocks - freeTop;
+    }
+
+    /** Blocks that {@code positions} positions occupy. */
+    public int blocksFor(long positions) {
+        return (int) ((positions + blockSize - 1) / blockSize);
+    }
+
+    /** Takes a free block (reference count 1), or returns −1 when none is free. */
+    public int allocate() {
+        if (freeTop == 0) {
+            if (!growable) {
+                return -1;
+            }
+            resize(blocks * 2);
+        }
+        int b = free[--freeTop];
+        refs[b] = 1;
+        return b;
+    }
+
+    /** One more sequence holds {@code block}. */
+    void retain(int block) {
+        if (refs[block] <= 0) {
+            throw new IllegalStateException("retain of free KV block " + block);
+        }
+        refs[block]++;
+    }
+
+    /** One sequence lets go of {@code block}; the last one returns it to the free stack. */
+    void release(int block) {
+        if (refs[block] <= 0) {
+            throw new IllegalStateException("double release of KV block " + block);
+        }
+        if (--refs[block] == 0) {
+            free[freeTop++] = block;
+        }
+    }
+
+    /** Sequences holding {@code block}. */
+    int refs(int block) {
+        return refs[block];
+    }
+
+    /** Copies the first {@code positions} rows of every layer of block {@code src} into {@code dst}. */
+    void copy(int src, int dst, int positions) {
+        int n = positions * kvDim;
+        for (int l = 0; l < layers; l++) {
+            System.arraycopy(keys[l], src * blockSize * kvDim, keys[l], dst * blockSize * kvDim, n);
+            System.arraycopy(values[l], src * blockSize * kvDim, values[l], dst * blockSize * kvDim, n);
+        }
+    }
+
+    float[] keys(int layer) {
+        return keys[layer];
+    }
+
+    float[] values(int layer) {
+        return values[layer];
+    }
+
+    int kvDim() {
+        return kvDim;
+    }
+}

@@ -1,0 +1,78 @@
+package dev.loragateway.batcher;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A sequence in the {@link Engine}: its tokens so far (prompt, then generated), where its keys and
+ * values live, its adapter pin and its sampler. The KV cache holds the first {@code cache.length()}
+ * tokens; the rest are fed at the next steps (a prefill in chunks, then one token per decode).
+ * After a preemption the cache is gone and every token is fed again (recomputation).
+ *
+ * <p>Touched by the engine thread only, except {@link #future} (cancelled by callers).
+ */
+final class Sequence {
+    final Engine.Request req;
+    final String tenant;
+    final CompletableFuture<Generator.Finish> future = new CompletableFuture<>();
+    final Sampler sampler;
+    final long submitted = System.nanoTime();
+    /** Fair-admission cost: prompt tokens plus the most it may generate, for it and its forks. */
+    final long cost;
+    int[] tokens;
+    int len;
+    KvCache cache;
+    int slot = -1;
+    boolean pinned;
+    /** Admission order: the largest is the newest, the first to be preempted. */
+    long order;
+    int generated;
+    long firstToken;
+    long lastToken;
+    /** Sequences to fork off this one's prompt once it is computed ({@code n > 1}), or null. */
+    List<Sequence> forks;
+
+    Sequence(Engine.Request req, String tenant, List<Sequence> forks) {
+        this.req = req;
+        this.tenant = tenant;
+        this.sampler = new Sampler(req.params());
+        this.forks = forks;
+        int[] p = req.prompt();
+        this.tokens = Arrays.copyOf(p, p.length + Math.min(Math.max(req.params().maxTokens(), 1), 64));
+        this.len = p.length;
+        this.cost = (long) p.length + (long) req.params().maxTokens() * width();
+    }
+
+    /** Running sequences this one stands for: itself and the forks still to come. */
+    int width() {
+        return 1 + (forks == null ? 0 : forks.size());
+    }
+
+    /** Tokens already in the KV cache. */
+    int computed() {
+        return cache == null ? 0 : cache.length();
+    }
+
+    void append(int token) {
+        if (len == tokens.length) {
+            tokens = Arrays.copyOf(tokens, tokens.length * 2);
+        }
+        tokens[len++] = token;
+    }
+
+    /** Nobody waits for this sequence or its forks any more (all were cancelled or finished). */
+    boolean abandoned() {
+        if (!future.isDone()) {
+            return false;
+        }
+        if (forks != null) {
+            for (Sequence f : forks) {
+                if (!f.future.isDone()) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+}
