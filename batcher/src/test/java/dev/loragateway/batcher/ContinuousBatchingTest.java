@@ -1,0 +1,247 @@
+package dev.loragateway.batcher;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loragateway.adapters.DeviceTier;
+import dev.loragateway.kernels.CpuBackend;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The engine under continuous batching: requests arriving at random times, with random lengths and
+ * adapters, joining and leaving the batch at every step, prompts split into chunks, a KV pool that
+ * runs dry, forks sharing a prompt; each gives the tokens it gives alone.
+ */
+class ContinuousBatchingTest {
+    static EngineFixture fx;
+    static ExecutorService loader;
+    static CpuBackend refCpu;
+
+    @BeforeAll
+    static void setUp() {
+        fx = new EngineFixture(91);
+        loader = Executors.newSingleThreadExecutor();
+        refCpu = new CpuBackend(1);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        loader.shutdownNow();
+        refCpu.close();
+    }
+
+    private record Submitted(String adapter, int[] prompt, SamplingParams params, List<Integer> out, CompletableFuture<Generator.Finish> f) {
+    }
+
+    private static Submitted submit(Engine engine, Random rnd, String tenant, int maxPrompt, int maxTokens) {
+        String adapter = rnd.nextInt(5) == 0 ? null : fx.adapters.get(rnd.nextInt(fx.adapters.size())).name();
+        int[] prompt = fx.randomPrompt(rnd, maxPrompt);
+        SamplingParams p = SamplingParams.greedy(1 + rnd.nextInt(maxTokens));
+        List<Integer> out = Collections.synchronizedList(new ArrayList<>());
+        var f = engine.submit(new Engine.Request(prompt, p, adapter, tenant, (t, lp) -> out.add(t)));
+        return new Submitted(adapter, prompt, p, out, f);
+    }
+
+    private static void checkAll(List<Submitted> subs) throws Exception {
+        int ties = 0;
+        for (int i = 0; i < subs.size(); i++) {
+            Submitted s = subs.get(i);
+            s.f().get(120, TimeUnit.SECONDS);
+            EngineFixture.Run ref = fx.alone(refCpu, s.adapter(), s.prompt(), s.params());
+            ties += EngineFixture.assertSameTokens(ref, EngineFixture.ints(s.out()), "request " + i + " (" + s.adapter() + ", prompt "
+                + s.prompt().length + ")");
+        }
+        assertTrue(ties <= subs.size() / 50, ties + " near ties in " + subs.size() + " requests");
+    }
+
+    private static void awaitIdle(Engine engine, DeviceTier<Object> tier) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((engine.running() > 0 || engine.kvBlocksUsed() > 0 || engine.queued() > 0 || (tier != null && tier.totalPins() > 0))
+            && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+    }
+
+    @Test
+    void twoHundredRandomArrivalsGiveTheirLoneTokens() throws Exception {
+        DeviceTier<Object> tier = fx.tier(4, loader);
+        Random rnd = new Random(1);
+        Engine.Options o = Engine.Options.defaults().withBatch(12, 1000).withMaxStepTokens(24).withKvCache(0, 8);
+        List<Submitted> subs = new ArrayList<>();
+        long totalTokens;
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
+            for (int i = 0; i < 200; i++) {
+                if (rnd.nextInt(3) == 0) {
+                    Thread.sleep(rnd.nextInt(4));
+                }
+                subs.add(submit(engine, rnd, "t" + rnd.nextInt(3), 60, 20));
+            }
+            checkAll(subs);
+            totalTokens = subs.stream().mapToLong(s -> s.out().size()).sum();
+            assertTrue(engine.steps() < totalTokens / 3, engine.steps() + " steps for " + totalTokens + " tokens: little batching");
+            awaitIdle(engine, tier);
+            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
+            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+        }
+        assertTrue(subs.stream().anyMatch(s -> s.prompt().length > 24), "no prompt was long enough to be chunked");
+    }
+
+    @Test
+    void aPoolTooSmallForEveryonePreemptsAndStillGivesTheRightTokens() throws Exception {
+        DeviceTier<Object> tier = fx.tier(9, loader);
+        Random rnd = new Random(2);
+        // 24 blocks of 4 positions: room for about three of the sixteen sequences at full length
+        Engine.Options o = Engine.Options.defaults().withBatch(16, 100).withMaxStepTokens(64)
+            .withKvCache(24 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        List<Submitted> subs = new ArrayList<>();
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
+            assertEquals(24, engine.kvBlocksTotal());
+            for (int i = 0; i < 16; i++) {
+                subs.add(submit(engine, rnd, "default", 12, 1));
+                subs.set(i, resubmitLonger(engine, subs.get(i), rnd));
+            }
+            checkAll(subs);
+            assertTrue(engine.preemptions() > 0, "the pool never ran dry");
+            awaitIdle(engine, tier);
+            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
+            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+        }
+    }
+
+    /** Replaces a one-token request by one of 20 to 40 tokens (long enough to outgrow the pool). */
+    private static Submitted resubmitLonger(Engine engine, Submitted s, Random rnd) throws Exception {
+        s.f().get(30, TimeUnit.SECONDS);
+        SamplingParams p = SamplingParams.greedy(20 + rnd.nextInt(21));
+        List<Integer> out = Collections.synchronizedList(new ArrayList<>());
+        var f = engine.submit(new Engine.Request(s.prompt(), p, s.adapter(), "default", (t, lp) -> out.add(t)));
+        return new Submitted(s.adapter(), s.prompt(), p, out, f);
+    }
+
+    @Test
+    void aFloodingTenantDoesNotStarveAnother() throws Exception {
+        Random rnd = new Random(3);
+        Engine.Options o = Engine.Options.defaults().withBatch(4, 2000);
+        AtomicInteger aDone = new AtomicInteger();
+        List<Integer> aDoneWhenBFinished = Collections.synchronizedList(new ArrayList<>());
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
+            List<CompletableFuture<Generator.Finish>> all = new ArrayList<>();
+            for (int i = 0; i < 500; i++) {
+                var f = engine.submit(new Engine.Request(fx.randomPrompt(rnd, 8), SamplingParams.greedy(6), null, "A", (t, lp) -> true));
+                f.whenComplete((r, e) -> aDone.incrementAndGet());
+                all.add(f);
+            }
+            Thread.sleep(20);
+            for (int i = 0; i < 10; i++) {
+                var f = engine.submit(new Engine.Request(fx.randomPrompt(rnd, 8), SamplingParams.greedy(6), null, "B", (t, lp) -> true));
+                f.whenComplete((r, e) -> aDoneWhenBFinished.add(aDone.get()));
+                all.add(f);
+            }
+            for (var f : all) {
+                f.get(120, TimeUnit.SECONDS);
+            }
+        }
+        assertEquals(10, aDoneWhenBFinished.size());
+        int worst = Collections.max(aDoneWhenBFinished);
+        assertTrue(worst < 100, "tenant B's last request finished after " + worst + " of tenant A's");
+    }
+
+    @Test
+    void forksShareThePromptBlocks() throws Exception {
+        DeviceTier<Object> tier = fx.tier(2, loader);
+        Random rnd = new Random(4);
+        int[] prompt = fx.randomPrompt(rnd, 1);
+        prompt = java.util.Arrays.copyOf(prompt, 61);
+        for (int i = 1; i < prompt.length; i++) {
+            prompt[i] = 3 + rnd.nextInt(fx.cfg.vocabSize() - 3);
+        }
+        // 61 prompt positions = 16 blocks of 4; four unshared copies would need 64 blocks plus growth
+        Engine.Options o = Engine.Options.defaults().withBatch(8, 10).withKvCache(28 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
+            List<Engine.Choice> choices = new ArrayList<>();
+            List<List<Integer>> outs = new ArrayList<>();
+            List<SamplingParams> params = new ArrayList<>();
+            for (int c = 0; c < 4; c++) {
+                SamplingParams p = c == 0 ? SamplingParams.greedy(7) : new SamplingParams(1.0, 0.9, 100 + c, 7, -1);
+                List<Integer> out = Collections.synchronizedList(new ArrayList<>());
+                outs.add(out);
+                params.add(p);
+                choices.add(new Engine.Choice(p, (t, lp) -> out.add(t)));
+            }
+            var futures = engine.submitForks(prompt, "r8-all", "default", choices);
+            for (var f : futures) {
+                f.get(60, TimeUnit.SECONDS);
+            }
+            assertEquals(0, engine.preemptions(), "forks did not share the prompt's blocks");
+            for (int c = 0; c < 4; c++) {
+                EngineFixture.Run ref = fx.alone(refCpu, "r8-all", prompt, params.get(c));
+                EngineFixture.assertSameTokens(ref, EngineFixture.ints(outs.get(c)), "choice " + c);
+            }
+            assertTrue(!outs.get(1).equals(outs.get(2)) || !outs.get(2).equals(outs.get(3)), "seeded choices all sampled alike");
+            awaitIdle(engine, tier);
+            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
+            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+        }
+    }
+
+    @Test
+    void aThousandRequestsSomeCancelledLeaveNothingHeld() throws Exception {
+        DeviceTier<Object> tier = fx.tier(3, loader);
+        Random rnd = new Random(5);
+        Engine.Options o = Engine.Options.defaults().withBatch(16, 2000).withMaxStepTokens(32)
+            .withKvCache(60 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        int cancelled = 0;
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
+            List<CompletableFuture<Generator.Finish>> all = new ArrayList<>();
+            for (int i = 0; i < 1000; i++) {
+                String adapter = rnd.nextInt(4) == 0 ? null : fx.adapters.get(rnd.nextInt(fx.adapters.size())).name();
+                int[] prompt = fx.randomPrompt(rnd, 30);
+                int cancelAt = rnd.nextInt(3) == 0 ? 1 + rnd.nextInt(6) : -1;
+                cancelled += cancelAt > 0 ? 1 : 0;
+                int n = rnd.nextInt(6) == 0 ? 2 + rnd.nextInt(3) : 1;
+                List<Engine.Choice> choices = new ArrayList<>();
+                List<CompletableFuture<Generator.Finish>> mine = new ArrayList<>();
+                for (int c = 0; c < n; c++) {
+                    AtomicInteger seen = new AtomicInteger();
+                    int idx = c;
+                    choices.add(new Engine.Choice(new SamplingParams(1.0, 1.0, rnd.nextLong(), 1 + rnd.nextInt(12), -1), (t, lp) -> {
+                        if (seen.incrementAndGet() == cancelAt) {
+                            mine.get(idx).cancel(false);
+                        }
+                        return true;
+                    }));
+                }
+                mine.addAll(engine.submitForks(prompt, adapter, "t" + (i % 4), choices));
+                all.addAll(mine);
+                if (rnd.nextInt(50) == 0) {
+                    mine.get(0).cancel(false); // cancelled while still queued
+                }
+            }
+            for (var f : all) {
+                try {
+                    f.get(120, TimeUnit.SECONDS);
+                } catch (java.util.concurrent.CancellationException e) {
+                    // expected for some
+                }
+            }
+            awaitIdle(engine, tier);
+            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
+            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+            assertEquals(0, engine.running());
+            assertEquals(0, engine.queued());
+            assertEquals(0, engine.preemptedWaiting());
+            assertTrue(engine.preemptions() > 0, "the pool never ran dry: the test covers no preemption");
+        }
+        assertTrue(cancelled > 100, "only " + cancelled + " requests were cancelled");
+    }
+}
