@@ -6,6 +6,7 @@ import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
@@ -70,6 +71,10 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--kv-cache-mb", description = "KV-cache pool in MB (default: sized from free memory).")
     Integer kvCacheMb;
 
+    @Option(names = "--max-num-batched-tokens", defaultValue = "512",
+        description = "Most tokens in one forward step: every running decode, then prompt chunks up to this (default: ${DEFAULT-VALUE}).")
+    int maxNumBatchedTokens;
+
     @Option(names = "--max-queued", defaultValue = "1024", description = "Requests waiting beyond the running batch; past it 429 (default: ${DEFAULT-VALUE}).")
     int maxQueued;
 
@@ -128,7 +133,27 @@ final class ServeCommand implements Callable<Integer> {
             llama.config().shape().ins(), llama.config().shape().outs()), slotBudget, hostTier, loader);
         LOG.info("adapters: {} registered; slots {} with {} MB, host cache {} MB", registry.list("default").size(),
             gpuAdapterSlots, slotBudget >> 20, hostCacheMb);
-        Engine engine = new Engine(llama, cpu, device, maxBatch, maxQueued);
+        int blockSize = 16;
+        long perBlock = KvBlockPool.bytesPerBlock(llama.config(), blockSize);
+        long kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20)
+            : Math.min(Runtime.getRuntime().maxMemory() / 4, perBlock * maxBatch * (((long) limit + blockSize - 1) / blockSize));
+        long kvPositions = kvBytes / perBlock * blockSize;
+        if (kvPositions < limit) {
+            if (maxModelLen != null) {
+                throw new ParameterException(spec.commandLine(), "the KV cache (" + (kvBytes >> 20) + " MB, " + kvPositions
+                    + " positions) cannot hold one sequence of --max-model-len " + limit + "; raise --kv-cache-mb or lower --max-model-len");
+            }
+            if (kvPositions < blockSize) {
+                throw new ParameterException(spec.commandLine(), "--kv-cache-mb " + kvCacheMb + " holds less than one KV block ("
+                    + perBlock + " bytes)");
+            }
+            LOG.warn("max model length lowered from {} to {}: the KV cache holds no more (raise --kv-cache-mb or the heap)", limit, kvPositions);
+            limit = (int) kvPositions;
+        }
+        Engine engine = new Engine(llama, cpu, device, Engine.Options.defaults().withBatch(maxBatch, maxQueued)
+            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens));
+        LOG.info("KV cache: {} blocks of {} positions, {} MB; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
+            blockSize, engine.kvBlocksTotal() * perBlock >> 20, limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry);
         int bound;
@@ -163,6 +188,7 @@ final class ServeCommand implements Callable<Integer> {
         positive("--max-lora-rank", maxLoraRank);
         positive("--max-batch", maxBatch);
         positive("--max-queued", maxQueued);
+        positive("--max-num-batched-tokens", maxNumBatchedTokens);
         positive("--gpu-adapter-slots", gpuAdapterSlots);
         positive("--host-cache-mb", hostCacheMb);
         positive("--max-adapter-mb", maxAdapterMb);

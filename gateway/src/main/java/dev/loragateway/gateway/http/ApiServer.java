@@ -156,7 +156,7 @@ public final class ApiServer {
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {
-                Completions.Submitted sub = completions.submit(engine, req, null);
+                Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, null);
                 resp.closeHandler(v -> sub.cancel());
                 sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
                     inFlight.decrementAndGet();
@@ -182,7 +182,7 @@ public final class ApiServer {
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
         HttpServerResponse resp = ctx.response();
-        Completions.Submitted sub = completions.submit(engine, req, (index, text) -> {
+        Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, (index, text) -> {
             String chunk = chunk(req, id, now, index, text, null).toString();
             context.runOnContext(v -> {
                 if (!resp.closed()) {

@@ -200,7 +200,7 @@ final class Completions {
      *
      * @throws Engine.QueueFullException when the engine's queue is full (nothing stays submitted)
      */
-    Submitted submit(Engine engine, Request r, ChoiceListener onDelta) {
+    Submitted submit(Engine engine, Request r, String tenant, ChoiceListener onDelta) {
         long seed = baseSeed(r);
         List<ChoiceRun> runs = new ArrayList<>();
         List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the engine's, for cancelling
@@ -208,14 +208,20 @@ final class Completions {
         try {
             for (int pi = 0; pi < r.prompts().size(); pi++) {
                 int[] prompt = r.prompts().get(pi);
+                List<Engine.Choice> choices = new ArrayList<>();
                 for (int c = 0; c < r.n(); c++) {
                     int index = pi * r.n() + c;
                     Consumer<String> sink = onDelta == null ? null : d -> onDelta.delta(index, d);
                     ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
                     runs.add(run);
-                    CompletableFuture<Generator.Finish> f = engine.submit(new Engine.Request(prompt, params(r, seed, index), r.adapter(), run));
-                    futures.add(f);
-                    finished.add(f.thenApply(end -> {
+                    choices.add(new Engine.Choice(params(r, seed, index), run));
+                }
+                // the n choices of a prompt prefill once and fork, sharing the prompt's KV blocks
+                List<CompletableFuture<Generator.Finish>> fs = engine.submitForks(prompt, r.adapter(), tenant, choices);
+                for (int c = 0; c < fs.size(); c++) {
+                    ChoiceRun run = runs.get(pi * r.n() + c);
+                    futures.add(fs.get(c));
+                    finished.add(fs.get(c).thenApply(end -> {
                         run.finish(end);
                         return end;
                     }));
