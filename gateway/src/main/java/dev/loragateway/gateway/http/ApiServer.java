@@ -191,6 +191,14 @@ public final class ApiServer {
             });
         });
         resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
+        if (req.echo()) { // the prompt comes first, as in the non-streamed text; deltas run on this context after it
+            for (int i = 0; i < req.prompts().size() * req.n(); i++) {
+                String prompt = completions.promptText(req, i / req.n());
+                if (!prompt.isEmpty()) {
+                    resp.write("data: " + chunk(req, id, now, i, prompt, null) + "\n\n");
+                }
+            }
+        }
         resp.closeHandler(v -> sub.cancel());
         sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
             inFlight.decrementAndGet();

@@ -99,6 +99,11 @@ final class ChoiceRun implements Generator.TokenSink {
     }
 
     private void publish(int upTo) {
+        // never end a delta between the two chars of a surrogate pair: each delta is encoded to UTF-8
+        // on its own, where half a pair becomes '?'
+        if (upTo > emitted && upTo < text.length() && Character.isHighSurrogate(text.charAt(upTo - 1))) {
+            upTo--;
+        }
         if (onDelta != null && upTo > emitted) {
             onDelta.accept(text.substring(emitted, upTo));
             emitted = upTo;
