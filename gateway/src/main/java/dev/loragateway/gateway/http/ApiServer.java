@@ -182,13 +182,24 @@ public final class ApiServer {
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
         HttpServerResponse resp = ctx.response();
-        Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, (index, text) -> {
-            String chunk = chunk(req, id, now, index, text, null).toString();
-            context.runOnContext(v -> {
-                if (!resp.closed()) {
-                    resp.write("data: " + chunk + "\n\n");
-                }
-            });
+        Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, new Completions.ChoiceListener() {
+            @Override
+            public void delta(int index, String text) {
+                send(chunk(req, id, now, index, text, null).toString());
+            }
+
+            @Override
+            public void finished(int index, String reason) { // each choice's end goes out as soon as it is known
+                send(chunk(req, id, now, index, "", reason).toString());
+            }
+
+            private void send(String chunk) {
+                context.runOnContext(v -> {
+                    if (!resp.closed()) {
+                        resp.write("data: " + chunk + "\n\n");
+                    }
+                });
+            }
         });
         resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
         if (req.echo()) { // the prompt comes first, as in the non-streamed text; deltas run on this context after it
@@ -217,9 +228,8 @@ public final class ApiServer {
                 resp.write("data: " + err + "\n\n");
             } else {
                 int completion = 0;
-                for (int i = 0; i < runs.size(); i++) {
-                    resp.write("data: " + chunk(req, id, now, i, "", runs.get(i).finishReason) + "\n\n");
-                    completion += runs.get(i).completionTokens;
+                for (ChoiceRun run : runs) {
+                    completion += run.completionTokens;
                 }
                 if (req.includeUsage()) {
                     ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")

@@ -221,8 +221,12 @@ final class Completions {
                 for (int c = 0; c < fs.size(); c++) {
                     ChoiceRun run = runs.get(pi * r.n() + c);
                     futures.add(fs.get(c));
+                    int index = pi * r.n() + c;
                     finished.add(fs.get(c).thenApply(end -> {
                         run.finish(end);
+                        if (onDelta != null) {
+                            onDelta.finished(index, run.finishReason);
+                        }
                         return end;
                     }));
                 }
@@ -239,6 +243,10 @@ final class Completions {
     /** Receives streamed text of one choice. */
     interface ChoiceListener {
         void delta(int index, String text);
+
+        /** Choice {@code index} is done (after its last delta). */
+        default void finished(int index, String reason) {
+        }
     }
 
     ObjectNode response(Request r, List<ChoiceRun> runs, String id, long created) {
