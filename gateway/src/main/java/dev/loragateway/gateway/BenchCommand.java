@@ -11,10 +11,14 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code bench}: single-sequence decode speed of the engine in-process, set beside the machine's
@@ -23,16 +27,17 @@ import picocli.CommandLine.Option;
  * reference is a plain large buffer copy (bytes read + bytes written per second).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = "Measure single-sequence decode tokens/s and the memory bandwidth it implies, beside a plain copy.")
+    description = {"Measure single-sequence decode tokens/s and the memory bandwidth it implies, beside a plain copy.",
+        "With --adapters N: multi-LoRA step throughput. With --concurrency C,...: the engine under closed-loop clients (TTFT, TPOT, tokens/s, knee)."})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--model", paramLabel = "DIR", description = "Model directory (default: a generated 254M-parameter bf16 Llama, ~508 MB, cached).")
     Path model;
 
-    @Option(names = "--tokens", defaultValue = "64", description = "Tokens decoded per run (default: ${DEFAULT-VALUE}).")
-    int tokens;
+    @Option(names = "--tokens", description = "Tokens decoded per run; with --concurrency, max tokens per request (default: 64; 16 with --concurrency).")
+    Integer tokens;
 
-    @Option(names = "--prompt-tokens", defaultValue = "16", description = "Prompt length before decoding (default: ${DEFAULT-VALUE}).")
-    int promptTokens;
+    @Option(names = "--prompt-tokens", description = "Prompt length before decoding; with --concurrency, the mean of a uniform [P/2, 3P/2] (default: 16; 64 with --concurrency).")
+    Integer promptTokens;
 
     @Option(names = "--runs", defaultValue = "3", description = "Measured runs; the median is reported (default: ${DEFAULT-VALUE}).")
     int runs;
@@ -43,13 +48,30 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--copy-mb", defaultValue = "512", description = "Size of the copied buffer for the bandwidth reference (default: ${DEFAULT-VALUE}).")
     int copyMb;
 
-    @Option(names = "--adapters", paramLabel = "N", description = "Multi-LoRA mode: N random adapters; prints base vs mixed vs per-adapter batches.")
+    @Option(names = "--adapters", paramLabel = "N", description = "Multi-LoRA mode: N random adapters; prints base vs mixed vs per-adapter batches. "
+        + "With --concurrency: N random adapters, one picked uniformly per request (0: base model only, the default).")
     Integer adapters;
+
+    @Option(names = "--concurrency", paramLabel = "C,...", split = ",",
+        description = "Serving mode: closed-loop clients driving the engine at each level in turn (e.g. 1,4,16,32,64); prints TTFT, TPOT, tokens/s and the knee.")
+    List<Integer> concurrency;
+
+    @Option(names = "--requests", description = "Serving mode: requests measured per level (default: 2 x concurrency, at least 16 and at most 96).")
+    Integer requests;
+
+    @Option(names = "--think-ms", defaultValue = "20", description = "Serving mode: mean exponential think time before each request, ms (default: ${DEFAULT-VALUE}).")
+    double thinkMs;
+
+    @Option(names = "--max-batch", defaultValue = "32", description = "Serving mode: most sequences in the engine's running batch, as serve's --max-batch (default: ${DEFAULT-VALUE}).")
+    int maxBatch;
+
+    @Option(names = "--warmup", defaultValue = "4", description = "Serving mode: warm-up requests before measuring, not counted (default: ${DEFAULT-VALUE}).")
+    int warmup;
 
     @Option(names = "--batch", defaultValue = "32", description = "Multi-LoRA mode: rows per decode step (default: ${DEFAULT-VALUE}).")
     int batch;
 
-    @Option(names = "--rank", defaultValue = "16", description = "Multi-LoRA mode: adapter rank, on all seven projections (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--rank", defaultValue = "16", description = "Multi-LoRA and serving modes: adapter rank, on all seven projections (default: ${DEFAULT-VALUE}).")
     int rank;
 
     @Option(names = "--distribution", defaultValue = "distinct",
@@ -59,19 +81,23 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--steps", defaultValue = "8", description = "Multi-LoRA mode: timed decode steps per measurement (default: ${DEFAULT-VALUE}).")
     int steps;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws Exception {
+        if (concurrency != null) {
+            return concurrencyBench();
+        }
         if (adapters != null) {
             return loraBench();
         }
-        Path dir = model != null ? model : DemoCache.get("bench-h1024-l16-bf16",
-            new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
+        int tokens = this.tokens != null ? this.tokens : 64;
+        Path dir = modelDir();
         long rssBefore = rssKb();
         LlamaModel llama = LlamaModel.load(dir);
         int nThreads = threads != null ? threads : Runtime.getRuntime().availableProcessors();
-        System.out.printf("model %s: %d layers, hidden %d, vocab %d, %s weights %.1f MB; %d threads; Java %s%n", dir,
-            llama.config().numLayers(), llama.config().hiddenSize(), llama.config().vocabSize(),
-            llama.embedding().dtype(), llama.weightBytes() / 1e6, nThreads, Runtime.version());
+        printModel(dir, llama, nThreads);
         double[] tps = new double[runs];
         try (CpuBackend cpu = new CpuBackend(nThreads)) {
             ForwardPass fp = new ForwardPass(llama, cpu);
@@ -108,21 +134,96 @@ final class BenchCommand implements Callable<Integer> {
                 "--adapters, --batch, --rank, --steps and --runs must be at least 1");
         }
         LoraBench.rowAdapters(distribution, 1, 1, new SplittableRandom(1)); // validates --distribution
-        Path dir = model != null ? model : DemoCache.get("bench-h1024-l16-bf16",
-            new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
+        Path dir = modelDir();
         LlamaModel llama = LlamaModel.load(dir);
         int nThreads = threads != null ? threads : Runtime.getRuntime().availableProcessors();
-        System.out.printf("model %s: %d layers, hidden %d, vocab %d, %s weights %.1f MB; %d threads; Java %s%n", dir,
-            llama.config().numLayers(), llama.config().hiddenSize(), llama.config().vocabSize(),
-            llama.embedding().dtype(), llama.weightBytes() / 1e6, nThreads, Runtime.version());
+        printModel(dir, llama, nThreads);
         try (CpuBackend cpu = new CpuBackend(nThreads)) {
             new LoraBench(llama, adapters, batch, rank, distribution, steps, runs).run(cpu);
         }
         return 0;
     }
 
+    /** Serving mode: the engine under closed-loop clients at each {@code --concurrency} level. */
+    private int concurrencyBench() throws Exception {
+        int[] levels = validateConcurrency();
+        int n = adapters != null ? adapters : 0;
+        int tokens = this.tokens != null ? this.tokens : 16;
+        int prompt = promptTokens != null ? promptTokens : 64;
+        Path dir = modelDir();
+        if (model != null && !Files.isDirectory(dir)) {
+            throw new ParameterException(spec.commandLine(), "--model " + dir + " is not a directory");
+        }
+        LlamaModel llama;
+        try {
+            llama = LlamaModel.load(dir);
+        } catch (RuntimeException | java.io.IOException e) {
+            throw new ParameterException(spec.commandLine(), "cannot load model from " + dir + ": " + e.getMessage());
+        }
+        int longest = ConcurrencyBench.Workload.maxPrompt(prompt) + tokens;
+        if (longest > llama.config().maxPositionEmbeddings()) {
+            throw new ParameterException(spec.commandLine(), String.format("the longest prompt (%d) plus --tokens (%d) exceeds the model's %d positions",
+                ConcurrencyBench.Workload.maxPrompt(prompt), tokens, llama.config().maxPositionEmbeddings()));
+        }
+        int nThreads = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+        printModel(dir, llama, nThreads);
+        new ConcurrencyBench(llama, n, rank, maxBatch, warmup, requests, prompt, tokens, thinkMs)
+            .run(new CpuBackend(nThreads), levels); // the engine closes the backend
+        return 0;
+    }
+
+    /** Checks the serving-mode options; returns the levels in increasing order, without repeats. */
+    private int[] validateConcurrency() {
+        var cl = spec.commandLine();
+        if (concurrency.isEmpty()) {
+            throw new ParameterException(cl, "--concurrency needs at least one level, e.g. 1,4,16");
+        }
+        for (Integer c : concurrency) {
+            if (c == null || c < 1) {
+                throw new ParameterException(cl, "--concurrency values must be at least 1, got " + c);
+            }
+        }
+        if (adapters != null && adapters < 0) {
+            throw new ParameterException(cl, "--adapters must be at least 0 with --concurrency, got " + adapters);
+        }
+        if (requests != null && requests < 1) {
+            throw new ParameterException(cl, "--requests must be at least 1, got " + requests);
+        }
+        if (tokens != null && tokens < 1) {
+            throw new ParameterException(cl, "--tokens must be at least 1, got " + tokens);
+        }
+        if (promptTokens != null && promptTokens < 1) {
+            throw new ParameterException(cl, "--prompt-tokens must be at least 1, got " + promptTokens);
+        }
+        if (!(thinkMs >= 0) || Double.isInfinite(thinkMs)) {
+            throw new ParameterException(cl, "--think-ms must be a finite number >= 0, got " + thinkMs);
+        }
+        if (rank < 1 || maxBatch < 1) {
+            throw new ParameterException(cl, "--rank and --max-batch must be at least 1");
+        }
+        if (warmup < 0) {
+            throw new ParameterException(cl, "--warmup must be at least 0, got " + warmup);
+        }
+        if (threads != null && threads < 1) {
+            throw new ParameterException(cl, "--threads must be at least 1, got " + threads);
+        }
+        return concurrency.stream().mapToInt(Integer::intValue).sorted().distinct().toArray();
+    }
+
+    private Path modelDir() throws java.io.IOException {
+        return model != null ? model : DemoCache.get("bench-h1024-l16-bf16",
+            new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
+    }
+
+    private static void printModel(Path dir, LlamaModel llama, int nThreads) {
+        System.out.printf("model %s: %d layers, hidden %d, vocab %d, %s weights %.1f MB; %d threads; Java %s%n", dir,
+            llama.config().numLayers(), llama.config().hiddenSize(), llama.config().vocabSize(),
+            llama.embedding().dtype(), llama.weightBytes() / 1e6, nThreads, Runtime.version());
+    }
+
     private double decodeRun(ForwardPass fp, LlamaModel llama, int n, long seed) {
         var cfg = llama.config();
+        int promptTokens = this.promptTokens != null ? this.promptTokens : 16;
         SplittableRandom r = new SplittableRandom(seed);
         KvCache cache = new KvCache(cfg, promptTokens + n + 1);
         StepBatch b = new StepBatch();
