@@ -137,11 +137,14 @@ class ContinuousBatchingTest {
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
             List<CompletableFuture<Generator.Finish>> all = new ArrayList<>();
             for (int i = 0; i < 500; i++) {
-                var f = engine.submit(new Engine.Request(fx.randomPrompt(rnd, 8), SamplingParams.greedy(6), null, "A", (t, lp) -> true));
+                // long enough that A's backlog is still deep when B arrives, even on a fast machine
+                var f = engine.submit(new Engine.Request(fx.randomPrompt(rnd, 8), SamplingParams.greedy(24), null, "A", (t, lp) -> true));
                 f.whenComplete((r, e) -> aDone.incrementAndGet());
                 all.add(f);
             }
-            Thread.sleep(20);
+            Thread.sleep(2);
+            int aDoneWhenBArrived = aDone.get();
+            assertTrue(aDoneWhenBArrived < 50, aDoneWhenBArrived + " of A's requests were done before B arrived");
             for (int i = 0; i < 10; i++) {
                 var f = engine.submit(new Engine.Request(fx.randomPrompt(rnd, 8), SamplingParams.greedy(6), null, "B", (t, lp) -> true));
                 f.whenComplete((r, e) -> aDoneWhenBFinished.add(aDone.get()));
@@ -210,18 +213,20 @@ class ContinuousBatchingTest {
                 cancelled += cancelAt > 0 ? 1 : 0;
                 int n = rnd.nextInt(6) == 0 ? 2 + rnd.nextInt(3) : 1;
                 List<Engine.Choice> choices = new ArrayList<>();
-                List<CompletableFuture<Generator.Finish>> mine = new ArrayList<>();
+                // the sink may run before submitForks returns: it cancels through this holder
+                CompletableFuture<List<CompletableFuture<Generator.Finish>>> holder = new CompletableFuture<>();
                 for (int c = 0; c < n; c++) {
                     AtomicInteger seen = new AtomicInteger();
                     int idx = c;
                     choices.add(new Engine.Choice(new SamplingParams(1.0, 1.0, rnd.nextLong(), 1 + rnd.nextInt(12), -1), (t, lp) -> {
                         if (seen.incrementAndGet() == cancelAt) {
-                            mine.get(idx).cancel(false);
+                            holder.thenAccept(l -> l.get(idx).cancel(false));
                         }
                         return true;
                     }));
                 }
-                mine.addAll(engine.submitForks(prompt, adapter, "t" + (i % 4), choices));
+                List<CompletableFuture<Generator.Finish>> mine = engine.submitForks(prompt, adapter, "t" + (i % 4), choices);
+                holder.complete(mine);
                 all.addAll(mine);
                 if (rnd.nextInt(50) == 0) {
                     mine.get(0).cancel(false); // cancelled while still queued
