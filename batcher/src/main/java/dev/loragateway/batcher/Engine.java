@@ -121,7 +121,7 @@ public final class Engine implements AutoCloseable {
         this.kv = KvBlockPool.ofBytes(cfg, bytes, this.opts.blockSize());
         this.logits = new float[this.opts.maxBatch() * cfg.vocabSize()];
         this.metrics = new EngineMetrics(opts.meter(), () -> queued.get() + preemptedNow, () -> runningNow, () -> kvUsed,
-            () -> kv.total() - kvUsed);
+            kv::total);
         this.scheduler = new Scheduler();
         if (adapters != null) {
             adapters.listener(() -> inbox.offer(WAKE));

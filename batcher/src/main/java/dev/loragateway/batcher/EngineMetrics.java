@@ -39,7 +39,7 @@ final class EngineMetrics {
     private final DoubleHistogram ttft;
     private final DoubleHistogram tpot;
 
-    EngineMetrics(Meter meter, LongSupplier queued, LongSupplier running, LongSupplier kvUsed, LongSupplier kvFree) {
+    EngineMetrics(Meter meter, LongSupplier queued, LongSupplier running, LongSupplier kvUsed, LongSupplier kvTotal) {
         meter.gaugeBuilder(PREFIX + "queue_depth").ofLongs().setDescription("Requests waiting to join the running batch")
             .setUnit("{request}").buildWithCallback(m -> m.record(queued.getAsLong()));
         meter.gaugeBuilder(PREFIX + "running").ofLongs().setDescription("Sequences in the running batch")
@@ -48,8 +48,9 @@ final class EngineMetrics {
         Attributes free = Attributes.of(STATE, "free");
         meter.gaugeBuilder(PREFIX + "kv_blocks").ofLongs().setDescription("KV-cache blocks by state")
             .setUnit("{block}").buildWithCallback(m -> {
-                m.record(kvUsed.getAsLong(), used);
-                m.record(kvFree.getAsLong(), free);
+                long u = kvUsed.getAsLong(); // read once: used + free is always the pool
+                m.record(u, used);
+                m.record(kvTotal.getAsLong() - u, free);
             });
         preemptions = meter.counterBuilder(PREFIX + "preemptions").setDescription("Sequences preempted when the KV pool ran dry")
             .setUnit("{sequence}").build();

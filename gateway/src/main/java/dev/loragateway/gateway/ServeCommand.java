@@ -7,6 +7,7 @@ import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.KvBlockPool;
+import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
@@ -102,6 +103,12 @@ final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         validate();
+        Tenants tenants;
+        try {
+            tenants = apiKeys == null ? Tenants.open() : Tenants.load(apiKeys);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "--api-keys: " + e.getMessage());
+        }
         Path dir = model != null ? model : DemoCache.demo();
         String id = modelId != null ? modelId : (model != null ? dir.toAbsolutePath().normalize().getFileName().toString() : DemoModel.MODEL_ID);
         if (!Files.isDirectory(dir)) {
@@ -155,7 +162,7 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("KV cache: {} blocks of {} positions, {} MB; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry);
+        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants);
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -208,9 +215,6 @@ final class ServeCommand implements Callable<Integer> {
         }
         if (adapterSlotMb != null) {
             positive("--adapter-slot-mb", adapterSlotMb);
-        }
-        if (apiKeys != null) {
-            throw new ParameterException(cl, "--api-keys is not supported yet in this build");
         }
         if (clusterName != null || clusterMembers != null) {
             throw new ParameterException(cl, "--cluster-name/--cluster-members are not supported yet in this build");

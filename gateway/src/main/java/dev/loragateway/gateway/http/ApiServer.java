@@ -8,6 +8,8 @@ import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.gateway.auth.TenantLimits;
+import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
@@ -48,10 +50,20 @@ public final class ApiServer {
     private volatile boolean draining;
     private HttpServer server;
 
-    /** Tenant of every caller until API keys exist. */
-    static final String DEFAULT_TENANT = "default";
+    /** Tenant of every caller when auth is off. */
+    static final String DEFAULT_TENANT = Tenants.DEFAULT;
+    /** Routing-context keys: the caller's {@link Tenants.Tenant}, the request id, its start, the model named. */
+    static final String TENANT = "lg.tenant";
+    static final String REQUEST_ID = "lg.requestId";
+    static final String STARTED = "lg.started";
+    static final String MODEL = "lg.model";
+    static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
 
     private final AdapterRegistry adapters;
+    private Tenants tenants = Tenants.open();
+    private final TenantLimits limits = new TenantLimits();
+    private RequestObserver observer = RequestObserver.NONE;
+    private java.util.function.Supplier<String> metricsText;
 
     /** A server for the base model only. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
@@ -71,15 +83,42 @@ public final class ApiServer {
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
     }
 
-    private Optional<Object> adapterKey(String model) {
-        return adapters == null ? Optional.empty() : adapters.find(DEFAULT_TENANT, model).map(AdapterInfo::key);
+    /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
+    public ApiServer tenants(Tenants t) {
+        this.tenants = t;
+        return this;
+    }
+
+    /** Told about every finished request (metrics, access log); call before {@link #listen}. */
+    public ApiServer observer(RequestObserver o) {
+        this.observer = o;
+        return this;
+    }
+
+    /** What {@code GET /metrics} answers (Prometheus text); call before {@link #listen}. */
+    public ApiServer metrics(java.util.function.Supplier<String> text) {
+        this.metricsText = text;
+        return this;
+    }
+
+    private Optional<Object> adapterKey(String tenant, String model) {
+        return adapters == null ? Optional.empty() : adapters.find(tenant, model).map(AdapterInfo::key);
+    }
+
+    /** The caller's tenant (set by authentication on every {@code /v1/} route). */
+    static Tenants.Tenant tenant(RoutingContext ctx) {
+        return ctx.get(TENANT);
     }
 
     /** Starts listening; the future gives the bound port. */
     public Future<Integer> listen(String host, int port) {
         Router router = Router.router(vertx);
+        router.route().handler(this::begin);
         router.get("/health").handler(this::health);
+        router.get("/metrics").handler(this::metricsRoute);
+        router.route("/v1/*").handler(this::authenticate);
         router.get("/v1/models").handler(this::models);
+        router.post("/v1/completions").handler(this::inferenceLimits);
         router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(this::completions);
         router.errorHandler(404, ctx -> error(ctx.response(), new ApiError(404, "not_found_error",
             "no route " + ctx.request().method() + " " + ctx.request().path(), null, null)));
@@ -113,6 +152,75 @@ public final class ApiServer {
         }
     }
 
+    /** Every request: an id, a start time, the observer told when it ends; 503 while draining. */
+    private void begin(RoutingContext ctx) {
+        String id = "req-" + UUID.randomUUID().toString().replace("-", "");
+        ctx.put(REQUEST_ID, id);
+        ctx.put(STARTED, System.nanoTime());
+        ctx.response().putHeader("X-Request-Id", id);
+        ctx.addEndHandler(v -> observer.finished(record(ctx)));
+        String path = ctx.request().path();
+        if (draining && !path.equals("/health") && !path.equals("/metrics")) {
+            error(ctx.response(), new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
+            return;
+        }
+        ctx.next();
+    }
+
+    private RequestObserver.Record record(RoutingContext ctx) {
+        Tenants.Tenant t = ctx.get(TENANT);
+        int[] usage = ctx.get(USAGE);
+        String route = ctx.currentRoute() != null && ctx.currentRoute().getPath() != null ? ctx.currentRoute().getPath() : "unmatched";
+        Long started = ctx.get(STARTED);
+        return new RequestObserver.Record(ctx.get(REQUEST_ID), t == null ? null : t.id(), ctx.request().method().name(), route,
+            ctx.response().getStatusCode(), ctx.get(MODEL), usage == null ? 0 : usage[0], usage == null ? 0 : usage[1],
+            started == null ? 0 : System.nanoTime() - started);
+    }
+
+    /** {@code /v1/*}: the caller's key names its tenant (401 otherwise); per-tenant request rate. */
+    private void authenticate(RoutingContext ctx) {
+        Optional<Tenants.Tenant> t = tenants.authenticate(ctx.request().getHeader("Authorization"));
+        if (t.isEmpty()) {
+            String msg = ctx.request().getHeader("Authorization") == null
+                ? "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'."
+                : "Incorrect API key provided.";
+            error(ctx.response(), new ApiError(401, "invalid_request_error", msg, null, "invalid_api_key"));
+            return;
+        }
+        ctx.put(TENANT, t.get());
+        var refused = limits.acquire(t.get(), false);
+        if (refused.isPresent()) {
+            tooMany(ctx.response(), refused.get());
+            return;
+        }
+        ctx.next();
+    }
+
+    /** Inference routes: the tenant's concurrent-request limit, released when the response ends. */
+    void inferenceLimits(RoutingContext ctx) {
+        Tenants.Tenant t = tenant(ctx);
+        var refused = limits.acquire(t, true);
+        if (refused.isPresent()) {
+            tooMany(ctx.response(), refused.get());
+            return;
+        }
+        ctx.addEndHandler(v -> limits.release(t));
+        ctx.next();
+    }
+
+    private static void tooMany(HttpServerResponse resp, TenantLimits.Refusal r) {
+        resp.putHeader("Retry-After", Long.toString(r.retryAfterSeconds()));
+        error(resp, new ApiError(429, "rate_limit_error", r.message(), null, "rate_limit_exceeded"));
+    }
+
+    private void metricsRoute(RoutingContext ctx) {
+        if (metricsText == null) {
+            error(ctx.response(), new ApiError(404, "not_found_error", "metrics are not enabled", null, null));
+            return;
+        }
+        ctx.response().putHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8").end(metricsText.get());
+    }
+
     private void health(RoutingContext ctx) {
         if (draining) {
             error(ctx.response(), new ApiError(503, "unavailable", "the server is draining", null, null));
@@ -126,7 +234,7 @@ public final class ApiServer {
         root.putArray("data").addObject().put("id", modelId).put("object", "model").put("created", created)
             .put("owned_by", "system").putNull("parent").put("root", modelId);
         if (adapters != null) {
-            for (AdapterInfo a : adapters.list(DEFAULT_TENANT)) {
+            for (AdapterInfo a : adapters.list(tenant(ctx).id())) {
                 ((com.fasterxml.jackson.databind.node.ArrayNode) root.get("data")).addObject().put("id", a.name())
                     .put("object", "model").put("created", a.created()).put("owned_by", a.tenant())
                     .put("parent", modelId).put("root", modelId);
@@ -137,17 +245,14 @@ public final class ApiServer {
 
     private void completions(RoutingContext ctx) {
         HttpServerResponse resp = ctx.response();
-        if (draining) {
-            error(resp, new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
-            return;
-        }
         Completions.Request req;
         try {
-            req = completions.parse(body(ctx));
+            req = completions.parse(body(ctx), tenant(ctx).id());
         } catch (ApiError e) {
             error(resp, e);
             return;
         }
+        ctx.put(MODEL, req.model());
         String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
         long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
@@ -156,7 +261,7 @@ public final class ApiServer {
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {
-                Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, null);
+                Completions.Submitted sub = completions.submit(engine, req, tenant(ctx).id(), null);
                 resp.closeHandler(v -> sub.cancel());
                 sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
                     inFlight.decrementAndGet();
@@ -166,7 +271,9 @@ public final class ApiServer {
                     if (failure != null) {
                         fail(resp, failure);
                     } else {
-                        json(resp, 200, completions.response(req, runs, id, now));
+                        ObjectNode body = completions.response(req, runs, id, now);
+                        ctx.put(USAGE, usage(body.get("usage")));
+                        json(resp, 200, body);
                     }
                 }));
             }
@@ -182,7 +289,7 @@ public final class ApiServer {
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
         HttpServerResponse resp = ctx.response();
-        Completions.Submitted sub = completions.submit(engine, req, DEFAULT_TENANT, new Completions.ChoiceListener() {
+        Completions.Submitted sub = completions.submit(engine, req, tenant(ctx).id(), new Completions.ChoiceListener() {
             @Override
             public void delta(int index, String text) {
                 send(chunk(req, id, now, index, text, null).toString());
@@ -231,6 +338,7 @@ public final class ApiServer {
                 for (ChoiceRun run : runs) {
                     completion += run.completionTokens;
                 }
+                ctx.put(USAGE, usage(completions.usage(req, completion)));
                 if (req.includeUsage()) {
                     ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
                         .put("created", now).put("model", req.model());
@@ -256,8 +364,12 @@ public final class ApiServer {
         return c;
     }
 
+    static int[] usage(JsonNode u) {
+        return new int[] {u.path("prompt_tokens").asInt(), u.path("completion_tokens").asInt()};
+    }
+
     /** Parses the body as strict UTF-8 JSON; anything else is a 400 that says what is wrong. */
-    private static JsonNode body(RoutingContext ctx) {
+    static JsonNode body(RoutingContext ctx) {
         var buf = ctx.body().buffer();
         if (buf == null || buf.length() == 0) {
             throw ApiError.badRequest("the request body is empty; send a JSON object", null);
@@ -276,7 +388,7 @@ public final class ApiServer {
         }
     }
 
-    private static void fail(HttpServerResponse resp, Throwable failure) {
+    static void fail(HttpServerResponse resp, Throwable failure) {
         Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
         if (t instanceof ApiError) {
             error(resp, (ApiError) t);
@@ -307,7 +419,7 @@ public final class ApiServer {
         json(resp, e.status(), root);
     }
 
-    private static void json(HttpServerResponse resp, int status, JsonNode body) {
+    static void json(HttpServerResponse resp, int status, JsonNode body) {
         if (resp.ended() || resp.closed()) {
             return;
         }

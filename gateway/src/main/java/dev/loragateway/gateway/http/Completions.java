@@ -15,7 +15,6 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
-import java.util.function.Function;
 
 /**
  * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
@@ -35,15 +34,17 @@ final class Completions {
 
     private final TextTokenizer tokenizer;
     private final String modelId;
-    private final Function<String, Optional<Object>> adapters;
+    private final java.util.function.BiFunction<String, String, Optional<Object>> adapters;
     private final int maxModelLen;
     private final int vocabSize;
 
     /**
-     * @param adapters the adapter key of a model name that is not the base model's, if the caller
+     * @param adapters the adapter key of (tenant, model name) for a name that is not the base
+     *     model's, if that tenant may use such an adapter
      *     may use such an adapter
      */
-    Completions(TextTokenizer tokenizer, String modelId, Function<String, Optional<Object>> adapters, int maxModelLen, int vocabSize) {
+    Completions(TextTokenizer tokenizer, String modelId, java.util.function.BiFunction<String, String, Optional<Object>> adapters,
+                int maxModelLen, int vocabSize) {
         this.tokenizer = tokenizer;
         this.modelId = modelId;
         this.adapters = adapters;
@@ -51,14 +52,14 @@ final class Completions {
         this.vocabSize = vocabSize;
     }
 
-    Request parse(JsonNode body) {
+    Request parse(JsonNode body, String tenant) {
         if (body == null || !body.isObject()) {
             throw ApiError.badRequest("the request body must be a JSON object", null);
         }
         String model = Json.string(body, "model", true);
         Object adapter = null;
         if (!model.equals(modelId)) {
-            adapter = adapters.apply(model).orElseThrow(() -> ApiError.modelNotFound(model));
+            adapter = adapters.apply(tenant, model).orElseThrow(() -> ApiError.modelNotFound(model));
         }
         JsonNode p = body.get("prompt");
         if (p == null || p.isNull()) {
