@@ -45,6 +45,7 @@ public final class ApiServer {
     private final TextTokenizer tokenizer;
     private final String modelId;
     private final Completions completions;
+    private final ChatCompletions chat;
     private final long created = System.currentTimeMillis() / 1000;
     private final AtomicInteger inFlight = new AtomicInteger();
     private volatile boolean draining;
@@ -81,6 +82,7 @@ public final class ApiServer {
         this.modelId = modelId;
         this.adapters = adapters;
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
+        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight);
     }
 
     /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
@@ -120,6 +122,8 @@ public final class ApiServer {
         router.get("/v1/models").handler(this::models);
         router.post("/v1/completions").handler(this::inferenceLimits);
         router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(this::completions);
+        router.post("/v1/chat/completions").handler(this::inferenceLimits);
+        router.post("/v1/chat/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(chat::handle);
         router.errorHandler(404, ctx -> error(ctx.response(), new ApiError(404, "not_found_error",
             "no route " + ctx.request().method() + " " + ctx.request().path(), null, null)));
         router.errorHandler(405, ctx -> error(ctx.response(), new ApiError(405, "invalid_request_error",

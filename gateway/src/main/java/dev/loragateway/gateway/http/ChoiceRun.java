@@ -8,7 +8,6 @@ import dev.loragateway.gateway.text.TextTokenizer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.function.Consumer;
 
 /**
  * One choice of a completion, turning its tokens into text as the engine makes them: incremental
@@ -22,6 +21,11 @@ final class ChoiceRun implements Generator.TokenSink {
     record TokenInfo(int id, String text, Sampler.Logprobs logprobs) {
     }
 
+    /** Receives each piece of final text with the tokens (when logprobs are asked for) not handed out before. */
+    interface Sink {
+        void delta(String text, List<TokenInfo> tokens);
+    }
+
     final StringBuilder text = new StringBuilder();
     final List<TokenInfo> tokens = new ArrayList<>();
     int completionTokens;
@@ -32,11 +36,12 @@ final class ChoiceRun implements Generator.TokenSink {
     private final List<String> stops;
     private final int maxStop;
     private final IncrementalDetokenizer detok;
-    private final Consumer<String> onDelta;
+    private final Sink onDelta;
     private boolean stopped;
     private int emitted; // chars of text already handed to onDelta
+    private int reported; // entries of tokens already handed to onDelta
 
-    ChoiceRun(TextTokenizer tokenizer, ModelConfig cfg, List<String> stops, int[] prompt, Consumer<String> onDelta) {
+    ChoiceRun(TextTokenizer tokenizer, ModelConfig cfg, List<String> stops, int[] prompt, Sink onDelta) {
         this.tokenizer = tokenizer;
         this.cfg = cfg;
         this.stops = stops;
@@ -105,8 +110,19 @@ final class ChoiceRun implements Generator.TokenSink {
             upTo--;
         }
         if (onDelta != null && upTo > emitted) {
-            onDelta.accept(text.substring(emitted, upTo));
+            onDelta.delta(text.substring(emitted, upTo), unreported());
             emitted = upTo;
         }
+    }
+
+    /**
+     * The tokens not yet handed out with a delta, now marked handed out: a streamed chunk's
+     * log-probabilities. A token whose text is held back (part of a character or of a possible stop
+     * string) goes with the delta that releases it; the last ones, with the choice's final chunk.
+     */
+    List<TokenInfo> unreported() {
+        List<TokenInfo> out = List.copyOf(tokens.subList(reported, tokens.size()));
+        reported = tokens.size();
+        return out;
     }
 }

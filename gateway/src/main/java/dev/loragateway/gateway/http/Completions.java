@@ -14,7 +14,6 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
-import java.util.function.Consumer;
 
 /**
  * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
@@ -53,14 +52,9 @@ final class Completions {
     }
 
     Request parse(JsonNode body, String tenant) {
-        if (body == null || !body.isObject()) {
-            throw ApiError.badRequest("the request body must be a JSON object", null);
-        }
+        requireObject(body);
         String model = Json.string(body, "model", true);
-        Object adapter = null;
-        if (!model.equals(modelId)) {
-            adapter = adapters.apply(tenant, model).orElseThrow(() -> ApiError.modelNotFound(model));
-        }
+        Object adapter = adapter(model, tenant);
         JsonNode p = body.get("prompt");
         if (p == null || p.isNull()) {
             throw ApiError.badRequest("'prompt' is required", "prompt");
@@ -95,15 +89,51 @@ final class Completions {
         }
         int maxTokens = Json.integer(body, "max_tokens", 16, 0, Integer.MAX_VALUE);
         for (int[] ids : prompts) {
-            if (ids.length == 0) {
-                throw ApiError.badRequest("the prompt is empty (it encodes to no tokens)", "prompt");
-            }
-            if (ids.length > maxModelLen || (long) ids.length + maxTokens > maxModelLen) {
-                throw ApiError.badRequest("This model's maximum context length is " + maxModelLen + " tokens. However, you "
-                    + "requested " + ((long) ids.length + maxTokens) + " tokens (" + ids.length + " in the prompt, " + maxTokens
-                    + " in the completion). Please reduce the prompt or max_tokens.", ids.length > maxModelLen ? "prompt" : "max_tokens");
-            }
+            checkLength(ids, maxTokens, "prompt", "max_tokens");
         }
+        int logprobs = Json.absent(body, "logprobs") ? -1 : Json.integer(body, "logprobs", -1, 0, 5);
+        boolean echo = Json.bool(body, "echo", false);
+        return request(body, model, adapter, prompts, texts, maxTokens, logprobs, echo);
+    }
+
+    static void requireObject(JsonNode body) {
+        if (body == null || !body.isObject()) {
+            throw ApiError.badRequest("the request body must be a JSON object", null);
+        }
+    }
+
+    /** The adapter key {@code model} names for {@code tenant}: null for the base model; 404 when the caller has no such model. */
+    Object adapter(String model, String tenant) {
+        return model.equals(modelId) ? null : adapters.apply(tenant, model).orElseThrow(() -> ApiError.modelNotFound(model));
+    }
+
+    int maxModelLen() {
+        return maxModelLen;
+    }
+
+    /**
+     * A 400 naming both numbers when a prompt does not fit {@code --max-model-len}, alone or with
+     * {@code maxTokens} more; {@code promptParam} and {@code maxTokensParam} name the request's fields.
+     */
+    void checkLength(int[] ids, long maxTokens, String promptParam, String maxTokensParam) {
+        if (ids.length == 0) {
+            throw ApiError.badRequest("the " + promptParam + " is empty (it encodes to no tokens)", promptParam);
+        }
+        if (ids.length > maxModelLen || ids.length + maxTokens > maxModelLen) {
+            throw ApiError.badRequest("This model's maximum context length is " + maxModelLen + " tokens. However, you "
+                + "requested " + (ids.length + maxTokens) + " tokens (" + ids.length + " in the " + promptParam + ", " + maxTokens
+                + " in the completion). Please reduce the " + promptParam + " or " + maxTokensParam + ".",
+                ids.length > maxModelLen ? promptParam : maxTokensParam);
+        }
+    }
+
+    /**
+     * The fields every inference route reads alike ({@code temperature}, {@code top_p}, {@code stop},
+     * {@code seed}, {@code n}, {@code stream}, {@code stream_options}, {@code user}), around what the
+     * route has already read.
+     */
+    Request request(JsonNode body, String model, Object adapter, List<int[]> prompts, List<String> texts, int maxTokens,
+                    int logprobs, boolean echo) {
         double temperature = Json.number(body, "temperature", 1.0, 0, 2);
         double topP = Json.number(body, "top_p", 1.0, 0, 1);
         if (topP <= 0) {
@@ -111,8 +141,6 @@ final class Completions {
         }
         List<String> stop = stops(body.get("stop"));
         Long seed = Json.absent(body, "seed") ? null : Json.longValue(body, "seed", 0);
-        int logprobs = Json.absent(body, "logprobs") ? -1 : Json.integer(body, "logprobs", -1, 0, 5);
-        boolean echo = Json.bool(body, "echo", false);
         int n = Json.integer(body, "n", 1, 1, MAX_N);
         boolean stream = Json.bool(body, "stream", false);
         boolean includeUsage = false;
@@ -212,7 +240,7 @@ final class Completions {
                 List<Engine.Choice> choices = new ArrayList<>();
                 for (int c = 0; c < r.n(); c++) {
                     int index = pi * r.n() + c;
-                    Consumer<String> sink = onDelta == null ? null : d -> onDelta.delta(index, d);
+                    ChoiceRun.Sink sink = onDelta == null ? null : (d, tokens) -> onDelta.delta(index, d, tokens);
                     ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
                     runs.add(run);
                     choices.add(new Engine.Choice(params(r, seed, index), run));
@@ -226,7 +254,7 @@ final class Completions {
                     finished.add(fs.get(c).thenApply(end -> {
                         run.finish(end);
                         if (onDelta != null) {
-                            onDelta.finished(index, run.finishReason);
+                            onDelta.finished(index, run.finishReason, run.unreported());
                         }
                         return end;
                     }));
@@ -241,12 +269,27 @@ final class Completions {
         return new Submitted(runs, futures, done);
     }
 
-    /** Receives streamed text of one choice. */
+    /**
+     * Receives streamed text of one choice, a choice's calls in order (from the engine thread, but
+     * for a {@code finished} that may run on the submitting thread); a listener overrides the short
+     * forms or, to stream log-probabilities, the long ones.
+     */
     interface ChoiceListener {
-        void delta(int index, String text);
+        default void delta(int index, String text) {
+        }
+
+        /** {@code tokens}: the choice's tokens handed out with this text (empty without logprobs). */
+        default void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
+            delta(index, text);
+        }
 
         /** Choice {@code index} is done (after its last delta). */
         default void finished(int index, String reason) {
+        }
+
+        /** {@code rest}: tokens of the choice not handed out with a delta (their text was cut by a stop string). */
+        default void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) {
+            finished(index, reason);
         }
     }
 
@@ -281,7 +324,7 @@ final class Completions {
     ObjectNode usage(Request r, int completionTokens) {
         int prompt = 0;
         for (int[] p : r.prompts()) {
-            prompt += p.length * r.n();
+            prompt += p.length; // each prompt counts once, whatever n (as OpenAI and vLLM count)
         }
         ObjectNode u = JSON.createObjectNode();
         u.put("prompt_tokens", prompt).put("completion_tokens", completionTokens).put("total_tokens", prompt + completionTokens);
