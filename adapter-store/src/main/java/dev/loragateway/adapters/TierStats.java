@@ -57,6 +57,11 @@ public final class TierStats {
         return loads.get();
     }
 
+    /** Total time all loads took, in nanoseconds (a monotonic counter, for metrics). */
+    public long loadNanos() {
+        return loadNanos.get();
+    }
+
     /** Mean load latency in milliseconds (0 before the first load). */
     public double meanLoadMillis() {
         long n = loads.get();

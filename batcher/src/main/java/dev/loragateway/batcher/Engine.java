@@ -5,6 +5,8 @@ import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.CpuBackend;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.api.metrics.Meter;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Context;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -54,26 +56,33 @@ public final class Engine implements AutoCloseable {
      * @param blockSize     positions per KV block
      * @param maxStepTokens rows per step: all decodes, then prefill chunks up to this
      * @param meter         where metrics go (a no-op meter costs nothing)
+     * @param tracer        where spans go ({@link EngineSpans}; a no-op tracer costs nothing)
      */
-    public record Options(int maxBatch, int maxQueued, long kvCacheBytes, int blockSize, int maxStepTokens, Meter meter) {
+    public record Options(int maxBatch, int maxQueued, long kvCacheBytes, int blockSize, int maxStepTokens, Meter meter,
+                          Tracer tracer) {
         public static Options defaults() {
-            return new Options(32, 1024, 0, 16, 512, OpenTelemetry.noop().getMeter("lora-gateway"));
+            return new Options(32, 1024, 0, 16, 512, OpenTelemetry.noop().getMeter("lora-gateway"),
+                OpenTelemetry.noop().getTracer("lora-gateway"));
         }
 
         public Options withBatch(int maxBatch, int maxQueued) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
         }
 
         public Options withKvCache(long bytes, int blockSize) {
-            return new Options(maxBatch, maxQueued, bytes, blockSize, maxStepTokens, meter);
+            return new Options(maxBatch, maxQueued, bytes, blockSize, maxStepTokens, meter, tracer);
         }
 
         public Options withMaxStepTokens(int tokens) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, tokens, meter);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, tokens, meter, tracer);
         }
 
         public Options withMeter(Meter meter) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
+        }
+
+        public Options withTracer(Tracer tracer) {
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
         }
     }
 
@@ -90,6 +99,7 @@ public final class Engine implements AutoCloseable {
     private final Options opts;
     private final KvBlockPool kv;
     private final EngineMetrics metrics;
+    private final EngineSpans spans;
     private final LinkedBlockingQueue<Object> inbox = new LinkedBlockingQueue<>();
     private final AtomicInteger queued = new AtomicInteger();
     private final Thread thread;
@@ -113,7 +123,7 @@ public final class Engine implements AutoCloseable {
         this.cpu = cpu;
         this.adapters = adapters;
         this.opts = new Options(Math.max(1, opts.maxBatch()), Math.max(1, opts.maxQueued()), opts.kvCacheBytes(),
-            Math.max(1, opts.blockSize()), Math.max(1, opts.maxStepTokens()), opts.meter());
+            Math.max(1, opts.blockSize()), Math.max(1, opts.maxStepTokens()), opts.meter(), opts.tracer());
         this.pass = new ForwardPass(model, cpu, adapters == null ? null : adapters.pool());
         long bytes = opts.kvCacheBytes() > 0 ? opts.kvCacheBytes()
             : Math.min(Runtime.getRuntime().maxMemory() / 4, KvBlockPool.bytesPerBlock(cfg, this.opts.blockSize())
@@ -122,6 +132,7 @@ public final class Engine implements AutoCloseable {
         this.logits = new float[this.opts.maxBatch() * cfg.vocabSize()];
         this.metrics = new EngineMetrics(opts.meter(), () -> queued.get() + preemptedNow, () -> runningNow, () -> kvUsed,
             kv::total);
+        this.spans = new EngineSpans(this.opts.tracer());
         this.scheduler = new Scheduler();
         if (adapters != null) {
             adapters.listener(() -> inbox.offer(WAKE));
@@ -205,7 +216,8 @@ public final class Engine implements AutoCloseable {
     /**
      * Queues {@code choices.size()} generations of one prompt that share its prefill: the prompt
      * is computed once, then each choice forks off with the prompt's KV blocks shared (copied on
-     * write). Futures come in choice order; each may be cancelled on its own.
+     * write). Futures come in choice order; each may be cancelled on its own. Each choice gets a
+     * span ({@link EngineSpans}) under the caller's current OpenTelemetry context.
      */
     public List<CompletableFuture<Generator.Finish>> submitForks(int[] prompt, Object adapter, String tenant, List<Choice> choices) {
         if (choices.isEmpty()) {
@@ -251,6 +263,12 @@ public final class Engine implements AutoCloseable {
         }
         if (adapter != null) {
             adapters.prefetch(adapter);
+        }
+        Context parent = Context.current();
+        for (Sequence s : allOf(lead)) {
+            if (!s.future.isDone()) {
+                spans.start(s, parent);
+            }
         }
         inbox.offer(lead);
         return futures;
@@ -403,6 +421,13 @@ public final class Engine implements AutoCloseable {
             s.cache = new KvCache(kv);
             s.cache.ensureCapacity(s.len);
             active.add(s);
+            long now = System.nanoTime();
+            for (Sequence m : allOf(s)) { // forks run from their lead's admission on
+                if (!m.admitted) {
+                    m.admitted = true;
+                    spans.admitted(m, now - m.submitted);
+                }
+            }
         }
 
         @Override
@@ -533,6 +558,7 @@ public final class Engine implements AutoCloseable {
             preempted.add(at, s);
             preemptions++;
             metrics.preempted();
+            spans.preempted(s, ++s.preemptions);
         }
 
         /** The prompt of {@code lead} is computed: every live member samples from its logits. */
@@ -572,6 +598,7 @@ public final class Engine implements AutoCloseable {
                 if (s.generated == 1) {
                     s.firstToken = now;
                     metrics.firstToken(s.tenant, now - s.submitted);
+                    spans.firstToken(s, now - s.submitted);
                 }
                 s.lastToken = now;
                 boolean more = s.req.sink().accept(token, lp);
@@ -609,6 +636,7 @@ public final class Engine implements AutoCloseable {
         if (s.generated > 0) {
             metrics.finished(s.tenant, s.generated, s.lastToken - s.firstToken);
         }
+        spans.end(s, end, failure);
         if (failure != null) {
             s.future.completeExceptionally(failure);
         } else if (end != null) {

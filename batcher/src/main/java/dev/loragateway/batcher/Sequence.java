@@ -1,5 +1,6 @@
 package dev.loragateway.batcher;
 
+import io.opentelemetry.api.trace.Span;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -30,6 +31,11 @@ final class Sequence {
     int generated;
     long firstToken;
     long lastToken;
+    /** Whether it has joined the running batch yet; its preemptions so far. */
+    boolean admitted;
+    int preemptions;
+    /** Its {@link EngineSpans} span, set before it is queued. */
+    Span span = Span.getInvalid();
     /** Sequences to fork off this one's prompt once it is computed ({@code n > 1}), or null. */
     List<Sequence> forks;
 

@@ -11,6 +11,7 @@ import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
+import dev.loragateway.gateway.telemetry.Telemetry;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
 import dev.loragateway.kernels.LoraSlotPool;
@@ -97,12 +98,32 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...", description = "Cluster members to contact.")
     java.util.List<String> clusterMembers;
 
-    @Option(names = "--otlp-endpoint", paramLabel = "URL", description = "Export traces and metrics over OTLP.")
+    @Option(names = "--otlp-endpoint", paramLabel = "URL",
+        description = "Also push traces and metrics over OTLP/HTTP (protobuf) to this base URL, e.g. http://localhost:4318 "
+            + "(/v1/traces and /v1/metrics are appended).")
     String otlpEndpoint;
 
     @Override
     public Integer call() throws Exception {
         validate();
+        Telemetry telemetry;
+        try {
+            telemetry = Telemetry.builder().otlpEndpoint(otlpEndpoint).build();
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "--otlp-endpoint: " + e.getMessage());
+        }
+        if (otlpEndpoint != null) {
+            LOG.info("telemetry: Prometheus text on /metrics; traces and metrics pushed over OTLP/HTTP to {}", otlpEndpoint);
+        }
+        try {
+            return serve(telemetry);
+        } catch (Exception | Error e) {
+            telemetry.close();
+            throw e;
+        }
+    }
+
+    private Integer serve(Telemetry telemetry) throws Exception {
         Tenants tenants;
         try {
             tenants = apiKeys == null ? Tenants.open() : Tenants.load(apiKeys);
@@ -138,6 +159,7 @@ final class ServeCommand implements Callable<Integer> {
             .orElseThrow(() -> new IllegalArgumentException("adapter " + key + " no longer exists")));
         DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(gpuAdapterSlots, llama.config().numLayers(),
             llama.config().shape().ins(), llama.config().shape().outs()), slotBudget, hostTier, loader);
+        telemetry.adapterTiers(hostTier, device);
         LOG.info("adapters: {} registered; slots {} with {} MB, host cache {} MB", registry.list("default").size(),
             gpuAdapterSlots, slotBudget >> 20, hostCacheMb);
         int blockSize = 16;
@@ -158,11 +180,13 @@ final class ServeCommand implements Callable<Integer> {
             limit = (int) kvPositions;
         }
         Engine engine = new Engine(llama, cpu, device, Engine.Options.defaults().withBatch(maxBatch, maxQueued)
-            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens));
+            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens)
+            .withMeter(telemetry.meter()).withTracer(telemetry.tracer()));
         LOG.info("KV cache: {} blocks of {} positions, {} MB; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants);
+        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants)
+            .observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -175,6 +199,7 @@ final class ServeCommand implements Callable<Integer> {
             server.drain();
             engine.close();
             vertx.close().await();
+            telemetry.close(); // pushes the spans and metrics still buffered
             System.out.flush();
             Runtime.getRuntime().halt(0); // a completed drain is a clean exit, not the JVM's 143 for SIGTERM
         }, "drain"));

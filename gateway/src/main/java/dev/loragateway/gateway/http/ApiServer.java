@@ -11,6 +11,10 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.api.trace.TracerProvider;
+import io.opentelemetry.context.Scope;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
@@ -59,11 +63,15 @@ public final class ApiServer {
     static final String STARTED = "lg.started";
     static final String MODEL = "lg.model";
     static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
+    static final String SPAN = "lg.span";
+    /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
+    static final int MAX_LOGGED_MODEL = 256;
 
     private final AdapterRegistry adapters;
     private Tenants tenants = Tenants.open();
     private final TenantLimits limits = new TenantLimits();
     private RequestObserver observer = RequestObserver.NONE;
+    private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
     private java.util.function.Supplier<String> metricsText;
 
     /** A server for the base model only. */
@@ -94,6 +102,12 @@ public final class ApiServer {
     /** Told about every finished request (metrics, access log); call before {@link #listen}. */
     public ApiServer observer(RequestObserver o) {
         this.observer = o;
+        return this;
+    }
+
+    /** Where each request's server span goes (default: nowhere); call before {@link #listen}. */
+    public ApiServer tracer(Tracer t) {
+        this.spans = new RequestSpans(t);
         return this;
     }
 
@@ -156,13 +170,19 @@ public final class ApiServer {
         }
     }
 
-    /** Every request: an id, a start time, the observer told when it ends; 503 while draining. */
+    /** Every request: an id, a start time, a span, the observer told when it ends; 503 while draining. */
     private void begin(RoutingContext ctx) {
         String id = "req-" + UUID.randomUUID().toString().replace("-", "");
         ctx.put(REQUEST_ID, id);
         ctx.put(STARTED, System.nanoTime());
+        Span span = spans.start(ctx.request());
+        ctx.put(SPAN, span);
         ctx.response().putHeader("X-Request-Id", id);
-        ctx.addEndHandler(v -> observer.finished(record(ctx)));
+        ctx.addEndHandler(v -> {
+            RequestObserver.Record r = record(ctx);
+            spans.end(span, r);
+            observer.finished(r);
+        });
         String path = ctx.request().path();
         if (draining && !path.equals("/health") && !path.equals("/metrics")) {
             error(ctx.response(), new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
@@ -251,7 +271,12 @@ public final class ApiServer {
         HttpServerResponse resp = ctx.response();
         Completions.Request req;
         try {
-            req = completions.parse(body(ctx), tenant(ctx).id());
+            JsonNode json = body(ctx);
+            if (json.path("model").isTextual()) { // logged even when it names no model we have (404)
+                String named = json.get("model").asText();
+                ctx.put(MODEL, named.length() > MAX_LOGGED_MODEL ? named.substring(0, MAX_LOGGED_MODEL) + "..." : named);
+            }
+            req = completions.parse(json, tenant(ctx).id());
         } catch (ApiError e) {
             error(resp, e);
             return;
@@ -261,7 +286,7 @@ public final class ApiServer {
         long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
         inFlight.incrementAndGet();
-        try {
+        try (Scope scope = ((Span) ctx.get(SPAN)).makeCurrent()) { // the engine's spans become the request's children
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {

@@ -120,7 +120,8 @@ final class ChatCompletions {
         long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
         inFlight.incrementAndGet();
-        try {
+        io.opentelemetry.api.trace.Span span = ctx.get(ApiServer.SPAN);
+        try (io.opentelemetry.context.Scope scope = span == null ? null : span.makeCurrent()) { // engine spans: the request's children
             if (req.stream()) {
                 stream(ctx, req, tenant, id, now, context);
                 return;
