@@ -1,8 +1,10 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterLoadException;
@@ -15,10 +17,13 @@ import io.opentelemetry.api.trace.Span;
 import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.api.trace.TracerProvider;
 import io.opentelemetry.context.Scope;
+import io.netty.handler.codec.http.TooLongHttpHeaderException;
+import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
@@ -42,6 +47,8 @@ import org.slf4j.LoggerFactory;
 public final class ApiServer {
     private static final Logger LOG = LoggerFactory.getLogger(ApiServer.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
+    private static final ObjectReader BODY_READER = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final long MAX_JSON_BODY = 16L << 20;
 
     private final Vertx vertx;
@@ -144,14 +151,39 @@ public final class ApiServer {
             "method " + ctx.request().method() + " is not allowed on " + ctx.request().path(), null, null)));
         router.errorHandler(413, ctx -> error(ctx.response(), new ApiError(413, "invalid_request_error",
             "request body is larger than " + MAX_JSON_BODY + " bytes", null, null)));
+        // vertx-web fails a request that broke before any handler answered with 400 (no Host header, a
+        // body Netty could not decode) or, for other errors of the request stream such as a bad chunk
+        // size, with 200 (its BodyHandler's default status); both are the client's malformed request
+        router.errorHandler(400, ctx -> malformed(ctx.request(), 400, ctx.failure()));
+        router.errorHandler(200, ctx -> malformed(ctx.request(), 400, ctx.failure()));
         router.errorHandler(500, ctx -> {
             LOG.error("internal error on {} {}", ctx.request().method(), ctx.request().path(), ctx.failure());
             error(ctx.response(), new ApiError(500, "internal_error", "internal error", null, null));
         });
-        return vertx.createHttpServer().requestHandler(router).listen(port, host).map(s -> {
+        HttpServer http = vertx.createHttpServer().requestHandler(router).invalidRequestHandler(ApiServer::invalidRequest);
+        return http.listen(port, host).map(s -> {
             server = s;
             return s.actualPort();
         });
+    }
+
+    /**
+     * A request Netty could not decode (not HTTP, a bad header or Content-Length): Vert.x's status
+     * (414 / 431 for a line / headers too long, else 400) with an OpenAI error body instead of an
+     * empty one.
+     */
+    private static void invalidRequest(HttpServerRequest req) {
+        Throwable cause = req.decoderResult().cause();
+        malformed(req, cause instanceof TooLongHttpLineException ? 414 : cause instanceof TooLongHttpHeaderException ? 431 : 400, cause);
+    }
+
+    /** Answers a request whose framing or headers are broken, then closes the connection: what follows cannot be trusted. */
+    private static void malformed(HttpServerRequest req, int status, Throwable cause) {
+        String why = cause == null || cause.getMessage() == null ? "it could not be decoded" : cause.getMessage();
+        HttpServerResponse resp = req.response();
+        resp.putHeader("Connection", "close");
+        error(resp, new ApiError(status, "invalid_request_error", "malformed HTTP request: " + why, null, null));
+        req.connection().close();
     }
 
     /** Stops accepting work (new requests get 503), waits for running ones, then closes the port. */
@@ -411,7 +443,7 @@ public final class ApiServer {
             throw ApiError.badRequest("the request body is not valid UTF-8", null);
         }
         try {
-            return JSON.readTree(text);
+            return BODY_READER.readTree(text);
         } catch (JsonProcessingException e) {
             throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
         }

@@ -43,7 +43,7 @@ import org.slf4j.LoggerFactory;
 final class ChatCompletions {
     private static final Logger LOG = LoggerFactory.getLogger(ChatCompletions.class);
     private static final ObjectMapper JSON = new ObjectMapper();
-    static final int MAX_TOP_LOGPROBS = 5;
+    static final int MAX_TOP_LOGPROBS = 20; // as OpenAI's chat API
 
     private final Vertx vertx;
     private final Engine engine;
@@ -83,14 +83,15 @@ final class ChatCompletions {
             throw ApiError.badRequest("'top_logprobs' requires 'logprobs' to be true", "top_logprobs");
         }
         int top = Json.integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS);
-        int maxCompletion = Json.integer(body, "max_completion_tokens", -1, 0, Integer.MAX_VALUE);
-        int maxTokens = Json.integer(body, "max_tokens", -1, 0, Integer.MAX_VALUE);
+        // read as longs so that a value past 32 bits gets the context-length message too, with both numbers
+        long maxCompletion = Json.absent(body, "max_completion_tokens") ? -1 : Json.integral(body, "max_completion_tokens", -1, 0, Long.MAX_VALUE);
+        long maxTokens = Json.absent(body, "max_tokens") ? -1 : Json.integral(body, "max_tokens", -1, 0, Long.MAX_VALUE);
         String prompt = render(messages);
         int[] ids = tokenizer.encode(prompt, false);
         String limitField = maxCompletion >= 0 ? "max_completion_tokens" : "max_tokens";
-        int max = maxCompletion >= 0 ? maxCompletion : maxTokens >= 0 ? maxTokens : Math.max(0, completions.maxModelLen() - ids.length);
+        long max = maxCompletion >= 0 ? maxCompletion : maxTokens >= 0 ? maxTokens : Math.max(0, completions.maxModelLen() - ids.length);
         completions.checkLength(ids, max, "messages", limitField);
-        return completions.request(body, model, adapter, List.of(ids), List.of(prompt), max, logprobs ? top : -1, false);
+        return completions.request(body, model, adapter, List.of(ids), List.of(prompt), (int) max, logprobs ? top : -1, false);
     }
 
     private String render(List<Map<String, Object>> messages) {

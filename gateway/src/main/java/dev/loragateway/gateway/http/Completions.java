@@ -87,13 +87,14 @@ final class Completions {
             throw ApiError.badRequest("'prompt' must be a string, an array of strings, an array of token ids or an array of "
                 + "arrays of token ids, got " + Json.kind(p), "prompt");
         }
-        int maxTokens = Json.integer(body, "max_tokens", 16, 0, Integer.MAX_VALUE);
+        // read as a long so that a value past 32 bits gets the context-length message too, with both numbers
+        long maxTokens = Json.integral(body, "max_tokens", 16, 0, Long.MAX_VALUE);
         for (int[] ids : prompts) {
             checkLength(ids, maxTokens, "prompt", "max_tokens");
         }
         int logprobs = Json.absent(body, "logprobs") ? -1 : Json.integer(body, "logprobs", -1, 0, 5);
         boolean echo = Json.bool(body, "echo", false);
-        return request(body, model, adapter, prompts, texts, maxTokens, logprobs, echo);
+        return request(body, model, adapter, prompts, texts, (int) maxTokens, logprobs, echo); // fits: checked against --max-model-len
     }
 
     static void requireObject(JsonNode body) {
@@ -119,9 +120,10 @@ final class Completions {
         if (ids.length == 0) {
             throw ApiError.badRequest("the " + promptParam + " is empty (it encodes to no tokens)", promptParam);
         }
-        if (ids.length > maxModelLen || ids.length + maxTokens > maxModelLen) {
+        if (ids.length > maxModelLen || maxTokens > maxModelLen - ids.length) {
+            // the sum of two non-negative longs always fits in 64 unsigned bits
             throw ApiError.badRequest("This model's maximum context length is " + maxModelLen + " tokens. However, you "
-                + "requested " + (ids.length + maxTokens) + " tokens (" + ids.length + " in the " + promptParam + ", " + maxTokens
+                + "requested " + Long.toUnsignedString(ids.length + maxTokens) + " tokens (" + ids.length + " in the " + promptParam + ", " + maxTokens
                 + " in the completion). Please reduce the " + promptParam + " or " + maxTokensParam + ".",
                 ids.length > maxModelLen ? promptParam : maxTokensParam);
         }
@@ -154,7 +156,7 @@ final class Completions {
         if (!Json.absent(body, "user")) {
             Json.string(body, "user", false);
         }
-        return new Request(model, adapter, prompts, texts, maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
+        return new Request(model, adapter, prompts, texts, (int) maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
     }
 
     private void addText(String text, List<int[]> prompts, List<String> texts) {

@@ -27,6 +27,11 @@ final class Json {
     }
 
     static int integer(JsonNode body, String field, int dflt, int min, int max) {
+        return (int) integral(body, field, dflt, min, max);
+    }
+
+    /** An integer field as a long, for limits checked by the caller beyond 32 bits. */
+    static long integral(JsonNode body, String field, long dflt, long min, long max) {
         JsonNode n = body.get(field);
         if (n == null || n.isNull()) {
             return dflt;
@@ -35,9 +40,11 @@ final class Json {
             throw ApiError.badRequest("'" + field + "' must be an integer, got " + kind(n) + " " + n, field);
         }
         if (!n.canConvertToLong() || n.asLong() < min || n.asLong() > max) {
-            throw ApiError.badRequest("'" + field + "' must be between " + min + " and " + max + ", got " + n, field);
+            String range = max != Long.MAX_VALUE ? "between " + min + " and " + max
+                : n.canConvertToLong() ? "at least " + min : "a 64-bit integer";
+            throw ApiError.badRequest("'" + field + "' must be " + range + ", got " + n, field);
         }
-        return (int) n.asLong();
+        return n.asLong();
     }
 
     static long longValue(JsonNode body, String field, long dflt) {

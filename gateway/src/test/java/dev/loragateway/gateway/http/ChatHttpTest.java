@@ -371,7 +371,7 @@ class ChatHttpTest {
             {"{\"model\":\"demo\"," + msgs + ",\"max_completion_tokens\":100000}", 400, String.valueOf(MAX_LEN), "max_completion_tokens"},
             {"{\"model\":\"demo\"," + msgs + ",\"max_completion_tokens\":-1}", 400, "max_completion_tokens", "max_completion_tokens"},
             {"{\"model\":\"demo\"," + msgs + ",\"n\":17}", 400, "'n'", "n"},
-            {"{\"model\":\"demo\"," + msgs + ",\"logprobs\":true,\"top_logprobs\":6}", 400, "top_logprobs", "top_logprobs"},
+            {"{\"model\":\"demo\"," + msgs + ",\"logprobs\":true,\"top_logprobs\":21}", 400, "top_logprobs", "top_logprobs"},
             {"{\"model\":\"demo\"," + msgs + ",\"top_logprobs\":2}", 400, "logprobs", "top_logprobs"},
             {"{\"model\":\"demo\"," + msgs + ",\"logprobs\":3}", 400, "logprobs", "logprobs"},
             {"{\"model\":\"demo\"," + msgs + ",\"temperature\":3}", 400, "temperature", "temperature"},
