@@ -34,7 +34,7 @@ import org.slf4j.LoggerFactory;
  * dataDir/adapters/TENANT/NAME/adapter_config.json         as uploaded
  *                              adapter_model.safetensors   as uploaded
  *                              adapter.json                {"tenant", "name", "created", ...}
- * dataDir/tmp/RANDOM/                                      uploads being written, removals in progress
+ * dataDir/tmp/RANDOM/                                      uploads being received or validated, removals in progress
  * </pre>
  * An upload is copied into {@code tmp/RANDOM/}, forced to disk, fully validated there (what is
  * validated is exactly what is kept), then renamed into {@code adapters/} in one atomic step under
@@ -155,9 +155,22 @@ public final class AdapterRegistry {
      * @throws UncheckedIOException the data directory cannot be written
      */
     public AdapterInfo register(String tenant, String name, Path configFile, Path tensorsFile) {
+        return register(tenant, name, configFile, tensorsFile, 0);
+    }
+
+    /**
+     * {@link #register(String, String, Path, Path)} for a tenant that may own at most
+     * {@code maxAdapters} adapters (0: no limit). The count is checked under the same lock that
+     * commits the upload, so of concurrent uploads past the quota none gets in: count() followed
+     * by register() could not promise that. A name conflict is reported before the quota.
+     *
+     * @throws AdapterQuotaException the tenant already owns {@code maxAdapters} adapters (nothing is kept)
+     */
+    public AdapterInfo register(String tenant, String name, Path configFile, Path tensorsFile, int maxAdapters) {
         requireTenant(tenant);
         requireName(name);
         checkFree(tenant, name); // fail fast; decided again under the lock
+        checkQuota(tenant, maxAdapters);
         Path work = tmpDir.resolve(UUID.randomUUID().toString());
         boolean committed = false;
         try {
@@ -172,6 +185,7 @@ public final class AdapterRegistry {
             DurableFiles.syncDirectory(work);
             synchronized (lock) {
                 checkFree(tenant, name);
+                checkQuota(tenant, maxAdapters);
                 Path tenantDir = adaptersDir.resolve(tenant);
                 Path target = tenantDir.resolve(name);
                 if (Files.exists(target)) {
@@ -298,6 +312,35 @@ public final class AdapterRegistry {
         if (own != null && own.containsKey(name)) {
             throw new AdapterConflictException("adapter '" + name + "' already exists");
         }
+    }
+
+    private void checkQuota(String tenant, int maxAdapters) {
+        int owned = count(tenant);
+        if (maxAdapters > 0 && owned >= maxAdapters) {
+            throw new AdapterQuotaException("tenant " + tenant + " already has " + owned + " adapters, its max_adapters is "
+                + maxAdapters + "; delete one before uploading another", maxAdapters);
+        }
+    }
+
+    /**
+     * A new empty directory under {@code tmp/} for receiving an upload before it is registered;
+     * the caller removes it with {@link #discardStaging} (or {@link #load()} does, after a crash).
+     */
+    public Path newStagingDirectory() {
+        try {
+            Files.createDirectories(tmpDir);
+            return Files.createDirectory(tmpDir.resolve(UUID.randomUUID() + "-upload"));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** Removes a directory from {@link #newStagingDirectory} and everything in it; failures are logged. */
+    public void discardStaging(Path staging) {
+        if (!staging.getParent().equals(tmpDir)) {
+            throw new IllegalArgumentException("not a staging directory of this registry: " + staging.getFileName());
+        }
+        removeQuietly(staging);
     }
 
     private static void requireName(String name) {

@@ -274,6 +274,76 @@ class AdapterRegistryTest {
     }
 
     @Test
+    void quotaRefusesTheUploadPastMaxAdaptersAndLeavesNothingBehind() throws IOException {
+        Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
+        registry.register("acme", "one", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2);
+        registry.register("acme", "two", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2);
+        AdapterQuotaException e = assertThrows(AdapterQuotaException.class,
+            () -> registry.register("acme", "three", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2));
+        assertTrue(e.getMessage().contains("already has 2 adapters, its max_adapters is 2"), e.getMessage());
+        assertEquals(2, e.limit());
+        AdapterConflictException dup = assertThrows(AdapterConflictException.class,
+            () -> registry.register("acme", "two", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2));
+        assertTrue(dup.getMessage().contains("'two' already exists"), "a taken name is a conflict before a quota: " + dup.getMessage());
+        assertEquals("globex", registry.register("globex", "three", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2).tenant());
+        assertTrue(registry.delete("acme", "one"));
+        registry.register("acme", "three", PeftFixture.configFile(u), PeftFixture.weightsFile(u), 2);
+        assertEquals(2, registry.count("acme"));
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+    }
+
+    @Test
+    void concurrentRegistrationsNeverExceedTheQuota() throws Exception {
+        int n = 8;
+        int quota = 3;
+        Path u = upload("u", PeftFixture.adapter(4, 8, "q_proj", "down_proj"));
+        CountDownLatch start = new CountDownLatch(1);
+        ExecutorService pool = Executors.newFixedThreadPool(n);
+        try {
+            List<Future<AdapterInfo>> results = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                String name = "bot-" + i;
+                results.add(pool.submit(() -> {
+                    start.await();
+                    return registry.register("acme", name, PeftFixture.configFile(u), PeftFixture.weightsFile(u), quota);
+                }));
+            }
+            start.countDown();
+            int won = 0;
+            for (Future<AdapterInfo> r : results) {
+                try {
+                    r.get();
+                    won++;
+                } catch (ExecutionException e) {
+                    assertTrue(e.getCause() instanceof AdapterQuotaException, e.getCause().toString());
+                }
+            }
+            assertEquals(quota, won);
+            assertEquals(quota, registry.count("acme"));
+            try (Stream<Path> dirs = Files.list(data.resolve("adapters/acme"))) {
+                assertEquals(quota, dirs.count());
+            }
+            assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
+    void stagingDirectoriesLiveUnderTmpAndAreDiscarded() throws IOException {
+        Path s = registry.newStagingDirectory();
+        assertEquals(data.resolve("tmp"), s.getParent());
+        Files.writeString(s.resolve("part"), "x");
+        registry.discardStaging(s);
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        assertThrows(IllegalArgumentException.class, () -> registry.discardStaging(tmp.resolve("elsewhere")));
+        Path left = registry.newStagingDirectory();
+        Files.writeString(left.resolve("part"), "half an upload");
+        new AdapterRegistry(data, SHAPE, 64, CLOCK).load();
+        assertFalse(Files.exists(left), "load() clears staging directories a crash left behind");
+    }
+
+    @Test
     void registerWorksWithoutLoadFirst() {
         AdapterRegistry fresh = new AdapterRegistry(tmp.resolve("fresh"), SHAPE, 64, CLOCK);
         Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));

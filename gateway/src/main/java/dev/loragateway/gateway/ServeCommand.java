@@ -185,8 +185,8 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("KV cache: {} blocks of {} positions, {} MB; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants)
-            .observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
+        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
+            .maxAdapterBytes(maxAdapterMb * (1L << 20)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
         int bound;
         try {
             bound = server.listen(host, port).await();

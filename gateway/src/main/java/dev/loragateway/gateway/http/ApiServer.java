@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
@@ -50,6 +51,8 @@ public final class ApiServer {
     /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
     private static final ObjectReader BODY_READER = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final long MAX_JSON_BODY = 16L << 20;
+    /** {@code --max-adapter-mb}'s default. */
+    static final long DEFAULT_MAX_ADAPTER_BYTES = 512L << 20;
 
     private final Vertx vertx;
     private final Engine engine;
@@ -79,6 +82,8 @@ public final class ApiServer {
     private final TenantLimits limits = new TenantLimits();
     private RequestObserver observer = RequestObserver.NONE;
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
+    private DeviceTier<Object> deviceTier;
+    private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
     private java.util.function.Supplier<String> metricsText;
 
     /** A server for the base model only. */
@@ -118,6 +123,21 @@ public final class ApiServer {
         return this;
     }
 
+    /**
+     * The engine's device tier, told to forget adapters that are deleted or replaced so that a name
+     * uploaded again never runs on stale weights; call before {@link #listen}.
+     */
+    public ApiServer deviceTier(DeviceTier<Object> tier) {
+        this.deviceTier = tier;
+        return this;
+    }
+
+    /** The largest adapter upload body ({@code --max-adapter-mb}); larger gets 413; call before {@link #listen}. */
+    public ApiServer maxAdapterBytes(long bytes) {
+        this.maxAdapterBytes = bytes;
+        return this;
+    }
+
     /** What {@code GET /metrics} answers (Prometheus text); call before {@link #listen}. */
     public ApiServer metrics(java.util.function.Supplier<String> text) {
         this.metricsText = text;
@@ -141,6 +161,13 @@ public final class ApiServer {
         router.get("/metrics").handler(this::metricsRoute);
         router.route("/v1/*").handler(this::authenticate);
         router.get("/v1/models").handler(this::models);
+        if (adapters != null) {
+            new AdaptersApi(vertx, adapters, modelId, maxAdapterBytes, key -> {
+                if (deviceTier != null) {
+                    deviceTier.invalidate(key);
+                }
+            }).routes(router);
+        }
         router.post("/v1/completions").handler(this::inferenceLimits);
         router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(this::completions);
         router.post("/v1/chat/completions").handler(this::inferenceLimits);
