@@ -377,15 +377,32 @@ public final class ApiServer {
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
         HttpServerResponse resp = ctx.response();
+        int choices = req.prompts().size() * req.n();
+        int[] tokenOffset = new int[choices]; // per choice: text_offset of its next token (after an echoed prompt)
+        for (int i = 0; i < choices && req.echo(); i++) {
+            tokenOffset[i] = completions.promptText(req, i / req.n()).length();
+        }
         Completions.Submitted sub = completions.submit(engine, req, tenant(ctx).id(), new Completions.ChoiceListener() {
             @Override
-            public void delta(int index, String text) {
-                send(chunk(req, id, now, index, text, null).toString());
+            public void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
+                send(withLogprobs(chunk(req, id, now, index, text, null), index, tokens));
             }
 
             @Override
-            public void finished(int index, String reason) { // each choice's end goes out as soon as it is known
-                send(chunk(req, id, now, index, "", reason).toString());
+            public void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) { // sent as soon as the choice ends
+                send(withLogprobs(chunk(req, id, now, index, "", reason), index, rest));
+            }
+
+            /** The tokens' logprobs in the chunk, as the non-streamed response lists them (engine thread). */
+            private String withLogprobs(ObjectNode chunk, int index, List<ChoiceRun.TokenInfo> tokens) {
+                if (req.logprobs() >= 0) {
+                    ObjectNode lp = completions.logprobs(tokens, tokenOffset[index]);
+                    for (ChoiceRun.TokenInfo t : tokens) {
+                        tokenOffset[index] += t.text().length();
+                    }
+                    ((ObjectNode) chunk.get("choices").get(0)).set("logprobs", lp);
+                }
+                return chunk.toString();
             }
 
             private void send(String chunk) {

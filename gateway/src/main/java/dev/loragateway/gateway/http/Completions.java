@@ -307,7 +307,7 @@ final class Completions {
             ObjectNode c = choices.addObject();
             c.put("index", i).put("text", prefix + run.text);
             if (r.logprobs() >= 0) {
-                c.set("logprobs", logprobs(run, prefix.length()));
+                c.set("logprobs", logprobs(run.tokens, prefix.length()));
             } else {
                 c.putNull("logprobs");
             }
@@ -333,14 +333,15 @@ final class Completions {
         return u;
     }
 
-    private ObjectNode logprobs(ChoiceRun run, int offset) {
+    /** The legacy completions {@code logprobs} object of {@code list}, text offsets counted from {@code offset}. */
+    ObjectNode logprobs(List<ChoiceRun.TokenInfo> list, int offset) {
         ObjectNode lp = JSON.createObjectNode();
         ArrayNode tokens = lp.putArray("tokens");
         ArrayNode tlp = lp.putArray("token_logprobs");
         ArrayNode top = lp.putArray("top_logprobs");
         ArrayNode offsets = lp.putArray("text_offset");
         int at = offset;
-        for (ChoiceRun.TokenInfo t : run.tokens) {
+        for (ChoiceRun.TokenInfo t : list) {
             tokens.add(t.text());
             Sampler.Logprobs l = t.logprobs();
             tlp.add(l.logprob());

@@ -215,4 +215,41 @@ class CompletionsHttpTest {
         assertEquals(200, HTTP.send(HttpRequest.newBuilder(URI.create(base + "/health")).build(),
             HttpResponse.BodyHandlers.ofString()).statusCode());
     }
+
+    /** Streamed logprobs, concatenated per choice across chunks, equal the non-streamed ones (stop text cut included). */
+    @Test
+    void streamedLogprobsEqualTheNonStreamedOnes() throws Exception {
+        for (String extra : new String[] {"", ",\"echo\":true", ",\"stop\":[\"e\"]"}) {
+            String req = "{\"model\":\"demo\",\"prompt\":\"The adapter\",\"max_tokens\":12,\"temperature\":1,\"seed\":5,\"n\":2,"
+                + "\"logprobs\":2" + extra;
+            JsonNode plain = JSON.readTree(post("/v1/completions", req + "}").body());
+            HttpResponse<String> s = post("/v1/completions", req + ",\"stream\":true}");
+            String[] fields = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+            List<List<JsonNode>> got = new ArrayList<>();
+            for (int i = 0; i < 2 * fields.length; i++) {
+                got.add(new ArrayList<>());
+            }
+            for (String line : s.body().split("\n")) {
+                if (!line.startsWith("data: {")) {
+                    continue;
+                }
+                JsonNode c = JSON.readTree(line.substring(6)).get("choices").get(0);
+                JsonNode lp = c.get("logprobs");
+                if (lp == null || lp.isNull()) {
+                    continue; // the echoed prompt's chunk
+                }
+                for (int f = 0; f < fields.length; f++) {
+                    lp.get(fields[f]).forEach(got.get(c.get("index").asInt() * fields.length + f)::add);
+                }
+            }
+            for (int i = 0; i < 2; i++) {
+                JsonNode want = plain.get("choices").get(i).get("logprobs");
+                assertTrue(want.get("tokens").size() > 0, "no tokens in " + want);
+                for (int f = 0; f < fields.length; f++) {
+                    assertEquals(want.get(fields[f]).toString(), JSON.valueToTree(got.get(i * fields.length + f)).toString(),
+                        "choice " + i + " " + fields[f] + " with " + extra);
+                }
+            }
+        }
+    }
 }
