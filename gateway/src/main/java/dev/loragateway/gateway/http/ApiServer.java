@@ -17,10 +17,8 @@ import dev.loragateway.gateway.text.TextTokenizer;
 import io.opentelemetry.api.trace.Span;
 import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.api.trace.TracerProvider;
-import io.opentelemetry.context.Scope;
 import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
-import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
@@ -33,7 +31,6 @@ import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.util.List;
 import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletionException;
@@ -62,6 +59,7 @@ public final class ApiServer {
     private final ChatCompletions chat;
     private final long created = System.currentTimeMillis() / 1000;
     private final AtomicInteger inFlight = new AtomicInteger();
+    private final CompletionsRoute completionsRoute;
     private volatile boolean draining;
     private HttpServer server;
 
@@ -103,6 +101,7 @@ public final class ApiServer {
         this.adapters = adapters;
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
         this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight);
+        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight);
     }
 
     /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
@@ -169,7 +168,7 @@ public final class ApiServer {
             }).routes(router);
         }
         router.post("/v1/completions").handler(this::inferenceLimits);
-        router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(this::completions);
+        router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(completionsRoute::handle);
         router.post("/v1/chat/completions").handler(this::inferenceLimits);
         router.post("/v1/chat/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(chat::handle);
         router.errorHandler(404, ctx -> error(ctx.response(), new ApiError(404, "not_found_error",
@@ -324,149 +323,6 @@ public final class ApiServer {
             }
         }
         json(ctx.response(), 200, root);
-    }
-
-    private void completions(RoutingContext ctx) {
-        HttpServerResponse resp = ctx.response();
-        Completions.Request req;
-        try {
-            JsonNode json = body(ctx);
-            if (json.path("model").isTextual()) { // logged even when it names no model we have (404)
-                String named = json.get("model").asText();
-                ctx.put(MODEL, named.length() > MAX_LOGGED_MODEL ? named.substring(0, MAX_LOGGED_MODEL) + "..." : named);
-            }
-            req = completions.parse(json, tenant(ctx).id());
-        } catch (ApiError e) {
-            error(resp, e);
-            return;
-        }
-        ctx.put(MODEL, req.model());
-        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
-        long now = System.currentTimeMillis() / 1000;
-        Context context = vertx.getOrCreateContext();
-        inFlight.incrementAndGet();
-        try (Scope scope = ((Span) ctx.get(SPAN)).makeCurrent()) { // the engine's spans become the request's children
-            if (req.stream()) {
-                stream(ctx, req, id, now, context);
-            } else {
-                Completions.Submitted sub = completions.submit(engine, req, tenant(ctx).id(), null);
-                resp.closeHandler(v -> sub.cancel());
-                sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-                    inFlight.decrementAndGet();
-                    if (resp.closed()) {
-                        return;
-                    }
-                    if (failure != null) {
-                        fail(resp, failure);
-                    } else {
-                        ObjectNode body = completions.response(req, runs, id, now);
-                        ctx.put(USAGE, usage(body.get("usage")));
-                        json(resp, 200, body);
-                    }
-                }));
-            }
-        } catch (Engine.QueueFullException e) {
-            inFlight.decrementAndGet();
-            resp.putHeader("Retry-After", "1");
-            error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
-        } catch (RuntimeException e) {
-            inFlight.decrementAndGet();
-            fail(resp, e);
-        }
-    }
-
-    private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
-        HttpServerResponse resp = ctx.response();
-        int choices = req.prompts().size() * req.n();
-        int[] tokenOffset = new int[choices]; // per choice: text_offset of its next token (after an echoed prompt)
-        for (int i = 0; i < choices && req.echo(); i++) {
-            tokenOffset[i] = completions.promptText(req, i / req.n()).length();
-        }
-        Completions.Submitted sub = completions.submit(engine, req, tenant(ctx).id(), new Completions.ChoiceListener() {
-            @Override
-            public void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
-                send(withLogprobs(chunk(req, id, now, index, text, null), index, tokens));
-            }
-
-            @Override
-            public void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) { // sent as soon as the choice ends
-                send(withLogprobs(chunk(req, id, now, index, "", reason), index, rest));
-            }
-
-            /** The tokens' logprobs in the chunk, as the non-streamed response lists them (engine thread). */
-            private String withLogprobs(ObjectNode chunk, int index, List<ChoiceRun.TokenInfo> tokens) {
-                if (req.logprobs() >= 0) {
-                    ObjectNode lp = completions.logprobs(tokens, tokenOffset[index]);
-                    for (ChoiceRun.TokenInfo t : tokens) {
-                        tokenOffset[index] += t.text().length();
-                    }
-                    ((ObjectNode) chunk.get("choices").get(0)).set("logprobs", lp);
-                }
-                return chunk.toString();
-            }
-
-            private void send(String chunk) {
-                context.runOnContext(v -> {
-                    if (!resp.closed()) {
-                        resp.write("data: " + chunk + "\n\n");
-                    }
-                });
-            }
-        });
-        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
-        if (req.echo()) { // the prompt comes first, as in the non-streamed text; deltas run on this context after it
-            for (int i = 0; i < req.prompts().size() * req.n(); i++) {
-                String prompt = completions.promptText(req, i / req.n());
-                if (!prompt.isEmpty()) {
-                    resp.write("data: " + chunk(req, id, now, i, prompt, null) + "\n\n");
-                }
-            }
-        }
-        resp.closeHandler(v -> sub.cancel());
-        sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-            inFlight.decrementAndGet();
-            if (resp.closed()) {
-                return;
-            }
-            if (failure != null) {
-                Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
-                ObjectNode err = JSON.createObjectNode();
-                if (t instanceof AdapterLoadException) {
-                    err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
-                } else {
-                    LOG.error("request {} failed", id, t);
-                    err.putObject("error").put("message", "internal error").put("type", "internal_error");
-                }
-                resp.write("data: " + err + "\n\n");
-            } else {
-                int completion = 0;
-                for (ChoiceRun run : runs) {
-                    completion += run.completionTokens;
-                }
-                ctx.put(USAGE, usage(completions.usage(req, completion)));
-                if (req.includeUsage()) {
-                    ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
-                        .put("created", now).put("model", req.model());
-                    u.putArray("choices");
-                    u.set("usage", completions.usage(req, completion));
-                    resp.write("data: " + u + "\n\n");
-                }
-            }
-            resp.end("data: [DONE]\n\n");
-        }));
-    }
-
-    private ObjectNode chunk(Completions.Request req, String id, long now, int index, String text, String finish) {
-        ObjectNode c = JSON.createObjectNode().put("id", id).put("object", "text_completion").put("created", now)
-            .put("model", req.model());
-        ObjectNode ch = c.putArray("choices").addObject().put("index", index).put("text", text);
-        ch.putNull("logprobs");
-        if (finish == null) {
-            ch.putNull("finish_reason");
-        } else {
-            ch.put("finish_reason", finish);
-        }
-        return c;
     }
 
     static int[] usage(JsonNode u) {

@@ -1,0 +1,186 @@
+package dev.loragateway.gateway.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterLoadException;
+import dev.loragateway.batcher.Engine;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.context.Scope;
+import io.vertx.core.Context;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.HttpServerResponse;
+import io.vertx.ext.web.RoutingContext;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The {@code POST /v1/completions} handler: parse (a 400 naming the field), submit every choice to
+ * the engine (429 when its queue is full), answer in one body or as Server-Sent Events (deltas
+ * with their logprobs, each choice's finish chunk as soon as it ends, usage, {@code [DONE]}), and
+ * cancel the choices when the client goes away.
+ */
+final class CompletionsRoute {
+    private static final Logger LOG = LoggerFactory.getLogger(CompletionsRoute.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final Vertx vertx;
+    private final Engine engine;
+    private final Completions completions;
+    private final AtomicInteger inFlight;
+
+    /** @param inFlight the server's count of running requests (draining waits for it) */
+    CompletionsRoute(Vertx vertx, Engine engine, Completions completions, AtomicInteger inFlight) {
+        this.vertx = vertx;
+        this.engine = engine;
+        this.completions = completions;
+        this.inFlight = inFlight;
+    }
+
+    void handle(RoutingContext ctx) {
+        HttpServerResponse resp = ctx.response();
+        Completions.Request req;
+        try {
+            JsonNode json = ApiServer.body(ctx);
+            if (json.path("model").isTextual()) { // logged even when it names no model we have (404)
+                String named = json.get("model").asText();
+                ctx.put(ApiServer.MODEL, named.length() > ApiServer.MAX_LOGGED_MODEL ? named.substring(0, ApiServer.MAX_LOGGED_MODEL) + "..." : named);
+            }
+            req = completions.parse(json, ApiServer.tenant(ctx).id());
+        } catch (ApiError e) {
+            ApiServer.error(resp, e);
+            return;
+        }
+        ctx.put(ApiServer.MODEL, req.model());
+        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
+        long now = System.currentTimeMillis() / 1000;
+        Context context = vertx.getOrCreateContext();
+        inFlight.incrementAndGet();
+        try (Scope scope = ((Span) ctx.get(ApiServer.SPAN)).makeCurrent()) { // the engine's spans become the request's children
+            if (req.stream()) {
+                stream(ctx, req, id, now, context);
+            } else {
+                Completions.Submitted sub = completions.submit(engine, req, ApiServer.tenant(ctx).id(), null);
+                resp.closeHandler(v -> sub.cancel());
+                sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
+                    inFlight.decrementAndGet();
+                    if (resp.closed()) {
+                        return;
+                    }
+                    if (failure != null) {
+                        ApiServer.fail(resp, failure);
+                    } else {
+                        ObjectNode body = completions.response(req, runs, id, now);
+                        ctx.put(ApiServer.USAGE, ApiServer.usage(body.get("usage")));
+                        ApiServer.json(resp, 200, body);
+                    }
+                }));
+            }
+        } catch (Engine.QueueFullException e) {
+            inFlight.decrementAndGet();
+            resp.putHeader("Retry-After", "1");
+            ApiServer.error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
+        } catch (RuntimeException e) {
+            inFlight.decrementAndGet();
+            ApiServer.fail(resp, e);
+        }
+    }
+
+    private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
+        HttpServerResponse resp = ctx.response();
+        int choices = req.prompts().size() * req.n();
+        int[] tokenOffset = new int[choices]; // per choice: text_offset of its next token (after an echoed prompt)
+        for (int i = 0; i < choices && req.echo(); i++) {
+            tokenOffset[i] = completions.promptText(req, i / req.n()).length();
+        }
+        Completions.Submitted sub = completions.submit(engine, req, ApiServer.tenant(ctx).id(), new Completions.ChoiceListener() {
+            @Override
+            public void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
+                send(withLogprobs(chunk(req, id, now, index, text, null), index, tokens));
+            }
+
+            @Override
+            public void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) { // sent as soon as the choice ends
+                send(withLogprobs(chunk(req, id, now, index, "", reason), index, rest));
+            }
+
+            /** The tokens' logprobs in the chunk, as the non-streamed response lists them (engine thread). */
+            private String withLogprobs(ObjectNode chunk, int index, List<ChoiceRun.TokenInfo> tokens) {
+                if (req.logprobs() >= 0) {
+                    ObjectNode lp = completions.logprobs(tokens, tokenOffset[index]);
+                    for (ChoiceRun.TokenInfo t : tokens) {
+                        tokenOffset[index] += t.text().length();
+                    }
+                    ((ObjectNode) chunk.get("choices").get(0)).set("logprobs", lp);
+                }
+                return chunk.toString();
+            }
+
+            private void send(String chunk) {
+                context.runOnContext(v -> {
+                    if (!resp.closed()) {
+                        resp.write("data: " + chunk + "\n\n");
+                    }
+                });
+            }
+        });
+        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
+        if (req.echo()) { // the prompt comes first, as in the non-streamed text; deltas run on this context after it
+            for (int i = 0; i < req.prompts().size() * req.n(); i++) {
+                String prompt = completions.promptText(req, i / req.n());
+                if (!prompt.isEmpty()) {
+                    resp.write("data: " + chunk(req, id, now, i, prompt, null) + "\n\n");
+                }
+            }
+        }
+        resp.closeHandler(v -> sub.cancel());
+        sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
+            inFlight.decrementAndGet();
+            if (resp.closed()) {
+                return;
+            }
+            if (failure != null) {
+                Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
+                ObjectNode err = JSON.createObjectNode();
+                if (t instanceof AdapterLoadException) {
+                    err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
+                } else {
+                    LOG.error("request {} failed", id, t);
+                    err.putObject("error").put("message", "internal error").put("type", "internal_error");
+                }
+                resp.write("data: " + err + "\n\n");
+            } else {
+                int completion = 0;
+                for (ChoiceRun run : runs) {
+                    completion += run.completionTokens;
+                }
+                ctx.put(ApiServer.USAGE, ApiServer.usage(completions.usage(req, completion)));
+                if (req.includeUsage()) {
+                    ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
+                        .put("created", now).put("model", req.model());
+                    u.putArray("choices");
+                    u.set("usage", completions.usage(req, completion));
+                    resp.write("data: " + u + "\n\n");
+                }
+            }
+            resp.end("data: [DONE]\n\n");
+        }));
+    }
+
+    private ObjectNode chunk(Completions.Request req, String id, long now, int index, String text, String finish) {
+        ObjectNode c = JSON.createObjectNode().put("id", id).put("object", "text_completion").put("created", now)
+            .put("model", req.model());
+        ObjectNode ch = c.putArray("choices").addObject().put("index", index).put("text", text);
+        ch.putNull("logprobs");
+        if (finish == null) {
+            ch.putNull("finish_reason");
+        } else {
+            ch.put("finish_reason", finish);
+        }
+        return c;
+    }
+}
