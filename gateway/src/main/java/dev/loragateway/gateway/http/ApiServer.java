@@ -160,6 +160,7 @@ public final class ApiServer {
         router.get("/metrics").handler(this::metricsRoute);
         router.route("/v1/*").handler(this::authenticate);
         router.get("/v1/models").handler(this::models);
+        router.get("/v1/models/:id").handler(this::model);
         if (adapters != null) {
             new AdaptersApi(vertx, adapters, modelId, maxAdapterBytes, key -> {
                 if (deviceTier != null) {
@@ -313,16 +314,39 @@ public final class ApiServer {
 
     private void models(RoutingContext ctx) {
         ObjectNode root = JSON.createObjectNode().put("object", "list");
-        root.putArray("data").addObject().put("id", modelId).put("object", "model").put("created", created)
-            .put("owned_by", "system").putNull("parent").put("root", modelId);
+        com.fasterxml.jackson.databind.node.ArrayNode data = root.putArray("data");
+        data.add(baseModel());
         if (adapters != null) {
             for (AdapterInfo a : adapters.list(tenant(ctx).id())) {
-                ((com.fasterxml.jackson.databind.node.ArrayNode) root.get("data")).addObject().put("id", a.name())
-                    .put("object", "model").put("created", a.created()).put("owned_by", a.tenant())
-                    .put("parent", modelId).put("root", modelId);
+                data.add(adapterModel(a));
             }
         }
         json(ctx.response(), 200, root);
+    }
+
+    /** {@code GET /v1/models/{id}}: the base model or one of the caller's adapters, else 404. */
+    private void model(RoutingContext ctx) {
+        String id = ctx.pathParam("id");
+        if (id.equals(modelId)) {
+            json(ctx.response(), 200, baseModel());
+            return;
+        }
+        Optional<AdapterInfo> a = adapters == null ? Optional.empty() : adapters.find(tenant(ctx).id(), id);
+        if (a.isEmpty()) {
+            error(ctx.response(), ApiError.modelNotFound(id));
+            return;
+        }
+        json(ctx.response(), 200, adapterModel(a.get()));
+    }
+
+    private ObjectNode baseModel() {
+        ObjectNode m = JSON.createObjectNode().put("id", modelId).put("object", "model").put("created", created).put("owned_by", "system");
+        return m.putNull("parent").put("root", modelId);
+    }
+
+    private ObjectNode adapterModel(AdapterInfo a) {
+        return JSON.createObjectNode().put("id", a.name()).put("object", "model").put("created", a.created())
+            .put("owned_by", a.tenant()).put("parent", modelId).put("root", modelId);
     }
 
     static int[] usage(JsonNode u) {

@@ -125,4 +125,17 @@ class AuthHttpTest {
         HttpResponse<String> third = send("POST", "/v1/completions", "sk-single-1", SMALL);
         assertEquals(200, third.statusCode(), "the slot was released: " + third.body());
     }
+
+    @Test
+    void aSingleModelIsRetrievedByIdAndUnknownOnesAre404() throws Exception {
+        HttpResponse<String> r = send("GET", "/v1/models/demo", "sk-acme-1", null);
+        assertEquals(200, r.statusCode(), r.body());
+        JsonNode m = JSON.readTree(r.body());
+        assertEquals("demo", m.get("id").asText());
+        assertEquals("model", m.get("object").asText());
+        HttpResponse<String> missing = send("GET", "/v1/models/nope", "sk-acme-1", null);
+        assertEquals(404, missing.statusCode());
+        assertEquals("model_not_found", JSON.readTree(missing.body()).at("/error/code").asText());
+        assertEquals(401, send("GET", "/v1/models/demo", null, null).statusCode());
+    }
 }
