@@ -1,26 +1,82 @@
 package dev.loragateway.gateway;
 
+import dev.loragateway.kernels.cuda.CudaDevice;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** Chooses the compute backend in one place and says why. */
+/**
+ * Chooses the compute backend in one place and says why.
+ *
+ * <p>{@code cpu} never touches CUDA. {@code auto} and {@code cuda} ask {@link CudaDevice#probe()}
+ * (once per process; tens of milliseconds without a driver). Until the CUDA forward pass exists
+ * ({@link #CUDA_FORWARD_PASS}), a usable device is reported and not used: {@code auto} stays on
+ * the CPU and {@code cuda} is refused.
+ */
 final class Backends {
     private static final Logger LOG = LoggerFactory.getLogger(Backends.class);
+
+    /**
+     * Whether this build has a CUDA forward pass. The one switch to flip (and then construct the
+     * CUDA backend where {@link ServeCommand} builds the engine) when it does.
+     */
+    static final boolean CUDA_FORWARD_PASS = false;
+
+    /** The backend to run, {@code "cpu"} or {@code "cuda"}, and the reason, as logged. */
+    record Choice(String backend, String why) {
+        @Override
+        public String toString() {
+            return "backend " + backend + " (" + why + ")";
+        }
+    }
 
     private Backends() {
     }
 
-    /** Resolves {@code --backend}: only the CPU backend exists in this build. */
-    static String choose(String requested) {
+    /**
+     * Resolves {@code --backend} against this machine's probe.
+     *
+     * @throws IllegalArgumentException when the value is not auto, cpu or cuda, or cuda cannot run
+     *     here; the message says why (the caller turns it into a usage error)
+     */
+    static Choice choose(String requested) {
+        return choose(requested, CudaDevice::probe, CUDA_FORWARD_PASS);
+    }
+
+    /** As {@link #choose(String)} over any probe and forward-pass switch (tests). */
+    static Choice choose(String requested, Supplier<CudaDevice.Probe> probe, boolean cudaForwardPass) {
+        Choice choice = decide(requested, probe, cudaForwardPass);
+        LOG.info("{}", choice);
+        return choice;
+    }
+
+    private static Choice decide(String requested, Supplier<CudaDevice.Probe> probes, boolean cudaForwardPass) {
         switch (requested) {
             case "cpu":
-                LOG.info("backend cpu (requested)");
-                return "cpu";
-            case "auto":
-                LOG.info("backend cpu (auto: this build has no CUDA backend yet)");
-                return "cpu";
-            case "cuda":
-                throw new IllegalArgumentException("--backend cuda: this build has no CUDA backend yet; use --backend cpu");
+                return new Choice("cpu", "requested");
+            case "auto": {
+                CudaDevice.Probe probe = probes.get();
+                if (!probe.usable()) {
+                    return new Choice("cpu", "auto: CUDA not usable: " + probe.reason());
+                }
+                if (!cudaForwardPass) {
+                    return new Choice("cpu", "auto: CUDA device " + probe.describe()
+                        + " found; the CUDA forward pass is not built yet, using cpu");
+                }
+                return new Choice("cuda", "auto: CUDA device " + probe.describe());
+            }
+            case "cuda": {
+                CudaDevice.Probe probe = probes.get();
+                if (!probe.usable()) {
+                    throw new IllegalArgumentException("--backend cuda: CUDA is not usable here: " + probe.reason()
+                        + "; use --backend cpu or auto");
+                }
+                if (!cudaForwardPass) {
+                    throw new IllegalArgumentException("--backend cuda: CUDA device " + probe.describe()
+                        + " found, but the CUDA forward pass is not implemented yet; use --backend cpu or auto");
+                }
+                return new Choice("cuda", "requested: CUDA device " + probe.describe());
+            }
             default:
                 throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got '" + requested + "'");
         }

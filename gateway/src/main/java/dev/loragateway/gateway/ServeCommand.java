@@ -106,6 +106,12 @@ final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         validate();
+        Backends.Choice chosen; // first: a --backend that cannot run here fails before the model loads
+        try {
+            chosen = Backends.choose(backend);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), e.getMessage());
+        }
         Telemetry telemetry;
         try {
             telemetry = Telemetry.builder().otlpEndpoint(otlpEndpoint).build();
@@ -116,14 +122,14 @@ final class ServeCommand implements Callable<Integer> {
             LOG.info("telemetry: Prometheus text on /metrics; traces and metrics pushed over OTLP/HTTP to {}", otlpEndpoint);
         }
         try {
-            return serve(telemetry);
+            return serve(telemetry, chosen.backend());
         } catch (Exception | Error e) {
             telemetry.close();
             throw e;
         }
     }
 
-    private Integer serve(Telemetry telemetry) throws Exception {
+    private Integer serve(Telemetry telemetry, String chosen) throws Exception {
         Tenants tenants;
         try {
             tenants = apiKeys == null ? Tenants.open() : Tenants.load(apiKeys);
@@ -142,7 +148,6 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "cannot load model from " + dir + ": " + e.getMessage());
         }
         int limit = maxModelLen != null ? maxModelLen : llama.config().maxPositionEmbeddings();
-        String chosen = Backends.choose(backend);
         TextTokenizer tokenizer = TextTokenizer.load(dir);
         CpuBackend cpu = CpuBackend.create();
         LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
