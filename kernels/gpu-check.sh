@@ -137,6 +137,7 @@ run() {
         # inside a pack (DIR/gpu-check.sh) or next to one (kernels/gpu-check.sh)
         if [[ -d $here/runtime ]]; then pack=$here; else pack=$here/target/gpu-check; fi
     fi
+    pack=$(cd "$pack" && pwd) # absolute: the tests run from the kernels folder (some read src/main/cuda)
     if [[ -f $pack/runtime/bin/java && ! -x $pack/runtime/bin/java ]]; then
         chmod u+x "$pack"/runtime/bin/* "$pack"/runtime/lib/jspawnhelper 2>/dev/null || true # a copy lost the modes
     fi
@@ -156,6 +157,7 @@ run() {
         echo "gpu-check: no nvidia-smi on the PATH"
     fi
     "$pack/runtime/bin/java" -version 2>&1 | head -1
+    [[ -d $here/src/main/cuda ]] && cd "$here"
     "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -Xmx2g -Djava.io.tmpdir="$pack/tmp" \
         -DOPT_OUT_TRACKING=true -jar "$pack/lib/$CONSOLE_JAR" execute --disable-banner --details=tree \
         --class-path "$cp" "${select[@]}" "${extra[@]}"
