@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Sampler;
 import dev.loragateway.gateway.text.ChatTemplate;
@@ -18,7 +17,6 @@ import io.vertx.ext.web.RoutingContext;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -120,36 +118,14 @@ final class ChatCompletions {
         String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
         long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
-        inFlight.incrementAndGet();
-        io.opentelemetry.api.trace.Span span = ctx.get(ApiServer.SPAN);
-        try (io.opentelemetry.context.Scope scope = span == null ? null : span.makeCurrent()) { // engine spans: the request's children
+        Inference.run(ctx, inFlight, () -> {
             if (req.stream()) {
                 stream(ctx, req, tenant, id, now, context);
-                return;
+            } else {
+                Completions.Submitted sub = completions.submit(engine, req, tenant, null);
+                Inference.answer(ctx, context, inFlight, sub, runs -> response(req, runs, id, now));
             }
-            Completions.Submitted sub = completions.submit(engine, req, tenant, null);
-            resp.closeHandler(v -> sub.cancel());
-            sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-                inFlight.decrementAndGet();
-                if (resp.closed()) {
-                    return;
-                }
-                if (failure != null) {
-                    ApiServer.fail(resp, failure);
-                } else {
-                    ObjectNode body = response(req, runs, id, now);
-                    ctx.put(ApiServer.USAGE, ApiServer.usage(body.get("usage")));
-                    ApiServer.json(resp, 200, body);
-                }
-            }));
-        } catch (Engine.QueueFullException e) {
-            inFlight.decrementAndGet();
-            resp.putHeader("Retry-After", "1");
-            ApiServer.error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
-        } catch (RuntimeException e) {
-            inFlight.decrementAndGet();
-            ApiServer.fail(resp, e);
-        }
+        });
     }
 
     private void stream(RoutingContext ctx, Completions.Request req, String tenant, String id, long now, Context context) {
@@ -180,38 +156,16 @@ final class ChatCompletions {
             ObjectNode role = JSON.createObjectNode().put("role", "assistant").put("content", "");
             resp.write("data: " + chunk(req, id, now, i, role, List.of(), null) + "\n\n");
         }
-        resp.closeHandler(v -> sub.cancel());
-        sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-            inFlight.decrementAndGet();
-            if (resp.closed()) {
-                return;
+        Inference.endStream(ctx, context, inFlight, sub, id, runs -> {
+            ObjectNode usage = usage(req, runs);
+            ctx.put(ApiServer.USAGE, ApiServer.usage(usage));
+            if (req.includeUsage()) {
+                ObjectNode u = head(req, id, now, "chat.completion.chunk");
+                u.putArray("choices");
+                u.set("usage", usage);
+                resp.write("data: " + u + "\n\n");
             }
-            if (failure != null) {
-                resp.write("data: " + streamError(id, failure) + "\n\n");
-            } else {
-                ObjectNode usage = usage(req, runs);
-                ctx.put(ApiServer.USAGE, ApiServer.usage(usage));
-                if (req.includeUsage()) {
-                    ObjectNode u = head(req, id, now, "chat.completion.chunk");
-                    u.putArray("choices");
-                    u.set("usage", usage);
-                    resp.write("data: " + u + "\n\n");
-                }
-            }
-            resp.end("data: [DONE]\n\n");
-        }));
-    }
-
-    private static ObjectNode streamError(String id, Throwable failure) {
-        Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
-        ObjectNode err = JSON.createObjectNode();
-        if (t instanceof AdapterLoadException) {
-            err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
-        } else {
-            LOG.error("request {} failed", id, t);
-            err.putObject("error").put("message", "internal error").put("type", "internal_error");
-        }
-        return err;
+        });
     }
 
     private static ObjectNode head(Completions.Request req, String id, long now, String object) {

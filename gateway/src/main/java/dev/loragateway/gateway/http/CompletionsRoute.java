@@ -3,20 +3,14 @@ package dev.loragateway.gateway.http;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.batcher.Engine;
-import io.opentelemetry.api.trace.Span;
-import io.opentelemetry.context.Scope;
 import io.vertx.core.Context;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.RoutingContext;
 import java.util.List;
 import java.util.UUID;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The {@code POST /v1/completions} handler: parse (a 400 naming the field), submit every choice to
@@ -25,7 +19,6 @@ import org.slf4j.LoggerFactory;
  * cancel the choices when the client goes away.
  */
 final class CompletionsRoute {
-    private static final Logger LOG = LoggerFactory.getLogger(CompletionsRoute.class);
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Vertx vertx;
@@ -59,35 +52,14 @@ final class CompletionsRoute {
         String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
         long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
-        inFlight.incrementAndGet();
-        try (Scope scope = ((Span) ctx.get(ApiServer.SPAN)).makeCurrent()) { // the engine's spans become the request's children
+        Inference.run(ctx, inFlight, () -> {
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {
                 Completions.Submitted sub = completions.submit(engine, req, ApiServer.tenant(ctx).id(), null);
-                resp.closeHandler(v -> sub.cancel());
-                sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-                    inFlight.decrementAndGet();
-                    if (resp.closed()) {
-                        return;
-                    }
-                    if (failure != null) {
-                        ApiServer.fail(resp, failure);
-                    } else {
-                        ObjectNode body = completions.response(req, runs, id, now);
-                        ctx.put(ApiServer.USAGE, ApiServer.usage(body.get("usage")));
-                        ApiServer.json(resp, 200, body);
-                    }
-                }));
+                Inference.answer(ctx, context, inFlight, sub, runs -> completions.response(req, runs, id, now));
             }
-        } catch (Engine.QueueFullException e) {
-            inFlight.decrementAndGet();
-            resp.putHeader("Retry-After", "1");
-            ApiServer.error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
-        } catch (RuntimeException e) {
-            inFlight.decrementAndGet();
-            ApiServer.fail(resp, e);
-        }
+        });
     }
 
     private void stream(RoutingContext ctx, Completions.Request req, String id, long now, Context context) {
@@ -137,38 +109,20 @@ final class CompletionsRoute {
                 }
             }
         }
-        resp.closeHandler(v -> sub.cancel());
-        sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-            inFlight.decrementAndGet();
-            if (resp.closed()) {
-                return;
+        Inference.endStream(ctx, context, inFlight, sub, id, runs -> {
+            int completion = 0;
+            for (ChoiceRun run : runs) {
+                completion += run.completionTokens;
             }
-            if (failure != null) {
-                Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
-                ObjectNode err = JSON.createObjectNode();
-                if (t instanceof AdapterLoadException) {
-                    err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
-                } else {
-                    LOG.error("request {} failed", id, t);
-                    err.putObject("error").put("message", "internal error").put("type", "internal_error");
-                }
-                resp.write("data: " + err + "\n\n");
-            } else {
-                int completion = 0;
-                for (ChoiceRun run : runs) {
-                    completion += run.completionTokens;
-                }
-                ctx.put(ApiServer.USAGE, ApiServer.usage(completions.usage(req, completion)));
-                if (req.includeUsage()) {
-                    ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
-                        .put("created", now).put("model", req.model());
-                    u.putArray("choices");
-                    u.set("usage", completions.usage(req, completion));
-                    resp.write("data: " + u + "\n\n");
-                }
+            ctx.put(ApiServer.USAGE, ApiServer.usage(completions.usage(req, completion)));
+            if (req.includeUsage()) {
+                ObjectNode u = JSON.createObjectNode().put("id", id).put("object", "text_completion")
+                    .put("created", now).put("model", req.model());
+                u.putArray("choices");
+                u.set("usage", completions.usage(req, completion));
+                resp.write("data: " + u + "\n\n");
             }
-            resp.end("data: [DONE]\n\n");
-        }));
+        });
     }
 
     private ObjectNode chunk(Completions.Request req, String id, long now, int index, String text, String finish) {
