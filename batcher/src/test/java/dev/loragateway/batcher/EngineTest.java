@@ -6,15 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.LoraSlotPool;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -31,8 +26,8 @@ import org.junit.jupiter.api.Test;
  * steps; pins are all released at the end.
  */
 class EngineTest {
+    static EngineFixture fx;
     static ModelConfig cfg;
-    static Map<String, float[]> base;
     static LlamaModel model;
     static List<LoraAdapter> adapters;
     static ExecutorService loader;
@@ -40,11 +35,10 @@ class EngineTest {
 
     @BeforeAll
     static void setUp() {
-        Random rnd = new Random(77);
-        cfg = RandomModels.config(40, 72, 2, 4, 2, 97);
-        base = RandomModels.weights(cfg, rnd, DType.F32);
-        model = RandomModels.model(cfg, base, DType.F32);
-        adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        fx = new EngineFixture(77);
+        cfg = fx.cfg;
+        model = fx.model;
+        adapters = fx.adapters;
         loader = Executors.newSingleThreadExecutor();
         refCpu = new CpuBackend(1);
     }
@@ -56,19 +50,7 @@ class EngineTest {
     }
 
     private static DeviceTier<Object> tier(int slots) {
-        Map<Object, LoraAdapter> disk = new HashMap<>();
-        for (LoraAdapter a : adapters) {
-            disk.put(a.name(), a);
-        }
-        HostTier<Object> host = new HostTier<>(1 << 24, k -> {
-            LoraAdapter a = disk.get(k);
-            if (a == null) {
-                throw new IllegalArgumentException("no adapter named " + k);
-            }
-            return a;
-        });
-        return new DeviceTier<>(new LoraSlotPool(slots, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        return fx.tier(slots, loader);
     }
 
     private static int[] alone(LlamaModel m, int[] prompt, int maxTokens) {
@@ -106,11 +88,9 @@ class EngineTest {
                 futures.get(i).get(60, TimeUnit.SECONDS);
                 total += outs.get(i).size();
             }
-            Map<String, LlamaModel> twins = new HashMap<>();
             for (int i = 0; i < n; i++) {
                 String a = which[i];
-                LlamaModel twin = a == null ? model : twins.computeIfAbsent(a, k -> RandomModels.model(cfg,
-                    RandomModels.merged(cfg, base, adapters.stream().filter(x -> x.name().equals(k)).findFirst().orElseThrow()), DType.F32));
+                LlamaModel twin = fx.twin(a);
                 int[] expected = alone(twin, prompts[i], maxTokens[i]);
                 int[] got = outs.get(i).stream().mapToInt(Integer::intValue).toArray();
                 assertEquals(java.util.Arrays.toString(expected), java.util.Arrays.toString(got), "request " + i + " (" + a + ")");

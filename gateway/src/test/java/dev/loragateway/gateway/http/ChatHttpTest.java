@@ -10,7 +10,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -18,11 +17,9 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.demo.DemoAdapters;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.ChatTemplate;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.LoraSlotPool;
 import io.vertx.core.Vertx;
 import java.io.ByteArrayOutputStream;
 import java.net.URI;
@@ -38,7 +35,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -71,19 +67,14 @@ class ChatHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        ModelConfig cfg = model.config();
-        tokenizer = TextTokenizer.load(dir);
-        AdapterRegistry registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
-        registry.load();
-        for (DemoAdapters.Spec s : DemoAdapters.ALL) {
-            registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
-        }
-        loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(2, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        DemoStack stack = DemoStack.create(dir, 2, true);
+        LlamaModel model = stack.model;
+        ModelConfig cfg = stack.cfg;
+        tokenizer = stack.tokenizer;
+        AdapterRegistry registry = stack.registry;
+        loader = stack.loader;
+        HostTier<Object> host = stack.host;
+        DeviceTier<Object> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         base = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -17,11 +16,9 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.demo.DemoAdapters;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.LoraSlotPool;
 import dev.loragateway.kernels.SafeTensors;
 import dev.loragateway.kernels.Tensor;
 import io.vertx.core.Vertx;
@@ -36,7 +33,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -62,20 +58,15 @@ class LoraHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        ModelConfig cfg = model.config();
-        TextTokenizer tokenizer = TextTokenizer.load(dir);
-        AdapterRegistry registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
-        registry.load();
-        for (DemoAdapters.Spec s : DemoAdapters.ALL) {
-            registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
-        }
-        loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
+        DemoStack stack = DemoStack.create(dir, 3, true);
+        LlamaModel model = stack.model;
+        ModelConfig cfg = stack.cfg;
+        TextTokenizer tokenizer = stack.tokenizer;
+        AdapterRegistry registry = stack.registry;
+        loader = stack.loader;
+        HostTier<Object> host = stack.host;
         // 3 slots for 4 adapters: some requests wait for a slot
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(3, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        DeviceTier<Object> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         lora = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", 256, registry).listen("127.0.0.1", 0).await();

@@ -2,7 +2,6 @@ package dev.loragateway.gateway.http;
 
 import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;
-import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -12,11 +11,8 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.auth.Tenants;
-import dev.loragateway.gateway.demo.DemoAdapters;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.LoraSlotPool;
 import dev.loragateway.kernels.SafeTensors;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
@@ -25,7 +21,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 
 /**
  * The servers the SDK tests talk to, on the demo model written into {@code dir}:
@@ -54,19 +49,14 @@ final class SdkServers implements AutoCloseable {
     private final List<OpenAIClient> clients = new ArrayList<>();
 
     SdkServers(Path dir) throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        ModelConfig cfg = model.config();
-        tokenizer = TextTokenizer.load(dir);
-        AdapterRegistry registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
-        registry.load();
-        for (DemoAdapters.Spec s : DemoAdapters.ALL) {
-            registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
-        }
-        loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(4, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        DemoStack stack = DemoStack.create(dir, 4, true);
+        LlamaModel model = stack.model;
+        ModelConfig cfg = stack.cfg;
+        tokenizer = stack.tokenizer;
+        AdapterRegistry registry = stack.registry;
+        loader = stack.loader;
+        HostTier<Object> host = stack.host;
+        DeviceTier<Object> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         openBase = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();

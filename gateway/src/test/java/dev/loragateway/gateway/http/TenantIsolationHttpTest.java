@@ -5,20 +5,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.adapters.PeftAdapterReader;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.auth.Tenants;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.LoraSlotPool;
 import dev.loragateway.kernels.SafeTensors;
 import dev.loragateway.kernels.Tensor;
 import io.vertx.core.Vertx;
@@ -62,21 +58,17 @@ class TenantIsolationHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        ModelConfig cfg = model.config();
-        TextTokenizer tokenizer = TextTokenizer.load(dir);
+        DemoStack stack = DemoStack.create(dir, 1, false); // one slot for two tenants' adapters: they take turns in it
+        LlamaModel model = stack.model;
+        ModelConfig cfg = stack.cfg;
+        TextTokenizer tokenizer = stack.tokenizer;
         Files.writeString(dir.resolve("keys.json"), """
             { "tenants": [
                 { "id": "acme", "keys": ["sk-acme"] }, { "id": "globex", "keys": ["sk-globex"] }, { "id": "initech", "keys": ["sk-initech"] }
             ] }""");
-        AdapterRegistry registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
-        registry.load();
-        loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
-        // one slot for two tenants' adapters: they take turns in it, evicting each other
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(1, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        AdapterRegistry registry = stack.registry;
+        loader = stack.loader;
+        DeviceTier<Object> device = stack.device;
         Engine engine = new Engine(model, new CpuBackend(2), device, 12, 256);
         engines.add(engine);
         vertx = Vertx.vertx();

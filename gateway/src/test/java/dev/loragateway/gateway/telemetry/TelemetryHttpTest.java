@@ -8,19 +8,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
-import dev.loragateway.gateway.demo.DemoAdapters;
-import dev.loragateway.gateway.demo.DemoModel;
+import dev.loragateway.gateway.http.DemoStack;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.LoraSlotPool;
 import io.opentelemetry.api.common.AttributeKey;
 import io.opentelemetry.api.trace.SpanKind;
 import io.opentelemetry.sdk.testing.exporter.InMemorySpanExporter;
@@ -39,7 +36,6 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -83,19 +79,14 @@ class TelemetryHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        ModelConfig cfg = model.config();
-        TextTokenizer tokenizer = TextTokenizer.load(dir);
-        AdapterRegistry registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
-        registry.load();
-        for (DemoAdapters.Spec s : DemoAdapters.ALL) {
-            registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
-        }
-        loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(2, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        DemoStack stack = DemoStack.create(dir, 2, true);
+        LlamaModel model = stack.model;
+        ModelConfig cfg = stack.cfg;
+        TextTokenizer tokenizer = stack.tokenizer;
+        AdapterRegistry registry = stack.registry;
+        loader = stack.loader;
+        HostTier<Object> host = stack.host;
+        DeviceTier<Object> device = stack.device;
         telemetry = Telemetry.builder().addSpanProcessor(SimpleSpanProcessor.create(SPANS)).accessLog(ACCESS::add).build();
         telemetry.adapterTiers(host, device);
         engine = new Engine(model, new CpuBackend(2), device, Engine.Options.defaults().withBatch(8, 64)
