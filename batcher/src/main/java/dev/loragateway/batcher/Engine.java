@@ -3,6 +3,7 @@ package dev.loragateway.batcher;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cuda.CudaOps;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.api.metrics.Meter;
 import io.opentelemetry.api.trace.Tracer;
@@ -59,30 +60,39 @@ public final class Engine implements AutoCloseable {
      * @param tracer        where spans go ({@link EngineSpans}; a no-op tracer costs nothing)
      */
     public record Options(int maxBatch, int maxQueued, long kvCacheBytes, int blockSize, int maxStepTokens, Meter meter,
-                          Tracer tracer) {
+                          Tracer tracer, CudaOps cuda) {
         public static Options defaults() {
             return new Options(32, 1024, 0, 16, 512, OpenTelemetry.noop().getMeter("lora-gateway"),
-                OpenTelemetry.noop().getTracer("lora-gateway"));
+                OpenTelemetry.noop().getTracer("lora-gateway"), null);
+        }
+
+        /**
+         * Run the steps on this CUDA device ({@link CudaForwardPass}) instead of the CPU; the KV cache
+         * then lives on the device ({@code kvCacheBytes} of it; 0: room for {@code maxBatch} sequences
+         * of the model's length, at most a third of the device memory free now).
+         */
+        public Options withCuda(CudaOps ops) {
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer, ops);
         }
 
         public Options withBatch(int maxBatch, int maxQueued) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer, cuda);
         }
 
         public Options withKvCache(long bytes, int blockSize) {
-            return new Options(maxBatch, maxQueued, bytes, blockSize, maxStepTokens, meter, tracer);
+            return new Options(maxBatch, maxQueued, bytes, blockSize, maxStepTokens, meter, tracer, cuda);
         }
 
         public Options withMaxStepTokens(int tokens) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, tokens, meter, tracer);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, tokens, meter, tracer, cuda);
         }
 
         public Options withMeter(Meter meter) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer, cuda);
         }
 
         public Options withTracer(Tracer tracer) {
-            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer);
+            return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, meter, tracer, cuda);
         }
     }
 
@@ -94,7 +104,7 @@ public final class Engine implements AutoCloseable {
     private final LlamaModel model;
     private final ModelConfig cfg;
     private final CpuBackend cpu;
-    private final ForwardPass pass;
+    private final StepForward pass;
     private final DeviceTier<Object> adapters;
     private final Options opts;
     private final KvBlockPool kv;
@@ -123,12 +133,22 @@ public final class Engine implements AutoCloseable {
         this.cpu = cpu;
         this.adapters = adapters;
         this.opts = new Options(Math.max(1, opts.maxBatch()), Math.max(1, opts.maxQueued()), opts.kvCacheBytes(),
-            Math.max(1, opts.blockSize()), Math.max(1, opts.maxStepTokens()), opts.meter(), opts.tracer());
-        this.pass = new ForwardPass(model, cpu, adapters == null ? null : adapters.pool());
-        long bytes = opts.kvCacheBytes() > 0 ? opts.kvCacheBytes()
-            : Math.min(Runtime.getRuntime().maxMemory() / 4, KvBlockPool.bytesPerBlock(cfg, this.opts.blockSize())
-                * ((long) this.opts.maxBatch() * ((cfg.maxPositionEmbeddings() + this.opts.blockSize() - 1) / this.opts.blockSize())));
-        this.kv = KvBlockPool.ofBytes(cfg, bytes, this.opts.blockSize());
+            Math.max(1, opts.blockSize()), Math.max(1, opts.maxStepTokens()), opts.meter(), opts.tracer(), opts.cuda());
+        long wanted = KvBlockPool.bytesPerBlock(cfg, this.opts.blockSize())
+            * ((long) this.opts.maxBatch() * ((cfg.maxPositionEmbeddings() + this.opts.blockSize() - 1) / this.opts.blockSize()));
+        if (opts.cuda() == null) {
+            this.pass = new ForwardPass(model, cpu, adapters == null ? null : adapters.pool());
+            long bytes = opts.kvCacheBytes() > 0 ? opts.kvCacheBytes() : Math.min(Runtime.getRuntime().maxMemory() / 4, wanted);
+            this.kv = KvBlockPool.ofBytes(cfg, bytes, this.opts.blockSize());
+        } else {
+            long free = opts.cuda().context().pool().limitBytes() - opts.cuda().context().pool().usedBytes();
+            long loraBytes = adapters == null ? 0
+                : Math.min(free / 4, adapters.byteBudget() + adapters.byteBudget() / 4 + 256L * adapters.pool().slots());
+            CudaForwardPass cp = new CudaForwardPass(model, opts.cuda(), adapters == null ? null : adapters.pool(), loraBytes,
+                opts.kvCacheBytes() > 0 ? opts.kvCacheBytes() : wanted, opts.kvCacheBytes() <= 0, this.opts.blockSize());
+            this.pass = cp;
+            this.kv = cp.kvPool();
+        }
         this.logits = new float[this.opts.maxBatch() * cfg.vocabSize()];
         this.metrics = new EngineMetrics(opts.meter(), () -> queued.get() + preemptedNow, () -> runningNow, () -> kvUsed,
             kv::total);
@@ -668,6 +688,7 @@ public final class Engine implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        pass.close();
         cpu.close();
     }
 }

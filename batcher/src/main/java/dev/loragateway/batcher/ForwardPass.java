@@ -28,7 +28,7 @@ import dev.loragateway.kernels.Rope;
  * Buffers are sized for the largest batch seen and reused: a decode step allocates nothing.
  * Not thread-safe: one pass per engine thread.
  */
-public final class ForwardPass {
+public final class ForwardPass implements StepForward {
     private final LlamaModel model;
     private final ModelConfig cfg;
     private final CpuBackend cpu;
@@ -66,13 +66,20 @@ public final class ForwardPass {
         ensureRows(1);
     }
 
+    @Override
     public LlamaModel model() {
         return model;
     }
 
     /** The slot pool rows' adapters come from, or null. */
+    @Override
     public LoraSlotPool pool() {
         return pool;
+    }
+
+    @Override
+    public void close() {
+        // nothing: the buffers are heap arrays and the backend belongs to the caller
     }
 
     private void ensureRows(int rows) {
@@ -96,6 +103,7 @@ public final class ForwardPass {
      * Runs the step and writes {@code batch.logitRows() × vocab} logits into {@code logits} (row
      * order). Every row's cache then holds its token's keys and values.
      */
+    @Override
     public void step(StepBatch batch, float[] logits) {
         int rows = batch.size();
         if (rows == 0) {

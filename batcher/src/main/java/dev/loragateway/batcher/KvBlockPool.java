@@ -19,6 +19,16 @@ import java.util.Arrays;
  * Not thread-safe: the engine thread owns it.
  */
 public final class KvBlockPool {
+    /**
+     * Where a pool made by {@link #external} keeps its keys and values (the CUDA backend's device
+     * memory): the pool only does the bookkeeping and tells the store of each copy-on-write.
+     */
+    public interface BlockStore {
+        /** Copy the first {@code positions} rows of every layer of block {@code src} into {@code dst}. */
+        void copy(int src, int dst, int positions);
+    }
+
+    private final BlockStore store; // null: the float arrays below hold the blocks
     private final int layers;
     private final int kvDim;
     private final int blockSize;
@@ -36,6 +46,16 @@ public final class KvBlockPool {
      * @param growable  double the pool instead of failing when it runs dry
      */
     public KvBlockPool(ModelConfig cfg, int blocks, int blockSize, boolean growable) {
+        this(cfg, blocks, blockSize, growable, null);
+    }
+
+    /** A fixed pool of {@code blocks} blocks whose data lives in {@code store}; it allocates no host arrays. */
+    public static KvBlockPool external(ModelConfig cfg, int blocks, int blockSize, BlockStore store) {
+        return new KvBlockPool(cfg, blocks, blockSize, false, java.util.Objects.requireNonNull(store, "store"));
+    }
+
+    private KvBlockPool(ModelConfig cfg, int blocks, int blockSize, boolean growable, BlockStore store) {
+        this.store = store;
         if (blocks < 1 || blockSize < 1) {
             throw new IllegalArgumentException("a KV pool needs at least one block of at least one position, got "
                 + blocks + " blocks of " + blockSize);
@@ -45,7 +65,7 @@ public final class KvBlockPool {
         this.blockSize = blockSize;
         this.growable = growable;
         long floats = (long) blocks * blockSize * kvDim;
-        if (floats > Integer.MAX_VALUE - 16) {
+        if (store == null && floats > Integer.MAX_VALUE - 16) {
             throw new IllegalArgumentException(blocks + " KV blocks of " + blockSize + " positions exceed one Java array per layer ("
                 + floats + " floats); use fewer or smaller blocks");
         }
@@ -69,7 +89,7 @@ public final class KvBlockPool {
 
     private void resize(int newBlocks) {
         int old = blocks;
-        for (int l = 0; l < layers; l++) {
+        for (int l = 0; l < layers && store == null; l++) {
             keys[l] = keys[l] == null ? new float[newBlocks * blockSize * kvDim] : Arrays.copyOf(keys[l], newBlocks * blockSize * kvDim);
             values[l] = values[l] == null ? new float[newBlocks * blockSize * kvDim] : Arrays.copyOf(values[l], newBlocks * blockSize * kvDim);
         }
@@ -143,11 +163,20 @@ public final class KvBlockPool {
 
     /** Copies the first {@code positions} rows of every layer of block {@code src} into {@code dst}. */
     void copy(int src, int dst, int positions) {
+        if (store != null) {
+            store.copy(src, dst, positions);
+            return;
+        }
         int n = positions * kvDim;
         for (int l = 0; l < layers; l++) {
             System.arraycopy(keys[l], src * blockSize * kvDim, keys[l], dst * blockSize * kvDim, n);
             System.arraycopy(values[l], src * blockSize * kvDim, values[l], dst * blockSize * kvDim, n);
         }
+    }
+
+    /** Whether the blocks' data lives in a {@link BlockStore} (then {@link #keys} and {@link #values} are null). */
+    public boolean isExternal() {
+        return store != null;
     }
 
     float[] keys(int layer) {

@@ -9,18 +9,11 @@ import org.slf4j.LoggerFactory;
  * Chooses the compute backend in one place and says why.
  *
  * <p>{@code cpu} never touches CUDA. {@code auto} and {@code cuda} ask {@link CudaDevice#probe()}
- * (once per process; tens of milliseconds without a driver). Until the CUDA forward pass exists
- * ({@link #CUDA_FORWARD_PASS}), a usable device is reported and not used: {@code auto} stays on
- * the CPU and {@code cuda} is refused.
+ * (once per process; tens of milliseconds without a driver): {@code auto} runs on a usable device
+ * and falls back to the CPU, logging why; {@code cuda} is refused where no device is usable.
  */
 final class Backends {
     private static final Logger LOG = LoggerFactory.getLogger(Backends.class);
-
-    /**
-     * Whether this build has a CUDA forward pass. The one switch to flip (and then construct the
-     * CUDA backend where {@link ServeCommand} builds the engine) when it does.
-     */
-    static final boolean CUDA_FORWARD_PASS = false;
 
     /** The backend to run, {@code "cpu"} or {@code "cuda"}, and the reason, as logged. */
     record Choice(String backend, String why) {
@@ -40,17 +33,17 @@ final class Backends {
      *     here; the message says why (the caller turns it into a usage error)
      */
     static Choice choose(String requested) {
-        return choose(requested, CudaDevice::probe, CUDA_FORWARD_PASS);
+        return choose(requested, CudaDevice::probe);
     }
 
-    /** As {@link #choose(String)} over any probe and forward-pass switch (tests). */
-    static Choice choose(String requested, Supplier<CudaDevice.Probe> probe, boolean cudaForwardPass) {
-        Choice choice = decide(requested, probe, cudaForwardPass);
+    /** As {@link #choose(String)} over any probe (tests). */
+    static Choice choose(String requested, Supplier<CudaDevice.Probe> probe) {
+        Choice choice = decide(requested, probe);
         LOG.info("{}", choice);
         return choice;
     }
 
-    private static Choice decide(String requested, Supplier<CudaDevice.Probe> probes, boolean cudaForwardPass) {
+    private static Choice decide(String requested, Supplier<CudaDevice.Probe> probes) {
         switch (requested) {
             case "cpu":
                 return new Choice("cpu", "requested");
@@ -59,10 +52,6 @@ final class Backends {
                 if (!probe.usable()) {
                     return new Choice("cpu", "auto: CUDA not usable: " + probe.reason());
                 }
-                if (!cudaForwardPass) {
-                    return new Choice("cpu", "auto: CUDA device " + probe.describe()
-                        + " found; the CUDA forward pass is not built yet, using cpu");
-                }
                 return new Choice("cuda", "auto: CUDA device " + probe.describe());
             }
             case "cuda": {
@@ -70,10 +59,6 @@ final class Backends {
                 if (!probe.usable()) {
                     throw new IllegalArgumentException("--backend cuda: CUDA is not usable here: " + probe.reason()
                         + "; use --backend cpu or auto");
-                }
-                if (!cudaForwardPass) {
-                    throw new IllegalArgumentException("--backend cuda: CUDA device " + probe.describe()
-                        + " found, but the CUDA forward pass is not implemented yet; use --backend cpu or auto");
                 }
                 return new Choice("cuda", "requested: CUDA device " + probe.describe());
             }

@@ -14,6 +14,9 @@ import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.telemetry.Telemetry;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cuda.CudaContext;
+import dev.loragateway.kernels.cuda.CudaDevice;
+import dev.loragateway.kernels.cuda.CudaOps;
 import dev.loragateway.kernels.LoraSlotPool;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
@@ -129,6 +132,21 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /** Fails when the KV cache cannot hold one sequence of an explicit --max-model-len, or not even one block. */
+    private void checkKvHolds(long kvPositions, long kvBytes, long perBlock, int limit, int blockSize) {
+        if (kvPositions >= limit) {
+            return;
+        }
+        if (maxModelLen != null) {
+            throw new ParameterException(spec.commandLine(), "the KV cache (" + (kvBytes >> 20) + " MB, " + kvPositions
+                + " positions) cannot hold one sequence of --max-model-len " + limit + "; raise --kv-cache-mb or lower --max-model-len");
+        }
+        if (kvPositions < blockSize) {
+            throw new ParameterException(spec.commandLine(), "--kv-cache-mb " + kvCacheMb + " holds less than one KV block ("
+                + perBlock + " bytes)");
+        }
+    }
+
     private Integer serve(Telemetry telemetry, String chosen) throws Exception {
         Tenants tenants;
         try {
@@ -169,26 +187,31 @@ final class ServeCommand implements Callable<Integer> {
             gpuAdapterSlots, slotBudget >> 20, hostCacheMb);
         int blockSize = 16;
         long perBlock = KvBlockPool.bytesPerBlock(llama.config(), blockSize);
-        long kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20)
-            : Math.min(Runtime.getRuntime().maxMemory() / 4, perBlock * maxBatch * (((long) limit + blockSize - 1) / blockSize));
-        long kvPositions = kvBytes / perBlock * blockSize;
+        CudaOps cuda = null;
+        long kvBytes;
+        if (chosen.equals("cuda")) {
+            CudaContext ctx = CudaContext.open(CudaDevice.probe(), CudaContext.Options.defaults());
+            cuda = new CudaOps(ctx);
+            // 0: the engine sizes the device KV cache (max batch x model length, within the device's memory)
+            kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20) : 0;
+        } else {
+            kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20)
+                : Math.min(Runtime.getRuntime().maxMemory() / 4, perBlock * maxBatch * (((long) limit + blockSize - 1) / blockSize));
+            checkKvHolds(kvBytes / perBlock * blockSize, kvBytes, perBlock, limit, blockSize);
+        }
+        Engine.Options options = Engine.Options.defaults().withBatch(maxBatch, maxQueued)
+            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens)
+            .withMeter(telemetry.meter()).withTracer(telemetry.tracer());
+        Engine engine = new Engine(llama, cpu, device, cuda == null ? options : options.withCuda(cuda));
+        long kvPositions = (long) engine.kvBlocksTotal() * blockSize;
         if (kvPositions < limit) {
-            if (maxModelLen != null) {
-                throw new ParameterException(spec.commandLine(), "the KV cache (" + (kvBytes >> 20) + " MB, " + kvPositions
-                    + " positions) cannot hold one sequence of --max-model-len " + limit + "; raise --kv-cache-mb or lower --max-model-len");
-            }
-            if (kvPositions < blockSize) {
-                throw new ParameterException(spec.commandLine(), "--kv-cache-mb " + kvCacheMb + " holds less than one KV block ("
-                    + perBlock + " bytes)");
-            }
-            LOG.warn("max model length lowered from {} to {}: the KV cache holds no more (raise --kv-cache-mb or the heap)", limit, kvPositions);
+            checkKvHolds(kvPositions, kvPositions / blockSize * perBlock, perBlock, limit, blockSize);
+            LOG.warn("max model length lowered from {} to {}: the KV cache holds no more (raise --kv-cache-mb{})", limit, kvPositions,
+                cuda == null ? " or the heap" : "");
             limit = (int) kvPositions;
         }
-        Engine engine = new Engine(llama, cpu, device, Engine.Options.defaults().withBatch(maxBatch, maxQueued)
-            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens)
-            .withMeter(telemetry.meter()).withTracer(telemetry.tracer()));
-        LOG.info("KV cache: {} blocks of {} positions, {} MB; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
-            blockSize, engine.kvBlocksTotal() * perBlock >> 20, limit, maxNumBatchedTokens);
+        LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
+            blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());

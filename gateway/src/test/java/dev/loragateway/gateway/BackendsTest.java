@@ -24,7 +24,7 @@ class BackendsTest {
 
     @Test
     void cpuIsTakenAsAskedWithoutProbing() {
-        assertEquals(new Backends.Choice("cpu", "requested"), Backends.choose("cpu", never(), true));
+        assertEquals(new Backends.Choice("cpu", "requested"), Backends.choose("cpu", never()));
     }
 
     @Test
@@ -41,28 +41,18 @@ class BackendsTest {
 
     @Test
     void withoutADriverAutoIsCpuAndCudaIsRefused() {
-        Backends.Choice auto = Backends.choose("auto", () -> NO_DRIVER, true);
+        Backends.Choice auto = Backends.choose("auto", () -> NO_DRIVER);
         assertEquals("cpu", auto.backend());
         assertTrue(auto.toString().startsWith("backend cpu (auto: CUDA not usable: no NVIDIA driver"), auto.toString());
-        var e = assertThrows(IllegalArgumentException.class, () -> Backends.choose("cuda", () -> NO_DRIVER, true));
+        var e = assertThrows(IllegalArgumentException.class, () -> Backends.choose("cuda", () -> NO_DRIVER));
         assertTrue(e.getMessage().contains("libcuda.so.1"), e.getMessage());
     }
 
     @Test
-    void aUsableDeviceIsReportedButNotUsedUntilTheForwardPassExists() {
-        Backends.Choice auto = Backends.choose("auto", () -> H100, false);
-        assertEquals("cpu", auto.backend());
-        assertEquals("auto: CUDA device NVIDIA H100 80GB HBM3 (sm_90, 79 GiB) found; the CUDA forward pass is not built yet, "
-            + "using cpu", auto.why());
-        var e = assertThrows(IllegalArgumentException.class, () -> Backends.choose("cuda", () -> H100, false));
-        assertTrue(e.getMessage().contains("the CUDA forward pass is not implemented yet"), e.getMessage());
-    }
-
-    @Test
-    void withTheForwardPassAUsableDeviceIsChosen() {
-        assertEquals("cuda", Backends.choose("auto", () -> H100, true).backend());
-        assertEquals("cuda", Backends.choose("cuda", () -> H100, true).backend());
-        assertEquals("cpu", Backends.choose("auto", () -> NO_DRIVER, true).backend());
+    void aUsableDeviceIsChosenByAutoAndCuda() {
+        assertEquals("cuda", Backends.choose("auto", () -> H100).backend());
+        assertEquals("cuda", Backends.choose("cuda", () -> H100).backend());
+        assertEquals("cpu", Backends.choose("auto", () -> NO_DRIVER).backend());
     }
 
     @Test

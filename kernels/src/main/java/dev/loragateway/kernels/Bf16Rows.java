@@ -54,6 +54,22 @@ final class Bf16Rows {
         return pos;
     }
 
+    /** Unpacks a packed row of {@code n} values at {@code p[pos..]} into {@code out[off .. off+n)}; returns the next position. */
+    static int unpack(int[] p, int pos, int n, float[] out, int off) {
+        int full = n - n % BLOCK;
+        for (int b = 0; b < full; b += BLOCK) {
+            for (int i = 0; i < L; i++) {
+                int w = p[pos++];
+                out[off + b + i] = Float.intBitsToFloat(w << 16);
+                out[off + b + L + i] = Float.intBitsToFloat(w & 0xFFFF0000);
+            }
+        }
+        for (int i = full; i < n; i++) {
+            out[off + i] = Float.intBitsToFloat(p[pos++]);
+        }
+        return pos;
+    }
+
     /** {@code Σ_j row[j] · x[xo + j]} over a packed row of {@code n} values at {@code p[po..]}. */
     static float dot(int[] p, int po, float[] x, int xo, int n) {
         FloatVector a0 = FloatVector.zero(FS);

@@ -44,6 +44,7 @@ public final class LoraSlotPool {
     private final int[][][] offA;     // [slot][layer][module]
     private final int[][][] offB;     // [slot][layer][module]
     private final int[] maxRank;      // [slot]
+    private final long[] generation;  // [slot] bumped by every write and clear
 
     /**
      * @param slots number of slots
@@ -67,6 +68,7 @@ public final class LoraSlotPool {
         this.offA = new int[slots][layers][m];
         this.offB = new int[slots][layers][m];
         this.maxRank = new int[slots];
+        this.generation = new long[slots];
     }
 
     public int slots() {
@@ -183,6 +185,7 @@ public final class LoraSlotPool {
         maxRank[slot] = max;
         data[slot] = d;
         packed[slot] = p;
+        generation[slot]++;
         return bytes(slot);
     }
 
@@ -194,6 +197,7 @@ public final class LoraSlotPool {
         for (int[] r : ranks[slot]) {
             Arrays.fill(r, 0);
         }
+        generation[slot]++;
     }
 
     public boolean occupied(int slot) {
@@ -233,6 +237,39 @@ public final class LoraSlotPool {
     /** Largest rank of any part of {@code slot}. */
     public int maxRank(int slot) {
         return maxRank[slot];
+    }
+
+    /**
+     * How many times {@code slot} was written or cleared: a copy of the slot elsewhere (the CUDA
+     * backend's device pool) is current while it recorded the same number. Read it under the same
+     * lock that orders the write before the slot's use (the device tier's).
+     */
+    public long generation(int slot) {
+        return generation[slot];
+    }
+
+    /** Copies A of {@code (layer, module)} in {@code slot}, {@code (rank, in)} row-major, into {@code out} from {@code off}. */
+    public void copyA(int slot, int layer, int module, float[] out, int off) {
+        copyRows(slot, offA[slot][layer][module], ranks[slot][layer][module], ins[module], out, off);
+    }
+
+    /** Copies Bᵀ of {@code (layer, module)} in {@code slot}, {@code (rank, out)} row-major (B transposed), into {@code out} from {@code off}. */
+    public void copyBt(int slot, int layer, int module, float[] out, int off) {
+        copyRows(slot, offB[slot][layer][module], ranks[slot][layer][module], outs[module], out, off);
+    }
+
+    private void copyRows(int slot, int pos, int rows, int n, float[] out, int off) {
+        float[] d = data[slot];
+        int[] p = packed[slot];
+        if (d != null) {
+            System.arraycopy(d, pos, out, off, rows * n);
+        } else if (p != null) {
+            for (int k = 0; k < rows; k++) {
+                pos = Bf16Rows.unpack(p, pos, n, out, off + k * n);
+            }
+        } else if (rows > 0) {
+            throw new IllegalStateException("slot " + slot + " is empty");
+        }
     }
 
     float[] data(int slot) {

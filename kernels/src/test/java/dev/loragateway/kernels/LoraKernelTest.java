@@ -282,4 +282,42 @@ class LoraKernelTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> pool.write(0, bad));
         assertEquals(true, e.getMessage().contains("need " + OUTS[0] * 8), e.getMessage());
     }
+
+    @Test
+    void slotsReadBackAsWrittenAndCountTheirGenerations() {
+        Random rnd = new Random(11);
+        LoraSlotPool pool = new LoraSlotPool(2, LAYERS, INS, OUTS);
+        for (int index = 0; index < 4; index++) { // even: float32 storage, odd: packed bf16
+            Adapter a = Adapter.random(rnd, 0, index);
+            int slot = index % 2;
+            long before = pool.generation(slot);
+            pool.write(slot, a);
+            assertEquals(before + 1, pool.generation(slot));
+            assertEquals(index % 2 == 1, pool.isBf16(slot));
+            for (int l = 0; l < LAYERS; l++) {
+                for (int m = 0; m < INS.length; m++) {
+                    int r = a.rank(l, m);
+                    float[] gotA = new float[r * INS[m] + 2];
+                    float[] gotBt = new float[r * OUTS[m] + 2];
+                    gotA[0] = 7f;
+                    pool.copyA(slot, l, m, gotA, 1);
+                    pool.copyBt(slot, l, m, gotBt, 1);
+                    assertEquals(7f, gotA[0]);
+                    for (int k = 0; k < r; k++) {
+                        for (int j = 0; j < INS[m]; j++) {
+                            assertEquals(a.a(l, m)[k * INS[m] + j], gotA[1 + k * INS[m] + j], "A " + index + "/" + l + "/" + m);
+                        }
+                        for (int o = 0; o < OUTS[m]; o++) {
+                            assertEquals(a.b(l, m)[o * r + k], gotBt[1 + k * OUTS[m] + o], "Bt " + index + "/" + l + "/" + m);
+                        }
+                    }
+                    assertEquals(0f, gotA[gotA.length - 1]);
+                }
+            }
+        }
+        long g = pool.generation(0);
+        pool.clear(0);
+        assertEquals(g + 1, pool.generation(0));
+        assertEquals(0, pool.rank(0, 1, 1));
+    }
 }

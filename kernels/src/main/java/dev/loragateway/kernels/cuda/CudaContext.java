@@ -240,6 +240,13 @@ public final class CudaContext implements AutoCloseable {
             "cuMemcpyDtoHAsync(" + bytes + " bytes)");
     }
 
+    /** Queues a copy of {@code bytes} from {@code src} (device) to {@code dst} (device) on the stream. */
+    public void copyDeviceToDevice(DeviceBuffer src, long srcOffset, DeviceBuffer dst, long dstOffset, long bytes) {
+        makeCurrent();
+        CudaDevice.check(JCudaDriver.cuMemcpyDtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream),
+            "cuMemcpyDtoDAsync(" + bytes + " bytes)");
+    }
+
     /** Queues {@code bytes} zero bytes into {@code dst} at {@code offset}. */
     public void zero(DeviceBuffer dst, long offset, long bytes) {
         makeCurrent();

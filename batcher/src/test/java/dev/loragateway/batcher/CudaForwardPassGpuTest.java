@@ -1,0 +1,247 @@
+package dev.loragateway.batcher;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.loragateway.adapters.LoraAdapter;
+import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.DType;
+import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cuda.CudaContext;
+import dev.loragateway.kernels.cuda.CudaDevice;
+import dev.loragateway.kernels.cuda.CudaOps;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link CudaForwardPass} against the CPU {@link ForwardPass}, step by step on the same rows: mixed
+ * prefill chunks of several adapters and base rows (GEMM, SGMV, prefill attention), decode steps
+ * (GEMV, BGMV, decode attention with flash-decoding partitions), forks that copy a shared KV block
+ * on write, and a slot rewritten between steps (the device copy must follow). Logits are compared
+ * row by row as ‖gpu − cpu‖ / ‖cpu‖; {@code gemm_bf16} rounds its input to bf16, so steps of more
+ * than 8 rows get a looser bound than the float32-input GEMV steps. Skips without a usable device.
+ */
+class CudaForwardPassGpuTest {
+    static CudaContext ctx;
+    static CudaOps ops;
+    static CpuBackend cpu;
+
+    @BeforeAll
+    static void open() {
+        CudaDevice.Probe probe = CudaDevice.probe();
+        if (probe.usable()) {
+            ctx = CudaContext.open(probe, new CudaContext.Options(64L << 20, 1L << 30));
+            ops = new CudaOps(ctx);
+        }
+        cpu = new CpuBackend(2);
+    }
+
+    @AfterAll
+    static void close() {
+        if (ctx != null) {
+            ctx.close();
+        }
+        cpu.close();
+    }
+
+    @BeforeEach
+    void needsADevice() {
+        assumeTrue(ops != null, () -> "no usable CUDA device: " + CudaDevice.probe().reason());
+    }
+
+    /** The CPU and the GPU pass, and one cache per sequence on each side. */
+    static final class Twin {
+        final ModelConfig cfg;
+        final ForwardPass host;
+        final CudaForwardPass gpu;
+        final KvBlockPool hostKv;
+        final List<KvCache> hostCaches = new ArrayList<>();
+        final List<KvCache> gpuCaches = new ArrayList<>();
+        double worstGemv;
+        double worstGemm;
+
+        Twin(LlamaModel model, LoraSlotPool pool, int blocks, int blockSize) {
+            this.cfg = model.config();
+            this.host = new ForwardPass(model, cpu, pool);
+            this.gpu = new CudaForwardPass(model, ops, pool, 64L << 20, blocks, blockSize);
+            this.hostKv = new KvBlockPool(cfg, blocks, blockSize, false);
+        }
+
+        int newSequence() {
+            hostCaches.add(new KvCache(hostKv));
+            gpuCaches.add(new KvCache(gpu.kvPool()));
+            return hostCaches.size() - 1;
+        }
+
+        int fork(int seq) {
+            hostCaches.add(hostCaches.get(seq).fork());
+            gpuCaches.add(gpuCaches.get(seq).fork());
+            return hostCaches.size() - 1;
+        }
+
+        /** Runs one step of rows {seq, token, slot} (logits for each sequence's last row); returns the CPU logits. */
+        float[] step(List<int[]> rows, String what) {
+            StepBatch a = new StepBatch();
+            StepBatch b = new StepBatch();
+            for (int i = 0; i < rows.size(); i++) {
+                int[] r = rows.get(i);
+                boolean last = i + 1 == rows.size() || rows.get(i + 1)[0] != r[0];
+                a.add(hostCaches.get(r[0]), r[1], last, r[2]);
+                b.add(gpuCaches.get(r[0]), r[1], last, r[2]);
+            }
+            int vocab = cfg.vocabSize();
+            float[] want = new float[a.logitRows() * vocab];
+            float[] got = new float[b.logitRows() * vocab];
+            host.step(a, want);
+            gpu.step(b, got);
+            for (int s = 0; s < hostCaches.size(); s++) {
+                assertEquals(hostCaches.get(s).length(), gpuCaches.get(s).length(), what + ": cache length of sequence " + s);
+            }
+            double worst = 0;
+            for (int r = 0; r < a.logitRows(); r++) {
+                double num = 0;
+                double den = 0;
+                for (int c = 0; c < vocab; c++) {
+                    double d = got[r * vocab + c] - want[r * vocab + c];
+                    num += d * d;
+                    den += (double) want[r * vocab + c] * want[r * vocab + c];
+                    assertTrue(Float.isFinite(got[r * vocab + c]), what + ": row " + r + " logit " + c + " is " + got[r * vocab + c]);
+                }
+                worst = Math.max(worst, Math.sqrt(num / den));
+            }
+            boolean gemm = rows.size() > 8;
+            double bound = gemm ? 3e-2 : 2e-3;
+            assertTrue(worst <= bound, what + ": relative logit error " + worst + " > " + bound + " (" + rows.size() + " rows)");
+            if (gemm) {
+                worstGemm = Math.max(worstGemm, worst);
+            } else {
+                worstGemv = Math.max(worstGemv, worst);
+            }
+            return want;
+        }
+    }
+
+    static List<int[]> prefill(List<int[]> rows, int seq, int slot, Random rnd, int n, int vocab) {
+        for (int i = 0; i < n; i++) {
+            rows.add(new int[] {seq, 3 + rnd.nextInt(vocab - 3), slot});
+        }
+        return rows;
+    }
+
+    static int argmax(float[] logits, int row, int vocab) {
+        int best = 0;
+        for (int c = 1; c < vocab; c++) {
+            if (logits[row * vocab + c] > logits[row * vocab + best]) {
+                best = c;
+            }
+        }
+        return best;
+    }
+
+    @Test
+    void stepsMatchTheCpuPass() {
+        Random rnd = new Random(77);
+        ModelConfig cfg = RandomModels.config(96, 136, 2, 4, 2, 259);
+        Map<String, float[]> base = RandomModels.weights(cfg, rnd, DType.BF16);
+        LlamaModel model = RandomModels.model(cfg, base, DType.BF16);
+        List<LoraAdapter> adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        LoraSlotPool pool = new LoraSlotPool(adapters.size() + 1, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs());
+        for (int i = 0; i < adapters.size(); i++) {
+            if (i % 2 == 1) {
+                RandomModels.roundToBf16(adapters.get(i)); // odd ones held as packed bf16 on the host
+            }
+            pool.write(i, adapters.get(i));
+        }
+        Twin t = new Twin(model, pool, 96, 4);
+        t.gpu.partition(8); // contexts of a few dozen positions already take several partitions
+        int vocab = cfg.vocabSize();
+        try {
+            // 1. a prefill of four sequences (adapters 0, base, 5 = rank 32 rsLoRA, 1): 26 rows, GEMM + SGMV
+            int s0 = t.newSequence();
+            int s1 = t.newSequence();
+            int s2 = t.newSequence();
+            int s3 = t.newSequence();
+            List<int[]> rows = new ArrayList<>();
+            prefill(rows, s0, 0, rnd, 7, vocab);
+            prefill(rows, s1, -1, rnd, 5, vocab);
+            prefill(rows, s2, 5, rnd, 11, vocab);
+            prefill(rows, s3, 1, rnd, 3, vocab);
+            float[] lg = t.step(rows, "prefill");
+            int[] slotOf = {0, -1, 5, 1};
+            int[] next = new int[4];
+            for (int s = 0; s < 4; s++) {
+                next[s] = argmax(lg, s, vocab);
+            }
+            // 2. decode steps, one row per sequence with distinct adapters: GEMV, BGMV, decode attention
+            for (int step = 0; step < 12; step++) {
+                rows = new ArrayList<>();
+                for (int s = 0; s < 4; s++) {
+                    rows.add(new int[] {s, next[s], slotOf[s]});
+                }
+                lg = t.step(rows, "decode " + step);
+                for (int s = 0; s < 4; s++) {
+                    next[s] = argmax(lg, s, vocab);
+                }
+            }
+            // 3. fork sequence 2 mid-block; both write into the shared last block: copy on write
+            int s4 = t.fork(s2);
+            assertTrue(t.gpuCaches.get(s2).length() % 4 != 0, "the fork point should be inside a block");
+            rows = new ArrayList<>();
+            rows.add(new int[] {s2, next[2], 5});
+            rows.add(new int[] {s4, (next[2] + 1) % vocab, 2});
+            rows.add(new int[] {s0, next[0], 0});
+            lg = t.step(rows, "forked decode");
+            // 4. rewrite slot 1 (sequence 3's adapter) with another adapter: the device copy must follow
+            pool.write(1, adapters.get(7));
+            rows = new ArrayList<>();
+            rows.add(new int[] {s3, next[3], 1});
+            rows.add(new int[] {s1, next[1], -1});
+            t.step(rows, "rewritten slot");
+            // 5. a mixed step: two decodes and a new 9-token prompt chunk (prefill attention with row_seq)
+            int s5 = t.newSequence();
+            rows = new ArrayList<>();
+            rows.add(new int[] {s0, 17, 0});
+            rows.add(new int[] {s4, 18, 2});
+            prefill(rows, s5, 3, rnd, 9, vocab);
+            t.step(rows, "mixed prefill and decode");
+            // 6. the rest of that prompt as a chunk of 2, plus a 2-row segment of one adapter (SGMV on GEMV)
+            rows = new ArrayList<>();
+            prefill(rows, s5, 3, rnd, 2, vocab);
+            rows.add(new int[] {s2, 19, 3});
+            t.step(rows, "second chunk");
+            System.out.printf("CUDA pass vs CPU: worst relative logit error %.3g (GEMV steps), %.3g (GEMM steps); %d slot uploads%n",
+                t.worstGemv, t.worstGemm, t.gpu.lora().uploads());
+            assertTrue(t.gpu.lora().uploads() >= 6, "slot uploads: " + t.gpu.lora().uploads());
+        } finally {
+            t.gpu.close();
+        }
+    }
+
+    @Test
+    void rowsFromAnotherPoolAndBadTokensAreRefused() {
+        Random rnd = new Random(5);
+        ModelConfig cfg = RandomModels.config(32, 40, 1, 2, 1, 50);
+        LlamaModel model = RandomModels.model(cfg, RandomModels.weights(cfg, rnd, DType.BF16), DType.BF16);
+        CudaForwardPass gpu = new CudaForwardPass(model, ops, null, 0, 8, 4);
+        try {
+            StepBatch b = new StepBatch();
+            b.add(new KvCache(cfg, 4), 3, true);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> gpu.step(b, new float[50]));
+            assertTrue(e.getMessage().contains("not from this CUDA pass's pool"), e.getMessage());
+            StepBatch c = new StepBatch();
+            c.add(new KvCache(gpu.kvPool()), 50, true);
+            e = assertThrows(IllegalArgumentException.class, () -> gpu.step(c, new float[50]));
+            assertTrue(e.getMessage().contains("token 50 is outside the vocabulary of 50"), e.getMessage());
+        } finally {
+            gpu.close();
+        }
+    }
+}
