@@ -5,7 +5,7 @@
 #   kernels/gpu-check.sh pack [DIR]
 #       On the dev machine (a JDK 17+ with its jmods, Maven, and Maven Central or a filled ~/.m2).
 #       Compiles the kernels module and its tests (a reactor build, nothing installed) and writes DIR
-#       (default kernels/target/gpu-check, about 42 MB):
+#       (default kernels/target/gpu-check, about 43 MB):
 #         runtime/    a jlink'd Java runtime with only the modules the tests need (jdeps decides)
 #         lib/        kernels.jar (with cuda/lora-gateway.fatbin when the build made one),
 #                     kernels-tests.jar, their runtime jars (JCuda with only its driver-API native),
@@ -18,9 +18,14 @@
 #       after -- go to JUnit's ConsoleLauncher, e.g. -- --select-method
 #       dev.loragateway.kernels.cuda.CudaContextGpuTest#aHandWrittenPtxKernelRuns
 #       (then they replace the default selection).
+#   kernels/gpu-check.sh bench [DIR] [-- BENCH-ARGS...]
+#       On the GPU machine. Runs the GPU bench (dev.loragateway.kernels.cuda.bench.GpuBenchMain, the
+#       same tables and --gpu-* options as `lora-gateway bench --gpu`, see docs/gpu.md) with DIR's
+#       runtime, e.g. -- --gpu-quick, or -- --gpu-only sgmv --gpu-ranks 16. Prints Markdown tables;
+#       exit status 0, or 2 (the probe's reason on stderr) without a usable device.
 #
 # With the project's device tool: `kernels/gpu-check.sh pack` here, then run the command
-# `kernels/gpu-check.sh run` there with carry ["kernels/target/gpu-check"] (the pack is an ignored
+# `kernels/gpu-check.sh run` (or `bench`) there with carry ["kernels/target/gpu-check"] (the pack is an ignored
 # build output; carried paths may hold 64 MiB in all). JCuda unpacks its native library into
 # java.io.tmpdir, which run points at DIR/tmp.
 set -euo pipefail
@@ -56,8 +61,9 @@ pack() {
     mkdir -p "$(dirname "$out")"
     out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 
-    echo "gpu-check: compiling kernels and its tests"
-    (cd "$root" && mvn_ol test-compile -pl kernels)
+    echo "gpu-check: compiling kernels, batcher (the CUDA forward pass) and their tests"
+    (cd "$root" && mvn_ol test-compile "$DEPENDENCY_PLUGIN:build-classpath" -pl batcher -am \
+        -DincludeScope=runtime -Dmdep.outputFile=target/gpu-check-cp.txt)
 
     rm -rf "$out"
     mkdir -p "$out/lib" "$out/tmp"
@@ -65,11 +71,16 @@ pack() {
     trap 'rm -rf "$work"' EXIT
 
     echo "gpu-check: collecting jars"
-    (cd "$root" && mvn_ol "$DEPENDENCY_PLUGIN:build-classpath" -pl kernels \
-        -DincludeScope=runtime -Dmdep.outputFile="$work/cp.txt")
     local jar
-    IFS=: read -r -a jars < "$work/cp.txt" || true  # no trailing newline: read says EOF
+    local m
+    jars=()
+    for m in kernels adapter-store batcher; do
+        IFS=: read -r -a part < "$root/$m/target/gpu-check-cp.txt" || true  # no trailing newline: read says EOF
+        jars+=("${part[@]}")
+    done
     for jar in "${jars[@]}"; do
+        [[ -f $jar ]] || continue                    # the reactor's own modules are class folders: jarred below
+        [[ -f $out/lib/$(basename "$jar") ]] && continue
         case $(basename "$jar") in
             jcuda-natives-*.jar)
                 # only the driver-API library: the others need CUDA 12 toolkit libraries and weigh 24 MB
@@ -90,6 +101,9 @@ pack() {
     cp "$work/console/junit-platform-console-standalone-$platform.jar" "$out/lib/$CONSOLE_JAR"
     "$jdk/bin/jar" --create --file "$out/lib/kernels.jar" -C "$root/kernels/target/classes" .
     "$jdk/bin/jar" --create --file "$out/lib/kernels-tests.jar" -C "$root/kernels/target/test-classes" .
+    "$jdk/bin/jar" --create --file "$out/lib/adapter-store.jar" -C "$root/adapter-store/target/classes" .
+    "$jdk/bin/jar" --create --file "$out/lib/batcher.jar" -C "$root/batcher/target/classes" .
+    "$jdk/bin/jar" --create --file "$out/lib/batcher-tests.jar" -C "$root/batcher/target/test-classes" .
     if [[ -f $root/kernels/target/classes/cuda/lora-gateway.fatbin ]]; then
         echo "gpu-check: the pack carries cuda/lora-gateway.fatbin"
     else
@@ -120,6 +134,42 @@ pack() {
     echo "gpu-check: packed $out: $(du -sh "$out" | cut -f1) (runtime $(du -sh "$out/runtime" | cut -f1), lib $(du -sh "$out/lib" | cut -f1))"
 }
 
+# the pack folder, absolute: DIR, else the one this script sits in or next to; its runtime runnable
+find_pack() {
+    local pack=$1
+    if [[ -z $pack ]]; then
+        # inside a pack (DIR/gpu-check.sh) or next to one (kernels/gpu-check.sh)
+        if [[ -d $here/runtime ]]; then pack=$here; else pack=$here/target/gpu-check; fi
+    fi
+    [[ -d $pack ]] || die "no pack at $pack: run 'kernels/gpu-check.sh pack' on the dev machine"
+    pack=$(cd "$pack" && pwd) # absolute: the tests run from the kernels folder (some read src/main/cuda)
+    if [[ -f $pack/runtime/bin/java && ! -x $pack/runtime/bin/java ]]; then
+        chmod u+x "$pack"/runtime/bin/* "$pack"/runtime/lib/jspawnhelper 2>/dev/null || true # a copy lost the modes
+    fi
+    [[ -x $pack/runtime/bin/java ]] || die "no pack at $pack: run 'kernels/gpu-check.sh pack' on the dev machine"
+    mkdir -p "$pack/tmp"
+    echo "$pack"
+}
+
+# the pack's jars but JUnit's launcher, as a class path
+pack_classpath() {
+    local cp="" jar
+    for jar in "$1"/lib/*.jar; do
+        [[ $(basename "$jar") == "$CONSOLE_JAR" ]] && continue
+        cp=${cp:+$cp:}$jar
+    done
+    echo "$cp"
+}
+
+describe_machine() {
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader || true
+    else
+        echo "gpu-check: no nvidia-smi on the PATH"
+    fi
+    "$1/runtime/bin/java" -version 2>&1 | head -1
+}
+
 run() {
     local pack=""
     local all=false
@@ -133,38 +183,41 @@ run() {
         esac
         shift
     done
-    if [[ -z $pack ]]; then
-        # inside a pack (DIR/gpu-check.sh) or next to one (kernels/gpu-check.sh)
-        if [[ -d $here/runtime ]]; then pack=$here; else pack=$here/target/gpu-check; fi
-    fi
-    pack=$(cd "$pack" && pwd) # absolute: the tests run from the kernels folder (some read src/main/cuda)
-    if [[ -f $pack/runtime/bin/java && ! -x $pack/runtime/bin/java ]]; then
-        chmod u+x "$pack"/runtime/bin/* "$pack"/runtime/lib/jspawnhelper 2>/dev/null || true # a copy lost the modes
-    fi
-    [[ -x $pack/runtime/bin/java ]] || die "no pack at $pack: run 'kernels/gpu-check.sh pack' on the dev machine"
-    local cp="" jar
-    for jar in "$pack"/lib/*.jar; do
-        [[ $(basename "$jar") == "$CONSOLE_JAR" ]] && continue
-        cp=${cp:+$cp:}$jar
-    done
-    local select=(--select-package dev.loragateway.kernels.cuda)
+    pack=$(find_pack "$pack")
+    local cp
+    cp=$(pack_classpath "$pack")
+    local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.CudaForwardPassGpuTest)
     $all && select=(--select-package dev.loragateway.kernels)
     ((${#extra[@]})) && select=()
-    mkdir -p "$pack/tmp"
-    if command -v nvidia-smi >/dev/null; then
-        nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader || true
-    else
-        echo "gpu-check: no nvidia-smi on the PATH"
-    fi
-    "$pack/runtime/bin/java" -version 2>&1 | head -1
+    describe_machine "$pack"
     [[ -d $here/src/main/cuda ]] && cd "$here"
     "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -Xmx2g -Djava.io.tmpdir="$pack/tmp" \
         -DOPT_OUT_TRACKING=true -jar "$pack/lib/$CONSOLE_JAR" execute --disable-banner --details=tree \
         --class-path "$cp" "${select[@]}" "${extra[@]}"
 }
 
+bench() {
+    local pack=""
+    local extra=()
+    while (($#)); do
+        case $1 in
+            --) shift; extra=("$@"); break ;;
+            -*) die "unknown option $1 (bench options go after --)" ;;
+            *) pack=$1 ;;
+        esac
+        shift
+    done
+    pack=$(find_pack "$pack")
+    local cp
+    cp=$(pack_classpath "$pack")
+    describe_machine "$pack"
+    exec "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -Xmx4g -Djava.io.tmpdir="$pack/tmp" \
+        -cp "$cp" dev.loragateway.kernels.cuda.bench.GpuBenchMain "${extra[@]}"
+}
+
 case ${1:-} in
     pack) shift; pack "$@" ;;
     run) shift; run "$@" ;;
+    bench) shift; bench "$@" ;;
     *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

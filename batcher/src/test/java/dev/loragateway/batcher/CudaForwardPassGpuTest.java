@@ -26,8 +26,9 @@ import org.junit.jupiter.api.Test;
  * prefill chunks of several adapters and base rows (GEMM, SGMV, prefill attention), decode steps
  * (GEMV, BGMV, decode attention with flash-decoding partitions), forks that copy a shared KV block
  * on write, and a slot rewritten between steps (the device copy must follow). Logits are compared
- * row by row as ‖gpu − cpu‖ / ‖cpu‖; {@code gemm_bf16} rounds its input to bf16, so steps of more
- * than 8 rows get a looser bound than the float32-input GEMV steps. Skips without a usable device.
+ * row by row as ‖gpu − cpu‖ / ‖cpu‖ ≤ 3e-2: {@code gemm_bf16} rounds its input to bf16 (the kernels
+ * README's precision note), and that error stays in the KV cache for later steps. Skips without a
+ * usable device.
  */
 class CudaForwardPassGpuTest {
     static CudaContext ctx;
@@ -118,7 +119,9 @@ class CudaForwardPassGpuTest {
                 worst = Math.max(worst, Math.sqrt(num / den));
             }
             boolean gemm = rows.size() > 8;
-            double bound = gemm ? 3e-2 : 2e-3;
+            // gemm_bf16 rounds its input to bf16; the keys and values it wrote stay in the cache, so
+            // later GEMV steps inherit that error through attention (measured on the emulator: 2e-3)
+            double bound = 3e-2;
             assertTrue(worst <= bound, what + ": relative logit error " + worst + " > " + bound + " (" + rows.size() + " rows)");
             if (gemm) {
                 worstGemm = Math.max(worstGemm, worst);
@@ -242,6 +245,18 @@ class CudaForwardPassGpuTest {
             assertTrue(e.getMessage().contains("token 50 is outside the vocabulary of 50"), e.getMessage());
         } finally {
             gpu.close();
+        }
+    }
+
+    @Test
+    void theDecodeBenchRunsTheRealPassOnATinyShape() {
+        var bench = dev.loragateway.kernels.cuda.bench.DecodeBench.find().orElseThrow();
+        assertTrue(bench instanceof CudaDecodeBench, bench.describe());
+        var shape = dev.loragateway.kernels.cuda.bench.ModelShape.TINY;
+        try (var model = bench.build(ctx, shape, new dev.loragateway.kernels.cuda.bench.DecodeBench.Spec(4, 2, 4, 20))) {
+            double seconds = model.decode(new int[] {-1, 0, 1, 0}, 2, 3);
+            assertTrue(seconds > 0 && seconds < 60, "3 steps took " + seconds + " s");
+            assertThrows(IllegalArgumentException.class, () -> model.decode(new int[5], 1, 1));
         }
     }
 }

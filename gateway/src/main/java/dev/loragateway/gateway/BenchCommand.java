@@ -7,6 +7,11 @@ import dev.loragateway.batcher.StepBatch;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.kernels.CpuBackend;
 import dev.loragateway.kernels.DType;
+import dev.loragateway.kernels.cuda.CudaDevice;
+import dev.loragateway.kernels.cuda.bench.DecodeBench;
+import dev.loragateway.kernels.cuda.bench.GpuBench;
+import dev.loragateway.kernels.cuda.bench.GpuBenchConfig;
+import dev.loragateway.kernels.cuda.bench.GpuBenchOptions;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -15,6 +20,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -25,10 +31,15 @@ import picocli.CommandLine.Spec;
  * memory bandwidth measured in the same run. Decode reads every weight once per token, so
  * {@code tokens/s × weight bytes per token} is the bandwidth the forward pass achieves; the
  * reference is a plain large buffer copy (bytes read + bytes written per second).
+ *
+ * <p>{@code --gpu} runs the GPU bench instead ({@link GpuBench}: SGMV latency, GEMV bandwidth,
+ * decode throughput on the CUDA device), with the {@code --gpu-*} options of {@link GpuBenchOptions};
+ * without a usable device it exits 2 naming the probe's reason.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = {"Measure single-sequence decode tokens/s and the memory bandwidth it implies, beside a plain copy.",
-        "With --adapters N: multi-LoRA step throughput. With --concurrency C,...: the engine under closed-loop clients (TTFT, TPOT, tokens/s, knee)."})
+        "With --adapters N: multi-LoRA step throughput. With --concurrency C,...: the engine under closed-loop clients (TTFT, TPOT, tokens/s, knee).",
+        "With --gpu: the CUDA device's tables (SGMV vs gather+bmm, GEMV bandwidth vs a device copy, decode throughput); options --gpu-*; exit 2 without a usable device."})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--model", paramLabel = "DIR", description = "Model directory (default: a generated 254M-parameter bf16 Llama, ~508 MB, cached).")
     Path model;
@@ -81,11 +92,28 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--steps", defaultValue = "8", description = "Multi-LoRA mode: timed decode steps per measurement (default: ${DEFAULT-VALUE}).")
     int steps;
 
+    @Option(names = "--gpu", description = "GPU bench on the CUDA device: SGMV latency vs distinct adapters beside BGMV and gather+bmm, "
+        + "batch-1 GEMV bandwidth beside a device-to-device copy, decode throughput (needs the CUDA forward pass). "
+        + "Exits 2 naming the reason when no CUDA device is usable.")
+    boolean gpu;
+
+    @Mixin
+    GpuBenchOptions gpuOptions;
+
     @Spec
     CommandSpec spec;
 
     @Override
     public Integer call() throws Exception {
+        if (gpu) {
+            return gpuBench();
+        }
+        var gpuOnly = spec.commandLine().getParseResult().matchedOptions().stream()
+            .map(o -> o.longestName()).filter(n -> n.startsWith(GpuBenchOptions.PREFIX)).toList();
+        if (!gpuOnly.isEmpty()) {
+            throw new ParameterException(spec.commandLine(), String.join(", ", gpuOnly)
+                + (gpuOnly.size() == 1 ? " applies" : " apply") + " only with --gpu");
+        }
         if (concurrency != null) {
             return concurrencyBench();
         }
@@ -126,6 +154,22 @@ final class BenchCommand implements Callable<Integer> {
         System.out.printf("| process RSS (before load -> after run) | %d MB -> %d MB (weights are mapped, so RSS counts the file pages read) |%n",
             rssBefore >> 10, rssKb() >> 10);
         return 0;
+    }
+
+    /** {@code --gpu}: the GPU bench on this machine's CUDA device, or exit 2 with the probe's reason. */
+    private int gpuBench() {
+        var cl = spec.commandLine();
+        if (concurrency != null || adapters != null || model != null) {
+            throw new ParameterException(cl, "--gpu runs the GPU bench alone: drop --concurrency, --adapters and --model "
+                + "(its shapes are --gpu-models)");
+        }
+        GpuBenchConfig config;
+        try {
+            config = gpuOptions.resolve();
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(cl, e.getMessage(), e);
+        }
+        return GpuBench.run(config, CudaDevice.probe(), DecodeBench.find(), cl.getOut(), cl.getErr());
     }
 
     private int loraBench() throws Exception {

@@ -13,10 +13,15 @@ import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
 import jcuda.driver.CUstream;
+import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.CUstream_flags;
 import jcuda.driver.JCudaDriver;
 
@@ -42,6 +47,9 @@ import jcuda.driver.JCudaDriver;
  *       (i.e. until the next {@link #synchronize()}).
  *   <li>Kernels: the fatbin is read from the classpath and loaded with {@code cuModuleLoadData}
  *       on the first {@link #kernels()} call; its functions are looked up by name on first use.
+ *   <li>Timing: {@link #event()} gives {@link CudaEvent}s recorded on the stream, so a bench times
+ *       the GPU's own span between two points of the stream, without the host's launch and
+ *       synchronisation overhead in the number.
  * </ul>
  *
  * <p>Launch example ({@code saxpy(const float* x, float* y, float a, unsigned n)}):
@@ -73,6 +81,8 @@ public final class CudaContext implements AutoCloseable {
     private final DeviceMemoryPool pool;
     private final List<CudaModule> modules = Collections.synchronizedList(new ArrayList<>());
     private final Set<PinnedBuffer> pinned = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+    private final Set<CudaEvent> events = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+    private final Set<CudaGraph> graphs = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
     private final Object kernelsLock = new Object();
     private CudaModule kernels; // guarded by kernelsLock
     private volatile boolean closed;
@@ -142,6 +152,17 @@ public final class CudaContext implements AutoCloseable {
         long[] total = new long[1];
         CudaDevice.check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
         return new long[] {free[0], total[0]};
+    }
+
+    /**
+     * An attribute of this context's device, e.g.
+     * {@code CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT} or {@code CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE}.
+     */
+    public int deviceAttribute(int attribute) {
+        makeCurrent();
+        int[] v = new int[1];
+        CudaDevice.check(JCudaDriver.cuDeviceGetAttribute(v, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
+        return v[0];
     }
 
     /**
@@ -240,7 +261,10 @@ public final class CudaContext implements AutoCloseable {
             "cuMemcpyDtoHAsync(" + bytes + " bytes)");
     }
 
-    /** Queues a copy of {@code bytes} from {@code src} (device) to {@code dst} (device) on the stream. */
+    /**
+     * Queues a copy of {@code bytes} from {@code src} to {@code dst} (both device) on the stream. The
+     * ranges must not overlap (as {@code cuMemcpyDtoDAsync} requires).
+     */
     public void copyDeviceToDevice(DeviceBuffer src, long srcOffset, DeviceBuffer dst, long dstOffset, long bytes) {
         makeCurrent();
         CudaDevice.check(JCudaDriver.cuMemcpyDtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream),
@@ -271,13 +295,68 @@ public final class CudaContext implements AutoCloseable {
             + blockX + "x" + blockY + "x" + blockZ + ")");
     }
 
+    /**
+     * A new event with timing ({@code cuEventCreate}, default flags), freed by its close or by this
+     * context's. Record it on the stream with {@link CudaEvent#record()}.
+     */
+    public CudaEvent event() {
+        makeCurrent();
+        CUevent e = new CUevent();
+        CudaDevice.check(JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate");
+        CudaEvent event = new CudaEvent(this, e);
+        events.add(event);
+        return event;
+    }
+
+    /**
+     * Records what {@code work} queues on the stream into a graph instead of running it
+     * ({@code cuStreamBeginCapture} in thread-local mode, {@code cuStreamEndCapture},
+     * {@code cuGraphInstantiate}); {@link CudaGraph#launch()} then replays all of it with one host
+     * call. {@code work} must only queue copies and launches on this context's stream (no
+     * synchronisation, allocation or event waits) from the calling thread.
+     */
+    public CudaGraph capture(Runnable work) {
+        makeCurrent();
+        CudaDevice.check(JCudaDriver.cuStreamBeginCapture(stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+            "cuStreamBeginCapture");
+        CUgraph graph = new CUgraph();
+        try {
+            work.run();
+        } catch (RuntimeException | Error e) {
+            JCudaDriver.cuStreamEndCapture(stream, graph); // leave capture mode; the graph is invalid
+            throw e;
+        }
+        CudaDevice.check(JCudaDriver.cuStreamEndCapture(stream, graph), "cuStreamEndCapture");
+        CUgraphExec exec = new CUgraphExec();
+        int r = JCudaDriver.cuGraphInstantiate(exec, graph, 0);
+        JCudaDriver.cuGraphDestroy(graph); // the executable graph keeps what it needs
+        CudaDevice.check(r, "cuGraphInstantiate");
+        CudaGraph g = new CudaGraph(this, exec);
+        graphs.add(g);
+        return g;
+    }
+
+    void freeGraph(CudaGraph g) {
+        if (graphs.remove(g) && !closed) {
+            makeCurrent();
+            JCudaDriver.cuGraphExecDestroy(g.exec());
+        }
+    }
+
+    void freeEvent(CudaEvent e) {
+        if (events.remove(e) && !closed) {
+            makeCurrent();
+            JCudaDriver.cuEventDestroy(e.event());
+        }
+    }
+
     /** Waits until everything queued on the stream is done; reports a failed kernel's error here. */
     public void synchronize() {
         makeCurrent();
         CudaDevice.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
     }
 
-    /** Waits for the stream, then frees the pool, pinned buffers, modules, stream and context. */
+    /** Waits for the stream, then frees the pool, pinned buffers, events, graphs, modules, stream and context. */
     @Override
     public void close() {
         if (closed) {
@@ -292,6 +371,18 @@ public final class CudaContext implements AutoCloseable {
                 JCudaDriver.cuMemFreeHost(b.pointer());
             }
             pinned.clear();
+        }
+        synchronized (events) {
+            for (CudaEvent e : events) {
+                JCudaDriver.cuEventDestroy(e.event());
+            }
+            events.clear();
+        }
+        synchronized (graphs) {
+            for (CudaGraph g : graphs) {
+                JCudaDriver.cuGraphExecDestroy(g.exec());
+            }
+            graphs.clear();
         }
         synchronized (modules) {
             modules.forEach(CudaModule::unload);

@@ -82,6 +82,19 @@ class CudaOpsGpuTest {
     static final int SLOTS = 64;
     static final int MAX_RANK = 64;
 
+    /**
+     * Values rounded to bf16, as in an adapter saved in bf16 (most PEFT adapters): the bf16 pool holds them exactly,
+     * so both pool types must match the CPU to float32 accuracy. (With arbitrary float weights the bf16 pool's
+     * rounding alone gave a relative error of 0.0114 on a rank-4, one-row case: over any fixed bound, and not the
+     * kernel's doing.)
+     */
+    static float[] bf16Exact(float[] v) {
+        for (int i = 0; i < v.length; i++) {
+            v[i] = DType.bf16ToFloat(DType.floatToBf16(v[i]));
+        }
+        return v;
+    }
+
     /** Random adapter: per (layer, module) rank from {@code ranks} (0 = not adapted when listed), A (r,in), B (out,r). */
     final class Adapter implements LoraSlotPool.Source {
         final int[][] rank = new int[LAYERS][INS.length];
@@ -95,8 +108,8 @@ class CudaOpsGpuTest {
                     int r = ranks[rnd.nextInt(ranks.length)];
                     rank[l][m] = r;
                     scale[l][m] = 0.25f + rnd.nextFloat() * 2;
-                    a[l][m] = gaussian(r * INS[m], 0.3f);
-                    b[l][m] = gaussian(OUTS[m] * r, 0.3f);
+                    a[l][m] = bf16Exact(gaussian(r * INS[m], 0.3f));
+                    b[l][m] = bf16Exact(gaussian(OUTS[m] * r, 0.3f));
                 }
             }
         }
@@ -183,7 +196,7 @@ class CudaOpsGpuTest {
             }
             for (CudaOps.PoolType type : CudaOps.PoolType.values()) {
                 DevicePool dev = new DevicePool(type, adapters);
-                double bound = type == CudaOps.PoolType.F32 ? F32_BOUND : BF16_BOUND;
+                double bound = F32_BOUND; // bf16-exact weights: the bf16 pool loses nothing
                 for (String dist : dists) {
                     for (int rows : batches) {
                         int[] slots = slotsFor(dist, rows);
