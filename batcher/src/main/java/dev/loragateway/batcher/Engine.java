@@ -142,8 +142,11 @@ public final class Engine implements AutoCloseable {
             this.kv = KvBlockPool.ofBytes(cfg, bytes, this.opts.blockSize());
         } else {
             long free = opts.cuda().context().pool().limitBytes() - opts.cuda().context().pool().usedBytes();
+            // the device tier's byte budget (float32 bytes of the resident adapters) plus a quarter for
+            // fragmentation, at most a quarter of what the device pool may still take (no overflow for huge budgets)
+            long budget = adapters == null ? 0 : adapters.byteBudget();
             long loraBytes = adapters == null ? 0
-                : Math.min(free / 4, adapters.byteBudget() + adapters.byteBudget() / 4 + 256L * adapters.pool().slots());
+                : budget >= free / 4 ? free / 4 : Math.min(free / 4, budget + budget / 4 + 256L * adapters.pool().slots());
             CudaForwardPass cp = new CudaForwardPass(model, opts.cuda(), adapters == null ? null : adapters.pool(), loraBytes,
                 opts.kvCacheBytes() > 0 ? opts.kvCacheBytes() : wanted, opts.kvCacheBytes() <= 0, this.opts.blockSize());
             this.pass = cp;

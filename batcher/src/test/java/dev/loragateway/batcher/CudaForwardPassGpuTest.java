@@ -259,4 +259,101 @@ class CudaForwardPassGpuTest {
             assertThrows(IllegalArgumentException.class, () -> model.decode(new int[5], 1, 1));
         }
     }
+
+    /**
+     * The engine on the device: 24 requests over 9 bf16 adapters through 3 slots (slots are rewritten,
+     * so the device copies must follow), n = 2 forks sharing a prompt's KV blocks, and a KV pool small
+     * enough to preempt. Each output must equal the CPU engine's on the same model; the two may part
+     * only where the CPU's top two log-probabilities are within 0.05 (bf16 GEMM rounding), and at most
+     * a quarter of the outputs may part at all.
+     */
+    @Test
+    void theEngineOnTheDeviceGivesTheCpuEnginesTokens() throws Exception {
+        Random rnd = new Random(31);
+        ModelConfig cfg = RandomModels.config(64, 96, 2, 4, 2, 131);
+        LlamaModel model = RandomModels.model(cfg, RandomModels.weights(cfg, rnd, DType.BF16), DType.BF16);
+        List<LoraAdapter> adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        adapters.forEach(RandomModels::roundToBf16);
+        int n = 24;
+        int[][] prompts = new int[n][];
+        String[] which = new String[n];
+        for (int i = 0; i < n; i++) {
+            prompts[i] = new int[2 + rnd.nextInt(30)];
+            for (int j = 0; j < prompts[i].length; j++) {
+                prompts[i][j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+            }
+            which[i] = i % 6 == 5 ? null : adapters.get(rnd.nextInt(adapters.size())).name();
+        }
+        long kvBytes = 40 * KvBlockPool.bytesPerBlock(cfg, 4);
+        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, Engine.Options.defaults().withBatch(8, 100)
+            .withKvCache(kvBytes, 4));
+        long[] preempted = new long[1];
+        List<List<Object[]>> got = runEngine(model, adapters, prompts, which, Engine.Options.defaults().withBatch(8, 100)
+            .withKvCache(kvBytes, 4).withCuda(ops), preempted);
+        int parted = 0;
+        for (int i = 0; i < want.size(); i++) {
+            List<Object[]> a = want.get(i);
+            List<Object[]> b = got.get(i);
+            assertEquals(a.size(), b.size(), "output " + i + " length");
+            for (int t = 0; t < a.size(); t++) {
+                int ta = (Integer) a.get(t)[0];
+                int tb = (Integer) b.get(t)[0];
+                if (ta != tb) {
+                    Sampler.Logprobs lp = (Sampler.Logprobs) a.get(t)[1];
+                    float other = Float.NEGATIVE_INFINITY;
+                    for (int k = 0; k < lp.topTokens().length; k++) {
+                        if (lp.topTokens()[k] == tb) {
+                            other = lp.topLogprobs()[k];
+                        }
+                    }
+                    float margin = lp.logprob() - other;
+                    assertTrue(margin < 0.05, "output " + i + " token " + t + ": device " + tb + ", CPU " + ta + " (margin " + margin + ")");
+                    parted++;
+                    break;
+                }
+            }
+        }
+        System.out.printf("CUDA engine vs CPU engine: %d of %d outputs parted at a near tie; %d preemptions on the device%n",
+            parted, want.size(), preempted[0]);
+        assertTrue(parted <= want.size() / 4, parted + " of " + want.size() + " outputs parted");
+    }
+
+    private static List<List<Object[]>> runEngine(LlamaModel model, List<LoraAdapter> adapters, int[][] prompts, String[] which,
+                                                  Engine.Options options) throws Exception {
+        return runEngine(model, adapters, prompts, which, options, new long[1]);
+    }
+
+    /** Every request's (token, logprobs) in order; requests 0 and 7 ask for two greedy choices (forks). */
+    private static List<List<Object[]>> runEngine(LlamaModel model, List<LoraAdapter> adapters, int[][] prompts, String[] which,
+                                                  Engine.Options options, long[] preempted) throws Exception {
+        ModelConfig cfg = model.config();
+        Map<Object, LoraAdapter> disk = new java.util.HashMap<>();
+        adapters.forEach(a -> disk.put(a.name(), a));
+        var host = new dev.loragateway.adapters.HostTier<Object>(1 << 24, disk::get);
+        var loader = java.util.concurrent.Executors.newSingleThreadExecutor();
+        var tier = new dev.loragateway.adapters.DeviceTier<Object>(
+            new LoraSlotPool(3, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()), Long.MAX_VALUE, host, loader);
+        List<List<Object[]>> outs = new ArrayList<>();
+        List<java.util.concurrent.CompletableFuture<Generator.Finish>> futures = new ArrayList<>();
+        try (Engine engine = new Engine(model, new CpuBackend(2), tier, options)) {
+            for (int i = 0; i < prompts.length; i++) {
+                int choices = i == 0 || i == 7 ? 2 : 1;
+                List<Engine.Choice> cs = new ArrayList<>();
+                for (int c = 0; c < choices; c++) {
+                    List<Object[]> out = java.util.Collections.synchronizedList(new ArrayList<>());
+                    outs.add(out);
+                    cs.add(new Engine.Choice(new SamplingParams(0, 1, 0, 6 + i % 5, 5), (t, lp) -> out.add(new Object[] {t, lp})));
+                }
+                futures.addAll(engine.submitForks(prompts[i], which[i], "t" + (i % 3), cs));
+            }
+            for (var f : futures) {
+                f.get(120, java.util.concurrent.TimeUnit.SECONDS);
+            }
+            preempted[0] = engine.preemptions();
+            assertEquals(0, tier.totalPins(), "pins leaked");
+        } finally {
+            loader.shutdownNow();
+        }
+        return outs;
+    }
 }
