@@ -211,7 +211,7 @@ bench() {
     local cp
     cp=$(pack_classpath "$pack")
     describe_machine "$pack"
-    exec "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -Xmx4g -Djava.io.tmpdir="$pack/tmp" \
+    exec "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -XX:MaxRAMPercentage=60 -Djava.io.tmpdir="$pack/tmp" \
         -cp "$cp" dev.loragateway.kernels.cuda.bench.GpuBenchMain "${extra[@]}"
 }
 
