@@ -4,7 +4,9 @@
 // memory is host memory (mmap, committed lazily), so a device pointer is a host address. Streams
 // run synchronously in call order; a kernel fault becomes the context's sticky error, returned
 // by the next synchronize (and by every stream operation after it) until the primary context
-// is released to zero references. Everything else JCuda imports is a weak stub (stubs.cpp,
+// is released to zero references. Stream capture records a capturing stream's operations (kernel
+// arguments copied by value) into a graph that cuGraphLaunch replays in order on a stream.
+// Everything else JCuda imports is a weak stub (stubs.cpp,
 // generated) that reports the call and returns CUDA_ERROR_NOT_SUPPORTED.
 #include <sys/mman.h>
 
@@ -14,11 +16,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "emu_runtime.h"
 
@@ -37,12 +42,23 @@ enum : int {
     CUDA_ERROR_INVALID_IMAGE = 200,
     CUDA_ERROR_INVALID_CONTEXT = 201,
     CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_ILLEGAL_STATE = 401,
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_NOT_READY = 600,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
     CUDA_ERROR_LAUNCH_FAILED = 719,
     CUDA_ERROR_NOT_SUPPORTED = 801,
+    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+    CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+    CUDA_ERROR_STREAM_CAPTURE_UNMATCHED = 903,
+    CUDA_ERROR_STREAM_CAPTURE_IMPLICIT = 906,
+    CUDA_ERROR_CAPTURED_EVENT = 907,
+    CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD = 908,
 };
+
+// CUstreamCaptureMode, CUstreamCaptureStatus
+enum : int { CAPTURE_MODE_GLOBAL = 0, CAPTURE_MODE_THREAD_LOCAL = 1, CAPTURE_MODE_RELAXED = 2 };
+enum : int { CAPTURE_STATUS_NONE = 0, CAPTURE_STATUS_ACTIVE = 1, CAPTURE_STATUS_INVALIDATED = 2 };
 
 namespace {
 
@@ -66,14 +82,41 @@ struct Module {
     std::map<std::string, std::unique_ptr<Function>> functions;
 };
 
+// One operation of a graph: valid() re-checks its handles and ranges before every replay (a
+// buffer freed or a module unloaded since the capture), run() performs it and returns false on a
+// kernel fault (the sticky error is set; the replay stops there, as a faulted GPU context would).
+struct Op {
+    std::string what;
+    std::function<bool()> valid;
+    std::function<bool()> run;
+};
+using Ops = std::vector<std::shared_ptr<const Op>>;
+
+struct Capture {
+    unsigned long long id;
+    int mode;
+    std::thread::id thread;
+    bool invalidated = false;
+    Ops ops;
+};
+
 struct Stream {
     unsigned flags;
+    std::unique_ptr<Capture> capture;  // while cuStreamBeginCapture .. cuStreamEndCapture
 };
 
 struct Event {
     unsigned flags;
     bool recorded = false;
     std::chrono::steady_clock::time_point at;
+    unsigned long long captured = 0;  // the capture it was last recorded in (0: not in a capture)
+};
+
+struct Graph {
+    Ops ops;
+};
+struct GraphExec {
+    Ops ops;
 };
 
 struct Ctx {
@@ -94,6 +137,10 @@ std::set<Module*> g_modules;
 std::set<Function*> g_functions;
 std::set<Stream*> g_streams;
 std::set<Event*> g_events;
+std::set<Graph*> g_graphs;
+std::set<GraphExec*> g_execs;
+unsigned long long g_capture_ids = 0;
+thread_local int t_capture_mode = CAPTURE_MODE_GLOBAL;  // cuThreadExchangeStreamCaptureMode
 
 bool verbose() {
     static const bool v = std::getenv("LG_CUDA_EMU_VERBOSE") != nullptr;
@@ -121,7 +168,12 @@ CUresult fail(CUresult r, const char* fmt, ...) {
 #define NEED_STREAM(s)                                                                                \
     if ((s) != nullptr && g_streams.count(static_cast<Stream*>(s)) == 0)                              \
         return fail(CUDA_ERROR_INVALID_HANDLE, "%s: stream %p is not a live stream", __func__, (void*)(s)); \
-    if (t_current->sticky != CUDA_SUCCESS) return t_current->sticky
+    if (t_current->sticky != CUDA_SUCCESS) return t_current->sticky;                                \
+    if (Capture* c_ = capture_of(s); c_ != nullptr && c_->invalidated)                                \
+        return fail(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "%s: stream capture %llu was invalidated", __func__, c_->id); \
+    if (CUresult r_ = legacy_stream_use((s), __func__); r_ != CUDA_SUCCESS) return r_
+#define UNSAFE(what) \
+    if (CUresult r_ = unsafe_call(what); r_ != CUDA_SUCCESS) return r_
 
 // The device allocation holding [p, p + n), or a message.
 bool device_range(CUdeviceptr p, size_t n, const char* what) {
@@ -157,6 +209,10 @@ void destroy_context_state() {
     g_streams.clear();
     for (Event* e : g_events) delete e;
     g_events.clear();
+    for (Graph* g : g_graphs) delete g;
+    g_graphs.clear();
+    for (GraphExec* x : g_execs) delete x;
+    g_execs.clear();
     g_primary.sticky = CUDA_SUCCESS;
     g_primary.sticky_message.clear();
 }
@@ -164,6 +220,75 @@ void destroy_context_state() {
 CUresult copy(void* dst, const void* src, size_t n) {
     if (n > 0) std::memmove(dst, src, n);
     return CUDA_SUCCESS;
+}
+
+// ---- stream capture
+
+// s's capture, or null (s is a live stream or the legacy NULL stream, which never captures)
+Capture* capture_of(void* s) {
+    return s == nullptr ? nullptr : static_cast<Stream*>(s)->capture.get();
+}
+
+void invalidate(Capture* c, const char* why) {
+    if (!c->invalidated) {
+        std::fprintf(stderr, "[cuda-emu] stream capture %llu invalidated: %s\n", c->id, why);
+        c->invalidated = true;
+    }
+}
+
+// A failed call on a capturing stream invalidates the capture: its graph would lack the operation.
+CUresult capture_error(void* s, CUresult r, const char* what) {
+    if (Capture* c = capture_of(s)) invalidate(c, what);
+    return r;
+}
+
+// Runs an operation now, or records it when s is capturing.
+CUresult enqueue(void* s, Op op) {
+    if (Capture* c = capture_of(s)) {
+        c->ops.push_back(std::make_shared<const Op>(std::move(op)));
+        return CUDA_SUCCESS;
+    }
+    op.run();  // a fault is sticky, reported by the next synchronize
+    return CUDA_SUCCESS;
+}
+
+// A "potentially unsafe" call (synchronous copy or memset, allocation, free, device-wide
+// synchronisation): prohibited, as CUDA does, while the calling thread captures (mode global or
+// thread-local) or any thread captures in global mode, unless this thread's interaction mode is
+// relaxed. The calling thread's own captures are invalidated.
+CUresult unsafe_call(const char* what) {
+    if (t_capture_mode == CAPTURE_MODE_RELAXED) return CUDA_SUCCESS;
+    const std::thread::id me = std::this_thread::get_id();
+    Capture* hit = nullptr;
+    for (Stream* st : g_streams) {
+        Capture* c = st->capture.get();
+        if (c == nullptr || c->mode == CAPTURE_MODE_RELAXED) continue;
+        if (c->thread == me) {
+            invalidate(c, what);
+            hit = c;
+        } else if (c->mode == CAPTURE_MODE_GLOBAL && t_capture_mode == CAPTURE_MODE_GLOBAL) {
+            hit = c;
+        }
+    }
+    if (hit == nullptr) return CUDA_SUCCESS;
+    return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "%s: not permitted while stream capture %llu is in progress "
+                "(capture mode %d)", what, hit->id, hit->mode);
+}
+
+// Work on the legacy NULL stream waits for every blocking stream: with one of them capturing, that
+// is an implicit dependency on the capture (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, capture invalidated).
+CUresult legacy_stream_use(void* s, const char* what) {
+    if (s != nullptr) return CUDA_SUCCESS;
+    Capture* hit = nullptr;
+    for (Stream* st : g_streams) {
+        if (st->capture && (st->flags & 1u) == 0) {
+            invalidate(st->capture.get(), what);
+            hit = st->capture.get();
+        }
+    }
+    if (hit == nullptr) return CUDA_SUCCESS;
+    return fail(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, "%s: the legacy NULL stream would wait for blocking stream capture %llu",
+                what, hit->id);
 }
 
 }  // namespace
@@ -313,6 +438,14 @@ LG_API CUresult cuCtxGetCurrent(void** ctx) {
 LG_API CUresult cuCtxSynchronize() {
     LOCK;
     NEED_CTX;
+    bool capturing = false;
+    for (Stream* st : g_streams) {
+        if (st->capture) {
+            invalidate(st->capture.get(), "cuCtxSynchronize");
+            capturing = true;
+        }
+    }
+    if (capturing) return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuCtxSynchronize: a stream is capturing");
     return t_current->sticky;
 }
 
@@ -322,7 +455,7 @@ LG_API CUresult cuStreamCreate(void** s, unsigned flags) {
     LOCK;
     NEED_CTX;
     if (s == nullptr || flags > 1) return CUDA_ERROR_INVALID_VALUE;
-    Stream* st = new Stream{flags};
+    Stream* st = new Stream{flags, nullptr};
     g_streams.insert(st);
     *s = st;
     return CUDA_SUCCESS;
@@ -340,6 +473,11 @@ LG_API CUresult cuStreamSynchronize(void* s) {
     LOCK;
     NEED_CTX;
     if (s != nullptr && g_streams.count(static_cast<Stream*>(s)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamSynchronize(%p)", s);
+    if (Capture* c = capture_of(s)) {
+        invalidate(c, "cuStreamSynchronize on the capturing stream");
+        return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamSynchronize(%p): the stream is capturing", s);
+    }
+    if (CUresult r = legacy_stream_use(s, "cuStreamSynchronize"); r != CUDA_SUCCESS) return r;
     return t_current->sticky;
 }
 
@@ -347,6 +485,10 @@ LG_API CUresult cuStreamQuery(void* s) {
     LOCK;
     NEED_CTX;
     NEED_STREAM(s);
+    if (Capture* c = capture_of(s)) {
+        invalidate(c, "cuStreamQuery on the capturing stream");
+        return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamQuery(%p): the stream is capturing", s);
+    }
     return CUDA_SUCCESS;
 }
 
@@ -354,7 +496,7 @@ LG_API CUresult cuEventCreate(void** e, unsigned flags) {
     LOCK;
     NEED_CTX;
     if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Event* ev = new Event{flags, false, {}};
+    Event* ev = new Event{flags, false, {}, 0};
     g_events.insert(ev);
     *e = ev;
     return CUDA_SUCCESS;
@@ -368,23 +510,37 @@ LG_API CUresult cuEventDestroy_v2(void* e) {
     return CUDA_SUCCESS;
 }
 
-LG_API CUresult cuEventRecord(void* e, void* s) {
+// In a capture, a plain record makes the event a captured event (a join point for
+// cuStreamWaitEvent inside the capture, no graph node; querying or timing it fails with
+// CUDA_ERROR_CAPTURED_EVENT); CU_EVENT_RECORD_EXTERNAL (1) records an event-record node that
+// stamps the time at each replay.
+LG_API CUresult cuEventRecordWithFlags(void* e, void* s, unsigned flags) {
     LOCK;
     NEED_CTX;
     if (g_events.count(static_cast<Event*>(e)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventRecord(%p)", e);
     NEED_STREAM(s);
+    if (flags > 1) return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuEventRecordWithFlags(%u)", flags), "cuEventRecordWithFlags");
     Event* ev = static_cast<Event*>(e);
-    ev->recorded = true;
-    ev->at = std::chrono::steady_clock::now();  // the stream has run everything before it already
-    return CUDA_SUCCESS;
+    Capture* c = capture_of(s);
+    if (c != nullptr && (flags & 1u) == 0) {
+        ev->captured = c->id;
+        return CUDA_SUCCESS;
+    }
+    return enqueue(s, {"event record", [ev] { return g_events.count(ev) != 0; }, [ev] {
+                           ev->recorded = true;
+                           ev->captured = 0;
+                           ev->at = std::chrono::steady_clock::now();  // the stream has run everything before it already
+                           return true;
+                       }});
 }
 
-LG_API CUresult cuEventRecordWithFlags(void* e, void* s, unsigned) { return cuEventRecord(e, s); }
+LG_API CUresult cuEventRecord(void* e, void* s) { return cuEventRecordWithFlags(e, s, 0); }
 
 LG_API CUresult cuEventSynchronize(void* e) {
     LOCK;
     NEED_CTX;
     if (g_events.count(static_cast<Event*>(e)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventSynchronize(%p)", e);
+    if (static_cast<Event*>(e)->captured) return fail(CUDA_ERROR_CAPTURED_EVENT, "cuEventSynchronize(%p): recorded in a capture", e);
     return t_current->sticky;
 }
 
@@ -392,6 +548,7 @@ LG_API CUresult cuEventQuery(void* e) {
     LOCK;
     NEED_CTX;
     if (g_events.count(static_cast<Event*>(e)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventQuery(%p)", e);
+    if (static_cast<Event*>(e)->captured) return fail(CUDA_ERROR_CAPTURED_EVENT, "cuEventQuery(%p): recorded in a capture", e);
     return t_current->sticky;
 }
 
@@ -402,6 +559,7 @@ LG_API CUresult cuEventElapsedTime(float* ms, void* start, void* end) {
     Event* b = static_cast<Event*>(end);
     if (ms == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (g_events.count(a) == 0 || g_events.count(b) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventElapsedTime: not an event");
+    if (a->captured || b->captured) return fail(CUDA_ERROR_CAPTURED_EVENT, "cuEventElapsedTime: an event was last recorded in a capture");
     if ((a->flags | b->flags) & 2u) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventElapsedTime: an event has CU_EVENT_DISABLE_TIMING");
     if (!a->recorded || !b->recorded) return fail(CUDA_ERROR_INVALID_HANDLE, "cuEventElapsedTime: an event was never recorded");
     *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
@@ -413,7 +571,14 @@ LG_API CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
     NEED_CTX;
     if (g_events.count(static_cast<Event*>(e)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamWaitEvent(%p)", e);
     NEED_STREAM(s);
-    return CUDA_SUCCESS;  // streams run in call order: the event's work is done
+    const Event* ev = static_cast<Event*>(e);
+    Capture* c = capture_of(s);
+    if (ev->captured != 0 && (c == nullptr || c->id != ev->captured)) {
+        // joining another stream into a capture (fork/join across streams) is not emulated
+        return capture_error(s, fail(CUDA_ERROR_NOT_SUPPORTED, "cuStreamWaitEvent(%p): the event was recorded in stream capture %llu; "
+                                     "cross-stream capture is not emulated", e, ev->captured), "cuStreamWaitEvent");
+    }
+    return CUDA_SUCCESS;  // streams run in call order (replays too): the event's work is done
 }
 
 // ---------------------------------------------------------------- memory
@@ -430,6 +595,7 @@ LG_API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
 LG_API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     LOCK;
     NEED_CTX;
+    UNSAFE("cuMemAlloc");
     if (p == nullptr || bytes == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemAlloc(%zu)", bytes);
     const size_t rounded = (bytes + 4095) & ~(size_t)4095;
     if (g_used + rounded > TOTAL_MEMORY) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -444,6 +610,7 @@ LG_API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
 LG_API CUresult cuMemFree_v2(CUdeviceptr p) {
     LOCK;
     NEED_CTX;
+    UNSAFE("cuMemFree");
     auto it = g_device.find((uintptr_t)p);
     if (it == g_device.end()) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree(0x%llx): not the base of a device allocation", p);
     const size_t rounded = (it->second + 4095) & ~(size_t)4095;
@@ -456,6 +623,7 @@ LG_API CUresult cuMemFree_v2(CUdeviceptr p) {
 LG_API CUresult cuMemAllocHost_v2(void** p, size_t bytes) {
     LOCK;
     NEED_CTX;
+    UNSAFE("cuMemAllocHost");
     if (p == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     void* m = std::aligned_alloc(4096, (bytes + 4095) & ~(size_t)4095);
     if (m == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -469,25 +637,30 @@ LG_API CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) { return cuMemA
 LG_API CUresult cuMemFreeHost(void* p) {
     LOCK;
     NEED_CTX;
+    UNSAFE("cuMemFreeHost");
     if (g_host.erase((uintptr_t)p) == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFreeHost(%p): not a pinned allocation", p);
     std::free(p);
     return CUDA_SUCCESS;
 }
 
+// Copies from or to host memory keep the host pointer: a replayed graph reads and writes the host
+// memory at replay time, as CUDA does. Device ranges are checked when issued and before every replay.
 LG_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void* s) {
     LOCK;
     NEED_CTX;
     NEED_STREAM(s);
-    if (!device_range(dst, n, "cuMemcpyHtoD")) return CUDA_ERROR_INVALID_VALUE;
-    return copy(reinterpret_cast<void*>(dst), src, n);
+    if (!device_range(dst, n, "cuMemcpyHtoD")) return capture_error(s, CUDA_ERROR_INVALID_VALUE, "cuMemcpyHtoDAsync failed");
+    return enqueue(s, {"cuMemcpyHtoD", [=] { return device_range(dst, n, "cuMemcpyHtoD (graph)"); },
+                       [=] { return copy(reinterpret_cast<void*>(dst), src, n) == CUDA_SUCCESS; }});
 }
 
 LG_API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* s) {
     LOCK;
     NEED_CTX;
     NEED_STREAM(s);
-    if (!device_range(src, n, "cuMemcpyDtoH")) return CUDA_ERROR_INVALID_VALUE;
-    return copy(dst, reinterpret_cast<const void*>(src), n);
+    if (!device_range(src, n, "cuMemcpyDtoH")) return capture_error(s, CUDA_ERROR_INVALID_VALUE, "cuMemcpyDtoHAsync failed");
+    return enqueue(s, {"cuMemcpyDtoH", [=] { return device_range(src, n, "cuMemcpyDtoH (graph)"); },
+                       [=] { return copy(dst, reinterpret_cast<const void*>(src), n) == CUDA_SUCCESS; }});
 }
 
 LG_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* s) {
@@ -495,41 +668,73 @@ LG_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n,
     NEED_CTX;
     NEED_STREAM(s);
     if (!device_range(dst, n, "cuMemcpyDtoD (destination)") || !device_range(src, n, "cuMemcpyDtoD (source)")) {
-        return CUDA_ERROR_INVALID_VALUE;
+        return capture_error(s, CUDA_ERROR_INVALID_VALUE, "cuMemcpyDtoDAsync failed");
     }
-    return copy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
+    return enqueue(s, {"cuMemcpyDtoD",
+                       [=] {
+                           return device_range(dst, n, "cuMemcpyDtoD (graph, destination)") &&
+                                  device_range(src, n, "cuMemcpyDtoD (graph, source)");
+                       },
+                       [=] { return copy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n) == CUDA_SUCCESS; }});
 }
 
-LG_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) { return cuMemcpyHtoDAsync_v2(dst, src, n, nullptr); }
-LG_API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { return cuMemcpyDtoHAsync_v2(dst, src, n, nullptr); }
-LG_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) { return cuMemcpyDtoDAsync_v2(dst, src, n, nullptr); }
+// The synchronous copies and memsets run on the legacy NULL stream and are prohibited during capture.
+LG_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    LOCK;
+    NEED_CTX;
+    UNSAFE("cuMemcpyHtoD");
+    return cuMemcpyHtoDAsync_v2(dst, src, n, nullptr);
+}
+LG_API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    LOCK;
+    NEED_CTX;
+    UNSAFE("cuMemcpyDtoH");
+    return cuMemcpyDtoHAsync_v2(dst, src, n, nullptr);
+}
+LG_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    LOCK;
+    NEED_CTX;
+    UNSAFE("cuMemcpyDtoD");
+    return cuMemcpyDtoDAsync_v2(dst, src, n, nullptr);
+}
 
 LG_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, void* s) {
     LOCK;
     NEED_CTX;
     NEED_STREAM(s);
-    return copy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);  // unified addressing
+    return enqueue(s, {"cuMemcpy", [] { return true; },  // unified addressing: host or device, unchecked
+                       [=] { return copy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n) == CUDA_SUCCESS; }});
 }
-LG_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) { return cuMemcpyAsync(dst, src, n, nullptr); }
-
-template <typename T>
-static CUresult memset_n(CUdeviceptr dst, T v, size_t n, void* s, const char* what) {
+LG_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     LOCK;
     NEED_CTX;
-    NEED_STREAM(s);
-    if ((dst % sizeof(T)) != 0) return fail(CUDA_ERROR_INVALID_VALUE, "%s: 0x%llx is not %zu-byte aligned", what, dst, sizeof(T));
-    if (!device_range(dst, n * sizeof(T), what)) return CUDA_ERROR_INVALID_VALUE;
-    T* p = reinterpret_cast<T*>(dst);
-    for (size_t i = 0; i < n; i++) p[i] = v;
-    return CUDA_SUCCESS;
+    UNSAFE("cuMemcpy");
+    return cuMemcpyAsync(dst, src, n, nullptr);
 }
 
-LG_API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* s) { return memset_n<unsigned char>(d, v, n, s, "cuMemsetD8"); }
-LG_API CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { return memset_n<unsigned char>(d, v, n, nullptr, "cuMemsetD8"); }
-LG_API CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, void* s) { return memset_n<unsigned short>(d, v, n, s, "cuMemsetD16"); }
-LG_API CUresult cuMemsetD16_v2(CUdeviceptr d, unsigned short v, size_t n) { return memset_n<unsigned short>(d, v, n, nullptr, "cuMemsetD16"); }
-LG_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, void* s) { return memset_n<unsigned>(d, v, n, s, "cuMemsetD32"); }
-LG_API CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned v, size_t n) { return memset_n<unsigned>(d, v, n, nullptr, "cuMemsetD32"); }
+template <typename T>
+static CUresult memset_n(CUdeviceptr dst, T v, size_t n, void* s, const char* what, bool sync) {
+    LOCK;
+    NEED_CTX;
+    if (sync) UNSAFE(what);
+    NEED_STREAM(s);
+    if ((dst % sizeof(T)) != 0) {
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "%s: 0x%llx is not %zu-byte aligned", what, dst, sizeof(T)), what);
+    }
+    if (!device_range(dst, n * sizeof(T), what)) return capture_error(s, CUDA_ERROR_INVALID_VALUE, what);
+    return enqueue(s, {what, [=] { return device_range(dst, n * sizeof(T), what); }, [=] {
+                           T* p = reinterpret_cast<T*>(dst);
+                           for (size_t i = 0; i < n; i++) p[i] = v;
+                           return true;
+                       }});
+}
+
+LG_API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* s) { return memset_n<unsigned char>(d, v, n, s, "cuMemsetD8", false); }
+LG_API CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { return memset_n<unsigned char>(d, v, n, nullptr, "cuMemsetD8", true); }
+LG_API CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, void* s) { return memset_n<unsigned short>(d, v, n, s, "cuMemsetD16", false); }
+LG_API CUresult cuMemsetD16_v2(CUdeviceptr d, unsigned short v, size_t n) { return memset_n<unsigned short>(d, v, n, nullptr, "cuMemsetD16", true); }
+LG_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, void* s) { return memset_n<unsigned>(d, v, n, s, "cuMemsetD32", false); }
+LG_API CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned v, size_t n) { return memset_n<unsigned>(d, v, n, nullptr, "cuMemsetD32", true); }
 
 // ---------------------------------------------------------------- modules and kernels
 
@@ -647,6 +852,26 @@ LG_API CUresult cuFuncSetAttribute(void* func, int attr, int v) {
     }
 }
 
+// Runs a validated launch; a fault becomes the context's sticky error. Returns false on a fault.
+static bool run_kernel(Function* f, const lg_emu::LaunchShape& shape, void** params) {
+    const char* name = f->kernel->name;
+    const auto& g = shape.grid;
+    const auto& b = shape.block;
+    if (verbose()) {
+        std::fprintf(stderr, "[cuda-emu] launch %s grid %ux%ux%u block %ux%ux%u smem %u\n", name, g.x, g.y, g.z, b.x, b.y, b.z,
+                     shape.dynamic_smem);
+    }
+    std::string fault = lg_emu::launch(*f->kernel, shape, params, &f->static_smem);
+    if (!fault.empty()) {
+        std::fprintf(stderr, "[cuda-emu] KERNEL FAULT in %s (grid %ux%ux%u, block %ux%ux%u, dynamic smem %u): %s\n", name, g.x,
+                     g.y, g.z, b.x, b.y, b.z, shape.dynamic_smem, fault.c_str());
+        t_current->sticky = CUDA_ERROR_LAUNCH_FAILED;
+        t_current->sticky_message = fault;
+        return false;
+    }
+    return true;
+}
+
 LG_API CUresult cuLaunchKernel(void* func, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                                unsigned smem, void* s, void** params, void** extra) {
     LOCK;
@@ -655,42 +880,168 @@ LG_API CUresult cuLaunchKernel(void* func, unsigned gx, unsigned gy, unsigned gz
     if (g_functions.count(f) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuLaunchKernel: not a live function (module unloaded?)");
     NEED_STREAM(s);
     const char* name = f->kernel->name;
-    if (extra != nullptr) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuLaunchKernel(%s): 'extra' is not emulated", name);
+    if (extra != nullptr) return capture_error(s, fail(CUDA_ERROR_NOT_SUPPORTED, "cuLaunchKernel(%s): 'extra' is not emulated", name), "cuLaunchKernel failed");
     if (params == nullptr && f->kernel->params > 0) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): no kernelParams for %d parameters", name, f->kernel->params);
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): no kernelParams for %d parameters", name, f->kernel->params), "cuLaunchKernel failed");
     }
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): grid %ux%ux%u block %ux%ux%u has a zero dimension", name, gx, gy,
-                    gz, bx, by, bz);
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): grid %ux%ux%u block %ux%ux%u has a zero dimension", name, gx, gy,
+                    gz, bx, by, bz), "cuLaunchKernel failed");
     }
     if (gx > 2147483647u || gy > 65535 || gz > 65535) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): grid %ux%ux%u exceeds 2^31-1 x 65535 x 65535", name, gx, gy, gz);
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): grid %ux%ux%u exceeds 2^31-1 x 65535 x 65535", name, gx, gy, gz), "cuLaunchKernel failed");
     }
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     if (bx > 1024 || by > 1024 || bz > 64 || threads > 1024) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): block %ux%ux%u exceeds 1024 threads (1024 x 1024 x 64)", name,
-                    bx, by, bz);
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): block %ux%ux%u exceeds 1024 threads (1024 x 1024 x 64)", name,
+                    bx, by, bz), "cuLaunchKernel failed");
     }
     if (threads > (unsigned long long)f->kernel->max_threads) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): block of %llu threads exceeds its __launch_bounds__(%d)", name,
-                    threads, f->kernel->max_threads);
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): block of %llu threads exceeds its __launch_bounds__(%d)", name,
+                    threads, f->kernel->max_threads), "cuLaunchKernel failed");
     }
     if ((int)smem > f->max_dynamic_smem) {
-        return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): %u bytes of dynamic shared memory exceed "
+        return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): %u bytes of dynamic shared memory exceed "
                     "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = %d (raise it with cuFuncSetAttribute first)", name,
-                    smem, f->max_dynamic_smem);
+                    smem, f->max_dynamic_smem), "cuLaunchKernel failed");
     }
     lg_emu::LaunchShape shape{{gx, gy, gz}, {bx, by, bz}, smem,
                               (unsigned)(f->max_dynamic_smem > SMEM_PER_BLOCK ? SMEM_PER_BLOCK_OPTIN : SMEM_PER_BLOCK)};
-    if (verbose()) {
-        std::fprintf(stderr, "[cuda-emu] launch %s grid %ux%ux%u block %ux%ux%u smem %u\n", name, gx, gy, gz, bx, by, bz, smem);
+    if (capture_of(s) != nullptr) {
+        // CUDA copies kernelParams when the launch is captured: the graph owns the values
+        std::shared_ptr<lg_emu::CapturedArgs> args = f->kernel->capture(params);
+        return enqueue(s, {name, [f] { return g_functions.count(f) != 0; }, [f, shape, args] { return run_kernel(f, shape, args->args()); }});
     }
-    std::string fault = lg_emu::launch(*f->kernel, shape, params, &f->static_smem);
-    if (!fault.empty()) {
-        std::fprintf(stderr, "[cuda-emu] KERNEL FAULT in %s (grid %ux%ux%u, block %ux%ux%u, dynamic smem %u): %s\n", name, gx,
-                     gy, gz, bx, by, bz, smem, fault.c_str());
-        t_current->sticky = CUDA_ERROR_LAUNCH_FAILED;
-        t_current->sticky_message = fault;
-    }
+    run_kernel(f, shape, params);
     return CUDA_SUCCESS;  // like an asynchronous launch: the fault shows at the next synchronize
+}
+
+// ---------------------------------------------------------------- stream capture and graphs
+
+LG_API CUresult cuStreamBeginCapture_v2(void* s, int mode) {
+    LOCK;
+    NEED_CTX;
+    if (s == nullptr) return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamBeginCapture: the legacy NULL stream cannot capture");
+    NEED_STREAM(s);
+    if (mode < CAPTURE_MODE_GLOBAL || mode > CAPTURE_MODE_RELAXED) return fail(CUDA_ERROR_INVALID_VALUE, "cuStreamBeginCapture(mode %d)", mode);
+    Stream* st = static_cast<Stream*>(s);
+    if (st->capture) return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamBeginCapture(%p): the stream is already capturing", s);
+    st->capture = std::make_unique<Capture>(Capture{++g_capture_ids, mode, std::this_thread::get_id(), false, {}});
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuStreamBeginCapture(void* s) { return cuStreamBeginCapture_v2(s, CAPTURE_MODE_GLOBAL); }
+
+// Ends the capture (also an invalidated one, then with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED and no graph).
+LG_API CUresult cuStreamEndCapture(void* s, void** graph) {
+    LOCK;
+    NEED_CTX;
+    if (s != nullptr && g_streams.count(static_cast<Stream*>(s)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamEndCapture(%p)", s);
+    if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Capture* c = capture_of(s);
+    if (c == nullptr) return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamEndCapture(%p): the stream is not capturing", s);
+    if (c->mode != CAPTURE_MODE_RELAXED && c->thread != std::this_thread::get_id()) {
+        return fail(CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD, "cuStreamEndCapture(%p): capture %llu began on another thread", s, c->id);
+    }
+    std::unique_ptr<Capture> done = std::move(static_cast<Stream*>(s)->capture);
+    *graph = nullptr;
+    if (done->invalidated) {
+        return fail(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "cuStreamEndCapture(%p): capture %llu was invalidated", s, done->id);
+    }
+    Graph* g = new Graph{std::move(done->ops)};
+    g_graphs.insert(g);
+    *graph = g;
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuStreamIsCapturing(void* s, int* status) {
+    LOCK;
+    NEED_CTX;
+    if (s != nullptr && g_streams.count(static_cast<Stream*>(s)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamIsCapturing(%p)", s);
+    if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (s == nullptr) {
+        for (Stream* st : g_streams) {
+            if (st->capture && (st->flags & 1u) == 0) {
+                invalidate(st->capture.get(), "cuStreamIsCapturing on the legacy NULL stream");
+                return fail(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, "cuStreamIsCapturing(NULL): a blocking stream is capturing");
+            }
+        }
+    }
+    const Capture* c = capture_of(s);
+    *status = c == nullptr ? CAPTURE_STATUS_NONE : c->invalidated ? CAPTURE_STATUS_INVALIDATED : CAPTURE_STATUS_ACTIVE;
+    return CUDA_SUCCESS;
+}
+
+// cuStreamGetCaptureInfo (CUDA 10 signature: status and capture id)
+LG_API CUresult cuStreamGetCaptureInfo(void* s, int* status, unsigned long long* id) {
+    LOCK;
+    if (CUresult r = cuStreamIsCapturing(s, status); r != CUDA_SUCCESS) return r;
+    if (id != nullptr && *status != CAPTURE_STATUS_NONE) *id = capture_of(s)->id;
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuThreadExchangeStreamCaptureMode(int* mode) {
+    if (mode == nullptr || *mode < CAPTURE_MODE_GLOBAL || *mode > CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
+    const int old = t_capture_mode;
+    t_capture_mode = *mode;
+    *mode = old;
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuGraphDestroy(void* graph) {
+    LOCK;
+    NEED_CTX;
+    if (g_graphs.erase(static_cast<Graph*>(graph)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphDestroy(%p)", graph);
+    delete static_cast<Graph*>(graph);
+    return CUDA_SUCCESS;
+}
+
+// The executable graph shares the graph's operations (immutable), so it outlives cuGraphDestroy.
+// cuGraphInstantiate is a macro for this function in CUDA 12's cuda.h (and what JCuda calls).
+LG_API CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long flags) {
+    LOCK;
+    NEED_CTX;
+    if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Graph* g = static_cast<Graph*>(graph);
+    if (g_graphs.count(g) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphInstantiate(%p): not a live graph", graph);
+    if (flags & ~15ull) return fail(CUDA_ERROR_INVALID_VALUE, "cuGraphInstantiate: flags 0x%llx", flags);
+    GraphExec* x = new GraphExec{g->ops};
+    g_execs.insert(x);
+    *exec = x;
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuGraphExecDestroy(void* exec) {
+    LOCK;
+    NEED_CTX;
+    if (g_execs.erase(static_cast<GraphExec*>(exec)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphExecDestroy(%p)", exec);
+    delete static_cast<GraphExec*>(exec);
+    return CUDA_SUCCESS;
+}
+
+// Replays the graph's operations in order on s (synchronously, like every stream here), or, on a
+// capturing stream, records them into that capture (a child graph). Every operation is re-checked
+// first (a freed buffer, an unloaded module): then nothing runs and the launch fails. A kernel fault
+// sets the sticky error and ends the replay.
+LG_API CUresult cuGraphLaunch(void* exec, void* s) {
+    LOCK;
+    NEED_CTX;
+    GraphExec* x = static_cast<GraphExec*>(exec);
+    if (g_execs.count(x) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuGraphLaunch(%p): not a live executable graph", exec);
+    NEED_STREAM(s);
+    for (size_t i = 0; i < x->ops.size(); i++) {
+        if (!x->ops[i]->valid()) {
+            return capture_error(s, fail(CUDA_ERROR_INVALID_VALUE, "cuGraphLaunch: node %zu (%s) refers to freed memory or an unloaded "
+                                         "module", i, x->ops[i]->what.c_str()), "cuGraphLaunch failed");
+        }
+    }
+    if (Capture* c = capture_of(s)) {
+        c->ops.insert(c->ops.end(), x->ops.begin(), x->ops.end());
+        return CUDA_SUCCESS;
+    }
+    if (verbose()) std::fprintf(stderr, "[cuda-emu] graph launch %p: %zu nodes\n", exec, x->ops.size());
+    for (const auto& op : x->ops) {
+        if (!op->run()) break;
+    }
+    return CUDA_SUCCESS;
 }

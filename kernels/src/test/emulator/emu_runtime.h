@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #define LG_EMU_TLS __attribute__((tls_model("initial-exec"))) thread_local
@@ -54,11 +55,20 @@ void* dynamic_shared();
 [[noreturn]] void fault(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // ---- the kernel table (generated from the sources) and the launch ----
+// A launch's arguments copied by value (stream capture: CUDA copies kernelParams when the launch
+// is captured, so a graph replays the values of capture time whatever the caller's storage holds
+// later). args() is a kernelParams array pointing into the owned copies.
+struct CapturedArgs {
+    virtual ~CapturedArgs() = default;
+    virtual void** args() = 0;
+};
 struct KernelInfo {
     const char* name;
     void (*entry)(void** args);  // unpacks CUDA's kernelParams and calls the kernel
     int max_threads;             // __launch_bounds__
     int params;
+    // copies each of kernelParams' values into owned storage, typed by the kernel's parameters
+    std::unique_ptr<CapturedArgs> (*capture)(void** args);
 };
 extern const KernelInfo kernel_table[];
 extern const int kernel_count;

@@ -5,6 +5,7 @@
 // into the kernel's parameter types.
 #include "lora_gateway.cu"
 
+#include <tuple>
 #include <utility>
 
 namespace lg_emu {
@@ -32,10 +33,39 @@ void thunk(void** args) {
     call(F, args, std::make_index_sequence<arity(F)>{});
 }
 
+// The arguments of one captured launch, by value: a tuple of the kernel's parameter types.
+template <typename... A>
+struct Captured final : CapturedArgs {
+    std::tuple<A...> values;
+    void* ptrs[sizeof...(A) + 1];
+
+    explicit Captured(void** args) {
+        fill(args, std::index_sequence_for<A...>{});
+    }
+    template <size_t... I>
+    void fill(void** args, std::index_sequence<I...>) {
+        ((std::get<I>(values) = arg_at<A>(args[I]), ptrs[I] = &std::get<I>(values)), ...);
+        ptrs[sizeof...(A)] = nullptr;
+    }
+    void** args() override {
+        return ptrs;
+    }
+};
+
+template <typename... A>
+std::unique_ptr<CapturedArgs> capture_as(void (*)(A...), void** args) {
+    return std::make_unique<Captured<std::remove_cv_t<A>...>>(args);
+}
+
+template <auto F>
+std::unique_ptr<CapturedArgs> capture(void** args) {
+    return capture_as(F, args);
+}
+
 }  // namespace
 
 const KernelInfo kernel_table[] = {
-#define LG_EMU_KERNEL(NAME, BOUNDS) {#NAME, &thunk<&::NAME>, (BOUNDS), arity(&::NAME)},
+#define LG_EMU_KERNEL(NAME, BOUNDS) {#NAME, &thunk<&::NAME>, (BOUNDS), arity(&::NAME), &capture<&::NAME>},
 #include "kernel_table.inc"
 #undef LG_EMU_KERNEL
 };
@@ -55,7 +85,7 @@ void saxpy(const float* x, float* y, float a, unsigned n) {
 }  // namespace ptx
 
 const KernelInfo ptx_table[] = {
-    {"saxpy", &thunk<&ptx::saxpy>, 1024, 4},
+    {"saxpy", &thunk<&ptx::saxpy>, 1024, 4, &capture<&ptx::saxpy>},
 };
 const int ptx_count = (int)(sizeof(ptx_table) / sizeof(ptx_table[0]));
 

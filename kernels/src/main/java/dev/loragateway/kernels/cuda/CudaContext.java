@@ -323,7 +323,10 @@ public final class CudaContext implements AutoCloseable {
         try {
             work.run();
         } catch (RuntimeException | Error e) {
-            JCudaDriver.cuStreamEndCapture(stream, graph); // leave capture mode; the graph is invalid
+            // leave capture mode; a capture still valid hands back a graph, which nobody will launch
+            if (JCudaDriver.cuStreamEndCapture(stream, graph) == CUresult.CUDA_SUCCESS) {
+                JCudaDriver.cuGraphDestroy(graph);
+            }
             throw e;
         }
         CudaDevice.check(JCudaDriver.cuStreamEndCapture(stream, graph), "cuStreamEndCapture");

@@ -222,6 +222,48 @@ class CudaContextGpuTest {
     }
 
     @Test
+    void aGraphReplaysLaunchesWithTheArgumentsOfCaptureTime() {
+        CUfunction saxpy = ctx.loadModule(SAXPY_PTX.getBytes(StandardCharsets.US_ASCII), "saxpy.ptx").function("saxpy");
+        int n = 1000;
+        DeviceBuffer dx = ctx.pool().allocate(4L * n);
+        DeviceBuffer dy = ctx.pool().allocate(4L * n);
+        try (PinnedBuffer host = ctx.pinned(12L * n)) { // x, y's initial value, y read back
+            FloatBuffer h = host.floats();
+            for (int i = 0; i < n; i++) {
+                h.put(i, i);
+                h.put(n + i, 1);
+            }
+            ctx.copyToDevice(host, 0, dx, 0, 4L * n);
+            float[] a = {2f};
+            Pointer[] args = {Pointer.to(dx.pointer()), Pointer.to(dy.pointer()), Pointer.to(a), Pointer.to(new int[] {n})};
+            // y = the pinned buffer's values (read at each replay), then y += a·x with a as captured
+            try (CudaGraph g = ctx.capture(() -> {
+                ctx.copyToDevice(host, 4L * n, dy, 0, 4L * n);
+                ctx.launch(saxpy, (n + 255) / 256, 256, 0, args);
+            })) {
+                a[0] = 100f;
+                for (float init : new float[] {1f, 5f}) {
+                    for (int i = 0; i < n; i++) {
+                        h.put(n + i, init);
+                    }
+                    g.launch();
+                    ctx.copyToHost(dy, 0, host, 8L * n, 4L * n);
+                    ctx.synchronize();
+                    for (int i = 0; i < n; i++) {
+                        assertEquals(init + 2f * i, host.floats().get(2 * n + i), "y[" + i + "]");
+                    }
+                }
+            }
+            RuntimeException e = assertThrows(RuntimeException.class, () -> ctx.capture(ctx::synchronize));
+            assertTrue(e.getMessage().contains("CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"), e.getMessage());
+            ctx.synchronize(); // the stream left capture mode
+        } finally {
+            ctx.pool().free(dx);
+            ctx.pool().free(dy);
+        }
+    }
+
+    @Test
     void aHandWrittenPtxKernelRuns() {
         CudaModule m = ctx.loadModule(SAXPY_PTX.getBytes(StandardCharsets.US_ASCII), "saxpy.ptx");
         CUfunction saxpy = m.function("saxpy");
