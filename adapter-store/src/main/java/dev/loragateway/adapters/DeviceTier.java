@@ -107,7 +107,26 @@ public final class DeviceTier<K> {
         }
     }
 
-    /** Releases one pin taken by {@link #tryPin}. */
+    /**
+     * Takes one more pin on {@code key}, which the caller already holds pinned: a fork of a running
+     * sequence ({@code n > 1}) shares its lead's slot. It works on a retired entry too (the adapter
+     * was deleted or replaced while the lead ran), so the fork finishes on the very weights its lead
+     * ran on, and the entry is freed only when the last of them unpins.
+     *
+     * @return the slot the caller's pin holds
+     * @throws IllegalStateException when {@code key} is not pinned (the caller holds no pin to share)
+     */
+    public synchronized int pinAgain(K key) {
+        Entry e = entries.get(key);
+        if (e == null || e.pins == 0 || e.state != State.RESIDENT) {
+            throw new IllegalStateException("pinAgain of " + key + " which is not pinned");
+        }
+        e.pins++;
+        e.lastUse = ++clock;
+        return e.slot;
+    }
+
+    /** Releases one pin taken by {@link #tryPin} or {@link #pinAgain}. */
     public synchronized void unpin(K key) {
         Entry e = entries.get(key);
         if (e == null || e.pins == 0) {

@@ -178,6 +178,31 @@ class TiersTest {
         assertEquals(1, dev.stats().misses());
     }
 
+    /**
+     * Issue 12, item 1: a fork of a running {@code n = 2} request took its pin with {@code tryPin},
+     * which refuses a retired (deleted) adapter without pinning; the fork then unpinned a pin it never
+     * had and the engine thread died on "unpin of acme/v which is not pinned". {@code pinAgain}
+     * shares the lead's pin, retired or not, and the slot stays until the last unpin.
+     */
+    @Test
+    void forkOfDeletedAdapterSharesItsLeadsPinUntilBothUnpin() {
+        Disk disk = new Disk();
+        disk.adapters.put("v", adapter("v", 4, 7));
+        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        int lead = pinWhenReady(dev, "v");
+        dev.invalidate("v"); // DELETE while the lead runs
+        assertEquals(DeviceTier.NOT_READY, dev.tryPin("v"), "a new request never gets the deleted weights");
+        assertEquals(lead, dev.pinAgain("v"), "the fork runs on its lead's slot");
+        assertEquals(2, dev.pins("v"));
+        dev.unpin("v");
+        assertTrue(dev.pool().totalBytes() > 0, "the retired slot was freed while the fork still runs on it");
+        dev.unpin("v");
+        assertEquals(0, dev.totalPins());
+        assertEquals(0, dev.usedBytes(), "the retired slot is freed at the last unpin");
+        assertThrows(IllegalStateException.class, () -> dev.pinAgain("v"), "nothing to share once unpinned");
+        assertThrows(IllegalStateException.class, () -> dev.unpin("v"));
+    }
+
     private static int pinWhenReady(DeviceTier<String> dev, String key) {
         for (int i = 0; i < 3; i++) {
             int s = dev.tryPin(key);

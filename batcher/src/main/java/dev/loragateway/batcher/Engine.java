@@ -15,6 +15,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One node's engine: a single engine thread, off the HTTP event loops, running every admitted
@@ -33,6 +35,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * one prompt ({@link #submitForks}) prefill once and fork, sharing the prompt's blocks.
  */
 public final class Engine implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Engine.class);
+
     /**
      * A generation: the prompt, how to sample, the adapter (a key of the device tier, or null for
      * the base model), the tenant it is charged to, and where tokens go. The sink runs on the engine
@@ -126,6 +130,14 @@ public final class Engine implements AutoCloseable {
     private volatile int kvUsed;
     private volatile long steps;
     private volatile long preemptions;
+    /** When the loop last finished a step, or last found nothing to do (the watchdog's clock). */
+    private volatile long lastProgress = System.nanoTime();
+    /** When the step now running started, or 0 between steps. */
+    private volatile long stepStarted;
+    /** Why the loop ended when it ended abnormally, else null. */
+    private volatile Throwable died;
+    /** Failures of single steps or sequences the loop survived. */
+    private volatile long faults;
 
     public Engine(LlamaModel model, CpuBackend cpu, DeviceTier<Object> adapters, Options opts) {
         this.model = model;
@@ -256,7 +268,10 @@ public final class Engine implements AutoCloseable {
             }
         }
         if (closing) {
-            throw new IllegalStateException("the engine is shutting down");
+            throw new UnavailableException("the engine is shutting down");
+        }
+        if (died != null || !thread.isAlive()) {
+            throw new UnavailableException("the engine has stopped: " + died);
         }
         String t = tenant == null ? DEFAULT_TENANT : tenant;
         List<Sequence> forks = new ArrayList<>();
@@ -320,6 +335,44 @@ public final class Engine implements AutoCloseable {
         return all;
     }
 
+    /** The engine takes no work: it is shutting down, or its loop has stopped. */
+    public static final class UnavailableException extends IllegalStateException {
+        public UnavailableException(String message) {
+            super(message);
+        }
+    }
+
+    /**
+     * Why this engine cannot serve now, or null when it can: its loop has ended (it was closed, or
+     * died), or work waits and no step has finished for {@code stallNanos} (a step that hangs, or
+     * waiting work that never gets admitted).
+     */
+    public String unhealthy(long stallNanos) {
+        if (died != null) {
+            return "the engine loop died: " + died;
+        }
+        if (!thread.isAlive()) {
+            return "the engine loop has stopped";
+        }
+        long now = System.nanoTime();
+        long started = stepStarted;
+        if (started != 0 && now - started > stallNanos) {
+            return String.format("an engine step has been running for %.1f s (%d sequences in it)", (now - started) / 1e9, runningNow);
+        }
+        long idle = now - lastProgress;
+        boolean work = queued.get() > 0 || runningNow > 0 || preemptedNow > 0;
+        if (work && idle > stallNanos) {
+            return String.format("the engine has finished no step for %.1f s while %d requests wait and %d sequences run",
+                idle / 1e9, queued.get() + preemptedNow, runningNow);
+        }
+        return null;
+    }
+
+    /** Failures of one step or one sequence that the loop survived (each failed only what it concerned). */
+    public long faults() {
+        return faults;
+    }
+
     /** Too many requests wait already. */
     public static final class QueueFullException extends RuntimeException {
         public QueueFullException(int queued) {
@@ -329,37 +382,112 @@ public final class Engine implements AutoCloseable {
 
     // ---- the engine thread ------------------------------------------------------------------
 
+    /**
+     * The engine thread. Whatever one step or one sequence throws fails only the requests it
+     * concerns ({@link #survive}); the loop itself ends only on close or interrupt, and if it ever
+     * ends otherwise, every request it holds fails at once instead of hanging.
+     */
     private void loop() {
-        while (true) {
-            try {
-                Object o = active.isEmpty() ? inbox.poll(20, TimeUnit.MILLISECONDS) : inbox.poll();
-                while (o != null) {
-                    if (o instanceof Sequence s) {
-                        waiting.add(s);
-                    }
-                    o = inbox.poll();
-                }
-            } catch (InterruptedException e) {
-                return;
+        try {
+            while (iterate()) {
+                // one admission pass and one step per iteration
             }
-            try {
-                scheduler.admit();
-                if (active.isEmpty()) {
-                    publish();
-                    if (closing && waiting.size() == 0 && preempted.isEmpty() && inbox.isEmpty()) {
-                        return;
-                    }
-                    continue;
+        } catch (Throwable t) {
+            died = t;
+            LOG.error("the engine loop died; failing every request it held", t);
+        } finally {
+            if (died != null || !closing) {
+                failEverything(died != null ? died : new UnavailableException("the engine loop stopped"));
+            }
+        }
+    }
+
+    /** One admission pass and one step; false once closed and idle, or interrupted. */
+    private boolean iterate() {
+        try {
+            Object o = active.isEmpty() ? inbox.poll(20, TimeUnit.MILLISECONDS) : inbox.poll();
+            while (o != null) {
+                if (o instanceof Sequence s) {
+                    waiting.add(s);
                 }
-                scheduler.step();
-            } catch (RuntimeException | Error e) {
-                for (Sequence s : new ArrayList<>(active)) {
-                    finish(s, null, e);
+                o = inbox.poll();
+            }
+        } catch (InterruptedException e) {
+            return false;
+        }
+        try {
+            scheduler.admit();
+            if (active.isEmpty()) {
+                if (waiting.size() == 0 && preempted.isEmpty()) {
+                    lastProgress = System.nanoTime(); // idle is not stalled
                 }
-                active.clear();
+                publish();
+                return !(closing && waiting.size() == 0 && preempted.isEmpty() && inbox.isEmpty());
             }
             publish();
+            stepStarted = System.nanoTime();
+            scheduler.step();
+            lastProgress = System.nanoTime();
+        } catch (RuntimeException | Error e) {
+            survive(e);
+        } finally {
+            stepStarted = 0;
         }
+        publish();
+        return true;
+    }
+
+    /**
+     * A step failed as a whole (the forward pass, or the planning around it): the sequences of the
+     * running batch fail with it; waiting and preempted ones go on. Releasing a failed sequence's
+     * blocks or pin must not throw the loop out either.
+     */
+    private void survive(Throwable e) {
+        faults++;
+        LOG.error("an engine step failed; failing the {} sequences of its batch", active.size(), e);
+        for (Sequence s : new ArrayList<>(active)) {
+            finishQuietly(s, e);
+        }
+        active.clear();
+    }
+
+    /** {@link #finish} for a failure; if even freeing it throws, its future still fails. */
+    private void finishQuietly(Sequence s, Throwable failure) {
+        try {
+            finish(s, null, failure);
+        } catch (RuntimeException | Error again) {
+            faults++;
+            LOG.error("freeing a failed sequence failed too", again);
+            s.cache = null;
+            s.pinned = false;
+            active.remove(s);
+            s.future.completeExceptionally(failure);
+            for (Sequence f : s.forks == null ? List.<Sequence>of() : s.forks) {
+                f.future.completeExceptionally(failure);
+            }
+            s.forks = null;
+        }
+    }
+
+    /** The loop has ended abnormally: nothing it holds may wait forever. */
+    private void failEverything(Throwable why) {
+        List<Sequence> all = new ArrayList<>(active);
+        all.addAll(preempted);
+        all.addAll(waiting.drain());
+        for (Object o; (o = inbox.poll()) != null; ) {
+            if (o instanceof Sequence s) {
+                all.add(s);
+            }
+        }
+        for (Sequence s : all) {
+            for (Sequence m : allOf(s)) {
+                m.future.completeExceptionally(why);
+            }
+        }
+        active.clear();
+        preempted.clear();
+        queued.set(0);
+        publish();
     }
 
     private void publish() {
@@ -461,7 +589,11 @@ public final class Engine implements AutoCloseable {
             int slot;
             try {
                 slot = adapters.tryPin(s.req.adapter());
-            } catch (AdapterLoadException e) {
+            } catch (RuntimeException e) { // AdapterLoadException, or a fault of the tier: this request only
+                if (!(e instanceof AdapterLoadException)) {
+                    faults++;
+                    LOG.error("pinning adapter {} failed", s.req.adapter(), e);
+                }
                 for (Sequence m : allOf(s)) {
                     m.future.completeExceptionally(e);
                 }
@@ -592,12 +724,18 @@ public final class Engine implements AutoCloseable {
                 if (m == lead || m.future.isDone()) {
                     continue;
                 }
-                m.cache = lead.cache.fork();
-                m.order = lead.order;
-                if (m.req.adapter() != null) {
-                    m.slot = adapters.tryPin(m.req.adapter()); // resident: the lead holds a pin
-                    m.pinned = true;
+                try {
+                    if (m.req.adapter() != null) {
+                        // the lead's pin, shared: tryPin would refuse an adapter deleted meanwhile (issue 12, item 1)
+                        m.slot = adapters.pinAgain(m.req.adapter());
+                        m.pinned = true;
+                    }
+                    m.cache = lead.cache.fork();
+                } catch (RuntimeException e) {
+                    finishQuietly(m, e);
+                    continue;
                 }
+                m.order = lead.order;
                 active.add(m);
                 sample(m, k);
             }
@@ -631,7 +769,7 @@ public final class Engine implements AutoCloseable {
                     end = Generator.Finish.LENGTH;
                 }
             } catch (RuntimeException e) {
-                finish(s, null, e);
+                finishQuietly(s, e);
                 return;
             }
             if (end != null) {
@@ -650,11 +788,22 @@ public final class Engine implements AutoCloseable {
 
     /** Ends {@code s}: frees its blocks and pin, completes its future (forks not yet made fail too). */
     private void finish(Sequence s, Generator.Finish end, Throwable failure) {
-        unpin(s);
-        if (s.cache != null) {
-            s.cache.release();
-            s.cache = null;
+        try {
+            unpin(s);
+        } catch (RuntimeException e) { // a pin-accounting bug: logged and counted, never the loop's end
+            faults++;
+            s.pinned = false;
+            LOG.error("releasing the adapter pin of a finished sequence failed", e);
         }
+        try {
+            if (s.cache != null) {
+                s.cache.release();
+            }
+        } catch (RuntimeException e) {
+            faults++;
+            LOG.error("releasing the KV blocks of a finished sequence failed", e);
+        }
+        s.cache = null;
         active.remove(s);
         if (s.generated > 0) {
             metrics.finished(s.tenant, s.generated, s.lastToken - s.firstToken);
