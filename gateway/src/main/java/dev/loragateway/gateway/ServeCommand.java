@@ -101,6 +101,11 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...", description = "Cluster members to contact.")
     java.util.List<String> clusterMembers;
 
+    @Option(names = "--watchdog-s", defaultValue = "60",
+        description = "GET /health answers 503 when work waits and no engine step has finished for this many seconds, "
+            + "or at once when the engine has stopped (default: ${DEFAULT-VALUE}).")
+    int watchdogSeconds;
+
     @Option(names = "--otlp-endpoint", paramLabel = "URL",
         description = "Also push traces and metrics over OTLP/HTTP (protobuf) to this base URL, e.g. http://localhost:4318 "
             + "(/v1/traces and /v1/metrics are appended).")
@@ -203,6 +208,14 @@ final class ServeCommand implements Callable<Integer> {
             .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens)
             .withMeter(telemetry.meter()).withTracer(telemetry.tracer());
         Engine engine = new Engine(llama, cpu, device, cuda == null ? options : options.withCuda(cuda));
+        String failed = SelfCheck.run(engine, registry, chosen);
+        if (failed != null) {
+            System.err.println("lora-gateway: " + failed);
+            LOG.error("{}", failed);
+            engine.close();
+            telemetry.close();
+            return SelfCheck.EXIT_CODE;
+        }
         long kvPositions = (long) engine.kvBlocksTotal() * blockSize;
         if (kvPositions < limit) {
             checkKvHolds(kvPositions, kvPositions / blockSize * perBlock, perBlock, limit, blockSize);
@@ -214,7 +227,7 @@ final class ServeCommand implements Callable<Integer> {
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
-            .maxAdapterBytes(maxAdapterMb * (1L << 20)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
+            .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -222,6 +235,12 @@ final class ServeCommand implements Callable<Integer> {
             vertx.close();
             throw new ParameterException(spec.commandLine(), "cannot listen on " + host + ":" + port + ": " + e.getMessage());
         }
+        // SIGTERM: stop taking work at once, on the signal thread, then drain through the shutdown hook
+        Signals.onTerm(() -> {
+            server.refuseNewWork();
+            Thread exit = new Thread(() -> System.exit(0), "sigterm");
+            exit.start();
+        });
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             LOG.info("draining: new requests get 503, running ones finish");
             server.drain();
@@ -248,6 +267,7 @@ final class ServeCommand implements Callable<Integer> {
         positive("--max-lora-rank", maxLoraRank);
         positive("--max-batch", maxBatch);
         positive("--max-queued", maxQueued);
+        positive("--watchdog-s", watchdogSeconds);
         positive("--max-num-batched-tokens", maxNumBatchedTokens);
         positive("--gpu-adapter-slots", gpuAdapterSlots);
         positive("--host-cache-mb", hostCacheMb);

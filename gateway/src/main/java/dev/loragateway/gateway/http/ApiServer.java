@@ -83,6 +83,7 @@ public final class ApiServer {
     private DeviceTier<Object> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
     private java.util.function.Supplier<String> metricsText;
+    private final Health healthCheck;
 
     /** A server for the base model only. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
@@ -102,6 +103,16 @@ public final class ApiServer {
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
         this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight);
         this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight);
+        this.healthCheck = new Health(engine);
+    }
+
+    /**
+     * {@code /health} answers 503 when work waits and no engine step has finished for this long
+     * ({@code --watchdog-s}; default 60 s), or at once when the engine loop has stopped.
+     */
+    public ApiServer watchdog(java.time.Duration stall) {
+        healthCheck.watchdog(stall);
+        return this;
     }
 
     /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
@@ -213,9 +224,14 @@ public final class ApiServer {
         req.connection().close();
     }
 
+    /** From now on every new request, {@code /health} included, gets 503; running ones go on. Returns at once. */
+    public void refuseNewWork() {
+        draining = true;
+    }
+
     /** Stops accepting work (new requests get 503), waits for running ones, then closes the port. */
     public void drain() {
-        draining = true;
+        refuseNewWork();
         while (inFlight.get() > 0) {
             try {
                 Thread.sleep(20);
@@ -309,6 +325,11 @@ public final class ApiServer {
             error(ctx.response(), new ApiError(503, "unavailable", "the server is draining", null, null));
             return;
         }
+        String problem = healthCheck.problem();
+        if (problem != null) {
+            error(ctx.response(), new ApiError(503, "unavailable", "the server cannot serve: " + problem, null, "engine_unhealthy"));
+            return;
+        }
         json(ctx.response(), 200, JSON.createObjectNode().put("status", "ok"));
     }
 
@@ -381,6 +402,8 @@ public final class ApiServer {
             error(resp, ApiError.badRequest(t.getMessage(), null));
         } else if (t instanceof AdapterLoadException) {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
+        } else if (t instanceof Engine.UnavailableException) {
+            error(resp, new ApiError(503, "unavailable", t.getMessage(), null, null));
         } else {
             LOG.error("request failed", t);
             error(resp, new ApiError(500, "internal_error", "internal error", null, null));

@@ -92,7 +92,7 @@ final class Inference {
     private static ObjectNode streamError(String id, Throwable failure) {
         Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
         ObjectNode err = JSON.createObjectNode();
-        if (t instanceof AdapterLoadException) {
+        if (t instanceof AdapterLoadException || t instanceof Engine.UnavailableException) {
             err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
         } else {
             LOG.error("request {} failed", id, t);
