@@ -158,14 +158,25 @@ public final class DeviceTier<K> {
         if (e == null) {
             return;
         }
-        if (e.state == State.RESIDENT && e.pins == 0) {
-            free(key, e);
-            placeWaiting();
-        } else if (e.state == State.RESIDENT) {
-            e.retired = true;
-        } else {
-            e.retired = true; // a load in flight: its result is dropped when it lands
-            waiting.remove(key);
+        switch (e.state) {
+            case RESIDENT -> {
+                if (e.pins == 0) {
+                    free(key, e);
+                    placeWaiting();
+                } else {
+                    e.retired = true; // freed at its last unpin
+                }
+            }
+            // fetched but holding no slot yet, or failed: nothing will ever come back for it, so it goes
+            // now (a retired WAITING entry used to stay forever, and every later tryPin of the name
+            // answered NOT_READY: requests hung; found by ChaosHttpTest)
+            case WAITING, FAILED -> {
+                waiting.remove(key);
+                entries.remove(key, e);
+            }
+            // a fetch or a slot write in flight: its result is dropped (or freed) when it lands
+            case LOADING, WRITING -> e.retired = true;
+            default -> throw new IllegalStateException("unknown state " + e.state);
         }
     }
 

@@ -203,6 +203,43 @@ class TiersTest {
         assertThrows(IllegalStateException.class, () -> dev.unpin("v"));
     }
 
+    /**
+     * Found by the chaos test (issue 12): an adapter deleted while it waited for a slot (fetched, every
+     * slot pinned) stayed in the tier as a retired entry forever, so a re-upload of the name was never
+     * loaded and its requests waited for ever. Now the waiting entry goes at once and the next pin
+     * loads the name afresh.
+     */
+    @Test
+    void adapterDeletedWhileWaitingForASlotIsLoadedAfreshWhenUploadedAgain() {
+        Disk disk = new Disk();
+        disk.adapters.put("a0", adapter("a0", 4, 1));
+        disk.adapters.put("v", adapter("v", 4, 2));
+        DeviceTier<String> dev = new DeviceTier<>(pool(1), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        pinWhenReady(dev, "a0"); // the only slot, pinned
+        assertEquals(DeviceTier.NOT_READY, dev.tryPin("v")); // fetched, waits for a slot
+        dev.invalidate("v"); // deleted while waiting
+        disk.adapters.put("v", adapter("v", 4, 3)); // uploaded again
+        int reads = disk.reads.get();
+        assertEquals(DeviceTier.NOT_READY, dev.tryPin("v"), "still no slot");
+        assertEquals(reads + 1, disk.reads.get(), "the new upload was not fetched: the retired entry blocks the name");
+        dev.unpin("a0");
+        assertTrue(dev.tryPin("v") >= 0, "the re-uploaded adapter never became resident");
+        dev.unpin("v");
+        assertEquals(0, dev.totalPins());
+    }
+
+    /** The same for an adapter whose load failed: deleting it forgets the failure. */
+    @Test
+    void failedAdapterDeletedAndUploadedAgainLoads() {
+        Disk disk = new Disk();
+        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        assertEquals(DeviceTier.NOT_READY, dev.tryPin("v")); // not on disk: FAILED
+        dev.invalidate("v");
+        disk.adapters.put("v", adapter("v", 4, 3));
+        assertTrue(pinWhenReady(dev, "v") >= 0);
+        dev.unpin("v");
+    }
+
     private static int pinWhenReady(DeviceTier<String> dev, String key) {
         for (int i = 0; i < 3; i++) {
             int s = dev.tryPin(key);
