@@ -76,7 +76,13 @@ class EngineFaultTest {
                 Collections.synchronizedList(new ArrayList<>()));
             // a base request decoding alongside: its sink (on the engine thread, between steps) deletes v
             // once the forked request's lead holds v's pin and before the prompt is computed and forked
+            CountDownLatch forkedSubmitted = new CountDownLatch(1);
             var trigger = engine.submit(new Engine.Request(new int[] {5}, SamplingParams.greedy(40), null, (t, lp) -> {
+                try {
+                    forkedSubmitted.await(10, TimeUnit.SECONDS); // the forked request is in the inbox before the next step
+                } catch (InterruptedException e) {
+                    return false;
+                }
                 if (tier.pins(v) == 1 && outs.get(0).isEmpty() && outs.get(1).isEmpty()) {
                     tier.invalidate(v);
                     deleted.countDown();
@@ -87,6 +93,7 @@ class EngineFaultTest {
             List<CompletableFuture<Generator.Finish>> choices = engine.submitForks(prompt, v, "acme", List.of(
                 new Engine.Choice(SamplingParams.greedy(maxTokens), (t, lp) -> outs.get(0).add(t)),
                 new Engine.Choice(SamplingParams.greedy(maxTokens), (t, lp) -> outs.get(1).add(t))));
+            forkedSubmitted.countDown();
             trigger.get(30, TimeUnit.SECONDS);
             assertTrue(deleted.await(1, TimeUnit.SECONDS), "the delete never happened: nothing was tested");
             EngineFixture.Run ref = fx.alone(refCpu, v, prompt, SamplingParams.greedy(maxTokens));
