@@ -11,6 +11,7 @@ import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.NonFiniteLogitsException;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
@@ -72,6 +73,8 @@ public final class ApiServer {
     static final String MODEL = "lg.model";
     static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
     static final String SPAN = "lg.span";
+    /** The error code of a request whose sequence had no finite logits ({@link NonFiniteLogitsException}). */
+    static final String NON_FINITE_LOGITS = "non_finite_logits";
     /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
     static final int MAX_LOGGED_MODEL = 256;
 
@@ -381,6 +384,9 @@ public final class ApiServer {
             error(resp, ApiError.badRequest(t.getMessage(), null));
         } else if (t instanceof AdapterLoadException) {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
+        } else if (t instanceof NonFiniteLogitsException) { // the model's fault, said plainly: no stack trace to log
+            LOG.warn("request failed: {}", t.getMessage());
+            error(resp, new ApiError(500, "internal_error", t.getMessage(), null, NON_FINITE_LOGITS));
         } else {
             LOG.error("request failed", t);
             error(resp, new ApiError(500, "internal_error", "internal error", null, null));
