@@ -166,11 +166,11 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "cannot load model from " + dir + ": " + e.getMessage());
         }
         int limit = maxModelLen != null ? maxModelLen : llama.config().maxPositionEmbeddings();
+        AdapterRegistry registry = adapters(llama, id); // first: a bad --lora-modules fails before threads start
         TextTokenizer tokenizer = TextTokenizer.load(dir);
         CpuBackend cpu = CpuBackend.create();
         LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
             llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen, cpu.threads());
-        AdapterRegistry registry = adapters(llama);
         long slotBudget = adapterSlotMb != null ? adapterSlotMb * (1L << 20) : Runtime.getRuntime().maxMemory() / 4;
         ExecutorService loader = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "adapter-loader");
@@ -274,9 +274,12 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    /** The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters. */
-    private AdapterRegistry adapters(LlamaModel llama) {
-        AdapterRegistry registry = new AdapterRegistry(dataDir, llama.config().shape(), maxLoraRank);
+    /**
+     * The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters;
+     * {@code modelId} is the one name no adapter may have.
+     */
+    private AdapterRegistry adapters(LlamaModel llama, String modelId) {
+        AdapterRegistry registry = new AdapterRegistry(dataDir, llama.config().shape(), modelId, maxLoraRank);
         try {
             registry.load();
         } catch (RuntimeException e) {

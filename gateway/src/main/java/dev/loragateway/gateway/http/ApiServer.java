@@ -95,8 +95,14 @@ public final class ApiServer {
     /**
      * @param adapters the adapters a request's {@code model} may name (null: none); the engine's
      *     device tier is keyed by their {@link dev.loragateway.adapters.AdapterKey}
+     * @throws IllegalArgumentException when {@code adapters} does not keep {@code modelId} from
+     *     adapter names (an adapter of that name could never be reached)
      */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
+        if (adapters != null && !modelId.equals(adapters.baseModelId())) {
+            throw new IllegalArgumentException("the adapter registry reserves the name '" + adapters.baseModelId()
+                + "' for the base model, but the server's model id is '" + modelId + "'");
+        }
         this.vertx = vertx;
         this.engine = engine;
         this.tokenizer = tokenizer;
