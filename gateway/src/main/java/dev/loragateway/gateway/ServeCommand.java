@@ -80,7 +80,8 @@ final class ServeCommand implements Callable<Integer> {
         description = "Most tokens in one forward step: every running decode, then prompt chunks up to this (default: ${DEFAULT-VALUE}).")
     int maxNumBatchedTokens;
 
-    @Option(names = "--max-queued", defaultValue = "1024", description = "Requests waiting beyond the running batch; past it 429 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--max-queued", defaultValue = "1024", description = "Sequences (a request's prompts × n) waiting beyond the running batch; a request that does not fit now"
+        + " gets 429, one with more than this alone 400 (default: ${DEFAULT-VALUE}).")
     int maxQueued;
 
     @Option(names = "--gpu-adapter-slots", defaultValue = "64", description = "Adapters resident on the device at once (default: ${DEFAULT-VALUE}).")
