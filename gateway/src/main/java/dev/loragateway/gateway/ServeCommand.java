@@ -102,6 +102,15 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...", description = "Cluster members to contact.")
     java.util.List<String> clusterMembers;
 
+    @Option(names = "--metrics-port", paramLabel = "N",
+        description = "Also serve GET /metrics with every tenant label, without a key, on this port of --metrics-host; 0 picks"
+            + " a free one (default: none; the API port's /metrics shows tenant labels only to operator_keys when auth is on).")
+    Integer metricsPort;
+
+    @Option(names = "--metrics-host", defaultValue = "127.0.0.1", paramLabel = "ADDR",
+        description = "Listen address of --metrics-port (default: ${DEFAULT-VALUE}).")
+    String metricsHost;
+
     @Option(names = "--otlp-endpoint", paramLabel = "URL",
         description = "Also push traces and metrics over OTLP/HTTP (protobuf) to this base URL, e.g. http://localhost:4318 "
             + "(/v1/traces and /v1/metrics are appended).")
@@ -215,13 +224,22 @@ final class ServeCommand implements Callable<Integer> {
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
-            .maxAdapterBytes(maxAdapterMb * (1L << 20)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
+            .maxAdapterBytes(maxAdapterMb * (1L << 20)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer());
         int bound;
         try {
             bound = server.listen(host, port).await();
         } catch (Exception e) {
             vertx.close();
             throw new ParameterException(spec.commandLine(), "cannot listen on " + host + ":" + port + ": " + e.getMessage());
+        }
+        if (metricsPort != null) {
+            try {
+                LOG.info("metrics with every label on http://{}:{}/metrics", metricsHost, server.listenMetrics(metricsHost, metricsPort).await());
+            } catch (Exception e) {
+                vertx.close();
+                throw new ParameterException(spec.commandLine(), "--metrics-port: cannot listen on " + metricsHost + ":" + metricsPort
+                    + ": " + e.getMessage());
+            }
         }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             LOG.info("draining: new requests get 503, running ones finish");
@@ -242,6 +260,9 @@ final class ServeCommand implements Callable<Integer> {
         var cl = spec.commandLine();
         if (port < 0 || port > 65535) {
             throw new ParameterException(cl, "--port must be between 0 and 65535, got " + port);
+        }
+        if (metricsPort != null && (metricsPort < 0 || metricsPort > 65535)) {
+            throw new ParameterException(cl, "--metrics-port must be between 0 and 65535, got " + metricsPort);
         }
         if (maxModelLen != null && maxModelLen < 1) {
             throw new ParameterException(cl, "--max-model-len must be at least 1, got " + maxModelLen);

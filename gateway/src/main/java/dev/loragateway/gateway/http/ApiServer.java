@@ -85,7 +85,8 @@ public final class ApiServer {
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
     private DeviceTier<Object> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
-    private java.util.function.Supplier<String> metricsText;
+    private MetricsEndpoint metrics; // null: /metrics is a 404
+    private HttpServer metricsServer;
 
     /** A server for the base model only. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
@@ -146,9 +147,14 @@ public final class ApiServer {
         return this;
     }
 
-    /** What {@code GET /metrics} answers (Prometheus text); call before {@link #listen}. */
-    public ApiServer metrics(java.util.function.Supplier<String> text) {
-        this.metricsText = text;
+    /**
+     * What {@code GET /metrics} answers (Prometheus text): {@code full}, with tenant labels, when
+     * auth is off (every caller is tenant {@code default}) or the caller presents an operator key;
+     * else {@code tenantFree}, where no series names a tenant or an adapter ({@link MetricsEndpoint}).
+     * Call before {@link #listen}.
+     */
+    public ApiServer metrics(java.util.function.Supplier<String> full, java.util.function.Supplier<String> tenantFree) {
+        this.metrics = new MetricsEndpoint(full, tenantFree, () -> tenants);
         return this;
     }
 
@@ -236,6 +242,9 @@ public final class ApiServer {
         if (server != null) {
             server.close().await();
         }
+        if (metricsServer != null) {
+            metricsServer.close().await();
+        }
     }
 
     /** Every request: an id, a start time, a span, the observer told when it ends; 503 while draining. */
@@ -306,11 +315,26 @@ public final class ApiServer {
     }
 
     private void metricsRoute(RoutingContext ctx) {
-        if (metricsText == null) {
+        if (metrics == null) {
             error(ctx.response(), new ApiError(404, "not_found_error", "metrics are not enabled", null, null));
             return;
         }
-        ctx.response().putHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8").end(metricsText.get());
+        metrics.handle(ctx);
+    }
+
+    /**
+     * Also serves {@code GET /metrics} with every label and without a key on {@code host:port}
+     * ({@code --metrics-port}; nothing else is routed there); the future gives the bound port.
+     * Call after {@link #metrics}.
+     */
+    public Future<Integer> listenMetrics(String host, int port) {
+        if (metrics == null) {
+            throw new IllegalStateException("no metrics to serve: call metrics() first");
+        }
+        return metrics.listen(vertx, host, port).map(s -> {
+            metricsServer = s;
+            return s.actualPort();
+        });
     }
 
     private void health(RoutingContext ctx) {
