@@ -40,6 +40,18 @@ import java.util.stream.Collectors;
  *   <li>Scaling is {@code alpha / r}, or {@code alpha / sqrt(r)} with {@code use_rslora}.
  * </ul>
  *
+ * <p>Every number in the file must be finite and in range, or the adapter is refused naming the
+ * field, its value and the range: ranks ({@code r}, {@code rank_pattern} values) are positive
+ * integers (at most {@code --max-lora-rank}, checked by the reader); alphas ({@code lora_alpha},
+ * {@code alpha_pattern} values) lie in ±{@value #MAX_ALPHA}; {@code lora_dropout} in [0, 1];
+ * {@code layers_to_transform} entries are layer indices. The alpha bound is the scaling bound:
+ * with {@code r >= 1}, {@code |alpha / r|} and {@code |alpha / sqrt(r)|} are at most
+ * {@code |alpha|}, so no module's update is scaled by more than {@value #MAX_ALPHA}. Real adapters
+ * use alphas from 1 to about a thousand (PEFT's default 8; 16, 32, 64; {@code 2·r} up to
+ * {@code r = 512}), so the bound leaves ten times the largest seen, while an alpha like
+ * {@code 1e308} (accepted before) overflowed float32 into NaN logits. Negative and zero alphas
+ * are kept: PEFT accepts them (a negated or a null update).
+ *
  * <p>Missing {@code target_modules} means {@code ["q_proj", "v_proj"]}, PEFT's default for the
  * Llama family. {@code fan_in_fan_out} is accepted and ignored: PEFT turns it off for
  * {@code nn.Linear}, the only layer type these projections have. Features whose adapters would not
@@ -65,6 +77,8 @@ public record AdapterConfig(int r, double loraAlpha, List<String> targetModules,
                             List<Integer> layersToTransform, List<String> layersPattern) {
     /** The file name the messages use. */
     static final String FILE = "adapter_config.json";
+    /** The largest {@code |lora_alpha|} (and {@code alpha_pattern} value), hence the largest scaling. */
+    public static final double MAX_ALPHA = 10_000;
     private static final ObjectMapper JSON = new ObjectMapper()
         .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final String SUPPORTED = Arrays.stream(LoraModule.values())
@@ -109,7 +123,11 @@ public record AdapterConfig(int r, double loraAlpha, List<String> targetModules,
         if (alphaNode == null || alphaNode.isNull()) {
             throw new AdapterValidationException(FILE + ": \"lora_alpha\" is missing");
         }
-        double alpha = finiteNumber(alphaNode, "lora_alpha");
+        double alpha = alpha(alphaNode, "lora_alpha");
+        JsonNode dropout = root.get("lora_dropout");
+        if (dropout != null && !dropout.isNull()) {
+            inRange(dropout, "lora_dropout", 0, 1, "a probability"); // unused at inference, but a number out of range is a broken file
+        }
         List<String> targets = new ArrayList<>();
         String targetRegex = null;
         JsonNode tm = root.get("target_modules");
@@ -151,7 +169,7 @@ public record AdapterConfig(int r, double loraAlpha, List<String> targetModules,
         Map<String, Double> alphaPattern = new LinkedHashMap<>();
         for (Map.Entry<String, JsonNode> e : fields(root.get("alpha_pattern"), "alpha_pattern")) {
             regex(e.getKey(), "alpha_pattern");
-            alphaPattern.put(e.getKey(), finiteNumber(e.getValue(), "alpha_pattern." + e.getKey()));
+            alphaPattern.put(e.getKey(), alpha(e.getValue(), "alpha_pattern." + e.getKey()));
         }
         List<Integer> layers = new ArrayList<>();
         JsonNode lt = root.get("layers_to_transform");
@@ -324,11 +342,28 @@ public record AdapterConfig(int r, double loraAlpha, List<String> targetModules,
         return n.isIntegralNumber() || (n.isFloatingPointNumber() && n.asDouble() == Math.rint(n.asDouble()));
     }
 
-    private static double finiteNumber(JsonNode n, String field) {
-        if (!n.isNumber() || !Double.isFinite(n.asDouble())) {
+    /** An alpha: a finite number within ±{@link #MAX_ALPHA} (see the class comment for why). */
+    private static double alpha(JsonNode n, String field) {
+        return inRange(n, field, -MAX_ALPHA, MAX_ALPHA, "the update is scaled by alpha / r (alpha / sqrt(r) with use_rslora),"
+            + " and real adapters use 1 to about 1000");
+    }
+
+    /** A number in {@code [min, max]}; else refused with the field, its value, the range and {@code why}. */
+    private static double inRange(JsonNode n, String field, double min, double max, String why) {
+        if (!n.isNumber()) {
             throw new AdapterValidationException(FILE + ": \"" + field + "\" must be a number, got " + n);
         }
-        return n.asDouble();
+        double v = n.asDouble();
+        if (!(v >= min && v <= max)) { // NaN and ±infinity fail too
+            throw new AdapterValidationException(FILE + ": \"" + field + "\" is " + n + ", outside the allowed range "
+                + plain(min) + " to " + plain(max) + " (" + why + ")");
+        }
+        return v;
+    }
+
+    /** {@code 10000} rather than {@code 10000.0}. */
+    private static String plain(double v) {
+        return v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v);
     }
 
     private static boolean bool(JsonNode n, String field) {

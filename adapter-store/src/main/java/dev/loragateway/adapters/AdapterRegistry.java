@@ -16,6 +16,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.NavigableMap;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
@@ -55,24 +56,35 @@ public final class AdapterRegistry {
     private final Path adaptersDir;
     private final Path tmpDir;
     private final ModelShape base;
+    private final String baseModelId;
     private final int maxRank;
     private final Clock clock;
     private final Object lock = new Object(); // serialises every change to the maps and to adapters/
     private final Map<String, NavigableMap<String, AdapterInfo>> byTenant = new ConcurrentHashMap<>();
     private final NavigableMap<String, AdapterInfo> system = new ConcurrentSkipListMap<>();
 
-    /** A registry over {@code dataDir} for adapters of the base model {@code base}, ranks up to {@code maxRank}. */
-    public AdapterRegistry(Path dataDir, ModelShape base, int maxRank) {
-        this(dataDir, base, maxRank, Clock.systemUTC());
+    /**
+     * A registry over {@code dataDir} for adapters of the base model {@code base}, ranks up to
+     * {@code maxRank}, where no adapter may be named {@code baseModelId}: a request's {@code model}
+     * of that name runs the base model, so such an adapter could never be reached.
+     */
+    public AdapterRegistry(Path dataDir, ModelShape base, String baseModelId, int maxRank) {
+        this(dataDir, base, baseModelId, maxRank, Clock.systemUTC());
     }
 
     /** As above, with the clock that stamps {@code created} (tests pass a fixed one). */
-    public AdapterRegistry(Path dataDir, ModelShape base, int maxRank, Clock clock) {
+    public AdapterRegistry(Path dataDir, ModelShape base, String baseModelId, int maxRank, Clock clock) {
         this.adaptersDir = dataDir.resolve("adapters");
         this.tmpDir = dataDir.resolve("tmp");
         this.base = base;
+        this.baseModelId = Objects.requireNonNull(baseModelId, "baseModelId");
         this.maxRank = maxRank;
         this.clock = clock;
+    }
+
+    /** The base model's id, the one name no adapter may have. */
+    public String baseModelId() {
+        return baseModelId;
     }
 
     /** Whether {@code s} is a valid adapter name or tenant id. */
@@ -120,6 +132,10 @@ public final class AdapterRegistry {
             LOG.warn("skipping {}/{} in the adapter store: not an adapter directory", tenant, name);
             return;
         }
+        if (name.equals(baseModelId)) { // uploaded under another --model-id; it stays on disk
+            LOG.warn("skipping stored adapter {}/{}: {}", tenant, name, baseModelIdTaken(name));
+            return;
+        }
         try {
             AdapterSummary s = PeftAdapterReader.inspect(dir.resolve(PeftAdapterReader.CONFIG_FILE),
                 dir.resolve(PeftAdapterReader.WEIGHTS_FILE), base, maxRank);
@@ -151,7 +167,7 @@ public final class AdapterRegistry {
      * Validates and stores tenant {@code tenant}'s upload as adapter {@code name}.
      *
      * @throws AdapterValidationException the name or the adapter is invalid (nothing is kept)
-     * @throws AdapterConflictException the tenant already has {@code name}, or a system adapter has it
+     * @throws AdapterConflictException the tenant already has {@code name}, a system adapter has it, or it is the base model's id
      * @throws UncheckedIOException the data directory cannot be written
      */
     public AdapterInfo register(String tenant, String name, Path configFile, Path tensorsFile) {
@@ -216,9 +232,14 @@ public final class AdapterRegistry {
     /**
      * Registers a {@code --lora-modules NAME=DIR} adapter: validated in place (values included),
      * not copied into the data directory, visible to every tenant, owned by {@code "system"}.
+     *
+     * @throws AdapterConflictException the name is taken by another system adapter or is the base model's id
      */
     public AdapterInfo registerSystem(String name, Path peftDir) {
         requireName(name);
+        if (name.equals(baseModelId)) {
+            throw new AdapterConflictException(baseModelIdTaken(name));
+        }
         AdapterSummary s = PeftAdapterReader.validateDirectory(peftDir, base, maxRank);
         synchronized (lock) {
             if (system.containsKey(name)) {
@@ -305,6 +326,9 @@ public final class AdapterRegistry {
     }
 
     private void checkFree(String tenant, String name) {
+        if (name.equals(baseModelId)) {
+            throw new AdapterConflictException(baseModelIdTaken(name));
+        }
         if (system.containsKey(name)) {
             throw new AdapterConflictException("adapter name '" + name + "' is taken by a system adapter (--lora-modules)");
         }
@@ -312,6 +336,11 @@ public final class AdapterRegistry {
         if (own != null && own.containsKey(name)) {
             throw new AdapterConflictException("adapter '" + name + "' already exists");
         }
+    }
+
+    private static String baseModelIdTaken(String name) {
+        return "adapter name '" + name + "' is the base model's id: a request naming it runs the base model, so the adapter"
+            + " could never be used; choose another name";
     }
 
     private void checkQuota(String tenant, int maxAdapters) {

@@ -115,4 +115,48 @@ class AdapterConfigTest {
         assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 8, \"layer_replication\": [[0, 2]]}"), "layer_replication is not supported");
         assertRefused(() -> parse("{\"r\": 8}"), "\"lora_alpha\" is missing");
     }
+
+    // ---- issue 12 item 7: lora_alpha 1e308 was accepted and made NaN logits ----------------------
+
+    @Test
+    void loraAlpha1e308IsRefusedNamingTheFieldItsValueAndTheRange() {
+        for (String alpha : new String[] {"1e308", "-1e308", "1e400", "10000.5", "-10001", "123456789012345678901234567890"}) {
+            assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": " + alpha + "}"),
+                "\"lora_alpha\" is ", "outside the allowed range -10000 to 10000", "alpha / r");
+        }
+        String msg = assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 1e308}"), "\"lora_alpha\" is 1.0E308");
+        assertTrue(msg.startsWith("adapter_config.json: "), msg);
+    }
+
+    @Test
+    void alphaPatternValuesHaveTheSameRange() {
+        assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 16, \"alpha_pattern\": {\"q_proj\": 32, \"v_proj\": 1e308}}"),
+            "\"alpha_pattern.v_proj\" is 1.0E308", "-10000 to 10000");
+        assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 16, \"alpha_pattern\": {\"q_proj\": \"big\"}}"),
+            "\"alpha_pattern.q_proj\" must be a number");
+    }
+
+    @Test
+    void loraDropoutMustBeAProbability() {
+        for (String d : new String[] {"2", "-0.1", "1e308"}) {
+            assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 16, \"lora_dropout\": " + d + "}"),
+                "\"lora_dropout\" is ", "outside the allowed range 0 to 1");
+        }
+        assertRefused(() -> parse("{\"r\": 8, \"lora_alpha\": 16, \"lora_dropout\": \"0.1\"}"), "\"lora_dropout\" must be a number");
+    }
+
+    @Test
+    void alphasRealAdaptersUseAreAccepted() {
+        // PEFT's default, common choices, rsLoRA-style large alphas, the bound itself, negative and zero (PEFT accepts them)
+        for (String alpha : new String[] {"8", "16", "32.0", "0.5", "1024", "10000", "-10000", "-16", "0"}) {
+            AdapterConfig c = parse("{\"r\": 8, \"lora_alpha\": " + alpha + ", \"lora_dropout\": 0.05, \"use_rslora\": true}");
+            assertEquals(Double.parseDouble(alpha), c.loraAlpha());
+            assertTrue(Math.abs(c.scalingFor(key(0, LoraModule.Q_PROJ))) <= AdapterConfig.MAX_ALPHA);
+        }
+        assertEquals(8.0, parse("{\"r\": 1, \"lora_alpha\": 8, \"lora_dropout\": null}").alphaFor(key(0, LoraModule.Q_PROJ)));
+        AdapterConfig worst = parse("{\"r\": 1, \"lora_alpha\": 10000, \"rank_pattern\": {\"q_proj\": 1}, \"alpha_pattern\": {\"v_proj\": -10000}}");
+        for (LoraModule m : LoraModule.values()) {
+            assertTrue(Math.abs(worst.scalingFor(key(0, m))) <= AdapterConfig.MAX_ALPHA, m.toString());
+        }
+    }
 }

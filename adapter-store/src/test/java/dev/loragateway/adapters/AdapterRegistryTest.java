@@ -34,6 +34,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /** Per-tenant registration, conflicts, atomic storage and restart of {@link AdapterRegistry}. */
 class AdapterRegistryTest {
     private static final Clock CLOCK = Clock.fixed(Instant.ofEpochSecond(1_700_000_000L), ZoneOffset.UTC);
+    /** The base model's id: the one name no adapter may take. */
+    private static final String BASE_ID = "base-model";
 
     @TempDir
     Path tmp;
@@ -45,7 +47,7 @@ class AdapterRegistryTest {
     void setUp() {
         data = tmp.resolve("data");
         uploads = tmp.resolve("uploads");
-        registry = new AdapterRegistry(data, SHAPE, 64, CLOCK);
+        registry = new AdapterRegistry(data, SHAPE, BASE_ID, 64, CLOCK);
         registry.load();
     }
 
@@ -153,6 +155,36 @@ class AdapterRegistryTest {
         assertFalse(Files.exists(data.resolve("adapters/system")));
     }
 
+    /** Issue 12 item 8: an adapter named like the base model was accepted, unreachable, and listed twice. */
+    @Test
+    void adapterNamedLikeTheBaseModelIsAConflictForUploadsAndSystemAdapters() throws IOException {
+        Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
+        AdapterConflictException e = assertThrows(AdapterConflictException.class, () -> register("acme", BASE_ID, u));
+        assertTrue(e.getMessage().contains("'" + BASE_ID + "' is the base model's id"), e.getMessage());
+        assertEquals(List.of(), filesUnder(data.resolve("tmp")));
+        assertEquals(List.of(), filesUnder(data.resolve("adapters")));
+        assertEquals(0, registry.count("acme"));
+        Path dir = PeftFixture.adapter(8, 16, "o_proj").write(tmp.resolve("modules/base"));
+        e = assertThrows(AdapterConflictException.class, () -> registry.registerSystem(BASE_ID, dir));
+        assertTrue(e.getMessage().contains("base model's id"), e.getMessage());
+        assertEquals(List.of(), registry.list("acme"));
+        assertEquals(Optional.empty(), registry.find("acme", BASE_ID));
+        // a name is the exact string, as a request's model is matched: another case is another name
+        assertEquals("Base-Model", register("acme", "Base-Model", u).name());
+        assertEquals(BASE_ID, registry.baseModelId());
+    }
+
+    @Test
+    void storedAdapterNamedLikeANewBaseModelIdIsSkippedAtStartAndKeptOnDisk() {
+        register("acme", "llama-3", upload("u", PeftFixture.adapter(8, 16, "q_proj")));
+        register("acme", "other", upload("v", PeftFixture.adapter(8, 16, "q_proj")));
+        AdapterRegistry renamed = new AdapterRegistry(data, SHAPE, "llama-3", 64, CLOCK); // served again under --model-id llama-3
+        renamed.load();
+        assertEquals(Optional.empty(), renamed.find("acme", "llama-3"));
+        assertEquals(List.of("other"), renamed.list("acme").stream().map(AdapterInfo::name).toList());
+        assertTrue(Files.isDirectory(data.resolve("adapters/acme/llama-3")), "the files stay for the operator");
+    }
+
     @Test
     void aTenantCalledSystemDoesNotCollideWithSystemAdapters() {
         registry.registerSystem("x", PeftFixture.adapter(8, 16, "q_proj").write(tmp.resolve("modules/x")));
@@ -202,7 +234,7 @@ class AdapterRegistryTest {
         AdapterInfo c = register("globex", "helper", upload("c", PeftFixture.adapter(2, 2, "k_proj")));
         registry.delete("globex", "helper");
 
-        AdapterRegistry again = new AdapterRegistry(data, SHAPE, 64, Clock.offset(CLOCK, java.time.Duration.ofDays(1)));
+        AdapterRegistry again = new AdapterRegistry(data, SHAPE, BASE_ID, 64, Clock.offset(CLOCK, java.time.Duration.ofDays(1)));
         again.load();
         assertEquals(List.of(a), again.list("acme"));
         assertEquals(List.of(b), again.list("globex"));
@@ -220,7 +252,7 @@ class AdapterRegistryTest {
         Files.writeString(data.resolve("tmp/stray"), "x");
         Files.createDirectories(data.resolve("adapters/acme/not a name"));
 
-        AdapterRegistry smaller = new AdapterRegistry(data, SHAPE, 16, CLOCK); // large no longer fits
+        AdapterRegistry smaller = new AdapterRegistry(data, SHAPE, BASE_ID, 16, CLOCK); // large no longer fits
         smaller.load();
         assertEquals(List.of(), filesUnder(data.resolve("tmp")));
         assertEquals(List.of("small"), smaller.list("acme").stream().map(AdapterInfo::name).toList());
@@ -339,13 +371,13 @@ class AdapterRegistryTest {
         assertThrows(IllegalArgumentException.class, () -> registry.discardStaging(tmp.resolve("elsewhere")));
         Path left = registry.newStagingDirectory();
         Files.writeString(left.resolve("part"), "half an upload");
-        new AdapterRegistry(data, SHAPE, 64, CLOCK).load();
+        new AdapterRegistry(data, SHAPE, BASE_ID, 64, CLOCK).load();
         assertFalse(Files.exists(left), "load() clears staging directories a crash left behind");
     }
 
     @Test
     void registerWorksWithoutLoadFirst() {
-        AdapterRegistry fresh = new AdapterRegistry(tmp.resolve("fresh"), SHAPE, 64, CLOCK);
+        AdapterRegistry fresh = new AdapterRegistry(tmp.resolve("fresh"), SHAPE, BASE_ID, 64, CLOCK);
         Path u = upload("u", PeftFixture.adapter(8, 16, "q_proj"));
         AdapterInfo info = fresh.register("acme", "bot", PeftFixture.configFile(u), PeftFixture.weightsFile(u));
         assertEquals(Optional.of(info), fresh.find("acme", "bot"));

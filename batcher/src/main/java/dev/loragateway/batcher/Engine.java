@@ -55,7 +55,7 @@ public final class Engine implements AutoCloseable {
 
     /**
      * @param maxBatch      most sequences running at once ({@code --max-batch})
-     * @param maxQueued     most requests waiting ({@code --max-queued})
+     * @param maxQueued     most sequences waiting ({@code --max-queued}): a request's prompts × n count together
      * @param kvCacheBytes  KV pool size ({@code --kv-cache-mb}); 0: room for {@code maxBatch}
      *                      sequences of the model's full context, at most a quarter of the heap
      * @param blockSize     positions per KV block
@@ -194,7 +194,7 @@ public final class Engine implements AutoCloseable {
         return opts;
     }
 
-    /** New requests waiting to join the batch. */
+    /** Sequences of new requests waiting to join the batch (what {@code maxQueued} bounds). */
     public int queued() {
         return queued.get();
     }
@@ -239,7 +239,7 @@ public final class Engine implements AutoCloseable {
      * the sink, or exceptionally (an {@link AdapterLoadException} when its adapter cannot load);
      * cancelling it stops the generation at the next step and frees its blocks and adapter pin.
      *
-     * @throws QueueFullException when {@code maxQueued} requests already wait
+     * @throws QueueFullException when {@code maxQueued} sequences already wait
      * @throws IllegalArgumentException for an empty prompt, a token outside the vocabulary, or a
      *     request whose prompt plus {@code max_tokens} cannot fit in the whole KV pool
      * @throws IllegalStateException when the engine is closing
@@ -255,16 +255,53 @@ public final class Engine implements AutoCloseable {
      * span ({@link EngineSpans}) under the caller's current OpenTelemetry context.
      */
     public List<CompletableFuture<Generator.Finish>> submitForks(int[] prompt, Object adapter, String tenant, List<Choice> choices) {
-        if (choices.isEmpty()) {
-            throw new IllegalArgumentException("no choices to generate");
+        return submitAll(List.of(new Prompt(prompt, choices)), adapter, tenant).get(0);
+    }
+
+    /** One prompt of a request and its choices ({@code n} of them), as {@link #submitForks} takes them. */
+    public record Prompt(int[] tokens, List<Choice> choices) {
+    }
+
+    /**
+     * Queues every prompt of one request (each as {@link #submitForks}), all or none: the request's
+     * sequences (prompts × choices, those with {@code max_tokens} > 0) count against
+     * {@code maxQueued} together, so a request is never half queued. Futures come per prompt, in
+     * choice order.
+     *
+     * @throws RequestTooLargeException when the request alone has more sequences than
+     *     {@code maxQueued}: it could never be queued
+     * @throws QueueFullException when it would fit an empty queue but not the sequences waiting now
+     * @throws IllegalArgumentException for a prompt {@link #submit} refuses
+     */
+    public List<List<CompletableFuture<Generator.Finish>>> submitAll(List<Prompt> prompts, Object adapter, String tenant) {
+        if (prompts.isEmpty()) {
+            throw new IllegalArgumentException("no prompts to generate");
         }
-        validate(prompt, adapter);
-        for (Choice c : choices) {
-            long need = kv.blocksFor((long) prompt.length + c.params().maxTokens());
-            if (need > kv.total()) {
-                throw new IllegalArgumentException("the prompt (" + prompt.length + " tokens) plus max_tokens (" + c.params().maxTokens()
-                    + ") needs " + need + " KV-cache blocks of " + kv.blockSize() + " positions, but the whole pool has "
-                    + kv.total() + " (raise --kv-cache-mb or lower max_tokens)");
+        int weight = 0; // sequences that will wait in the queue
+        for (Prompt p : prompts) {
+            if (p.choices().isEmpty()) {
+                throw new IllegalArgumentException("no choices to generate");
+            }
+            for (Choice c : p.choices()) {
+                weight += c.params().maxTokens() > 0 ? 1 : 0;
+            }
+        }
+        if (weight > opts.maxQueued()) { // before anything is built: it could never wait in the queue
+            throw new RequestTooLargeException(weight, prompts.size(), prompts.get(0).choices().size(), opts.maxQueued());
+        }
+        for (Prompt p : prompts) {
+            if (p.choices().size() > opts.maxBatch()) { // it would never be admitted, and would block admission for everyone behind it
+                throw new IllegalArgumentException("n = " + p.choices().size() + " choices of one prompt run in one batch, but a batch holds at most "
+                    + opts.maxBatch() + " sequences (--max-batch)");
+            }
+            validate(p.tokens(), adapter);
+            for (Choice c : p.choices()) {
+                long need = kv.blocksFor((long) p.tokens().length + c.params().maxTokens());
+                if (need > kv.total()) {
+                    throw new IllegalArgumentException("the prompt (" + p.tokens().length + " tokens) plus max_tokens ("
+                        + c.params().maxTokens() + ") needs " + need + " KV-cache blocks of " + kv.blockSize()
+                        + " positions, but the whole pool has " + kv.total() + " (raise --kv-cache-mb or lower max_tokens)");
+                }
             }
         }
         if (closing) {
@@ -274,42 +311,67 @@ public final class Engine implements AutoCloseable {
             throw new UnavailableException("the engine has stopped: " + died);
         }
         String t = tenant == null ? DEFAULT_TENANT : tenant;
-        List<Sequence> forks = new ArrayList<>();
-        for (int i = 1; i < choices.size(); i++) {
-            Choice c = choices.get(i);
-            forks.add(new Sequence(new Request(prompt, c.params(), adapter, t, c.sink()), t, null));
-        }
-        Choice first = choices.get(0);
-        Sequence lead = new Sequence(new Request(prompt, first.params(), adapter, t, first.sink()), t, forks.isEmpty() ? null : forks);
-        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();
-        futures.add(lead.future);
-        forks.forEach(f -> futures.add(f.future));
-        boolean anyWork = false;
-        for (Sequence s : allOf(lead)) {
-            if (s.req.params().maxTokens() == 0) {
-                s.future.complete(Generator.Finish.LENGTH);
-            } else {
-                anyWork = true;
+        List<List<CompletableFuture<Generator.Finish>>> futures = new ArrayList<>();
+        List<Sequence> leads = new ArrayList<>();
+        for (Prompt p : prompts) {
+            List<Sequence> forks = new ArrayList<>();
+            for (int i = 1; i < p.choices().size(); i++) {
+                Choice c = p.choices().get(i);
+                forks.add(new Sequence(new Request(p.tokens(), c.params(), adapter, t, c.sink()), t, null));
+            }
+            Choice first = p.choices().get(0);
+            Sequence lead = new Sequence(new Request(p.tokens(), first.params(), adapter, t, first.sink()), t,
+                forks.isEmpty() ? null : forks);
+            List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
+            for (Sequence s : allOf(lead)) {
+                fs.add(s.future);
+                if (s.req.params().maxTokens() > 0) {
+                    lead.queueWeight++;
+                }
+            }
+            futures.add(fs);
+            if (lead.queueWeight > 0) {
+                leads.add(lead);
             }
         }
-        if (!anyWork) {
-            return futures;
+        reserveQueue(weight);
+        for (int p = 0; p < prompts.size(); p++) { // choices with nothing to generate are done at once
+            List<Choice> choices = prompts.get(p).choices();
+            for (int i = 0; i < choices.size(); i++) {
+                if (choices.get(i).params().maxTokens() == 0) {
+                    futures.get(p).get(i).complete(Generator.Finish.LENGTH);
+                }
+            }
         }
-        if (queued.incrementAndGet() > opts.maxQueued()) {
-            queued.decrementAndGet();
-            throw new QueueFullException(opts.maxQueued());
+        if (leads.isEmpty()) {
+            return futures;
         }
         if (adapter != null) {
             adapters.prefetch(adapter);
         }
         Context parent = Context.current();
-        for (Sequence s : allOf(lead)) {
-            if (!s.future.isDone()) {
-                spans.start(s, parent);
+        for (Sequence lead : leads) {
+            for (Sequence s : allOf(lead)) {
+                if (!s.future.isDone()) {
+                    spans.start(s, parent);
+                }
             }
         }
-        inbox.offer(lead);
+        leads.forEach(inbox::offer);
         return futures;
+    }
+
+    /** Takes {@code weight} (at most {@code maxQueued}) places of the queue for one request, all at once, or throws. */
+    private void reserveQueue(int weight) {
+        while (weight > 0) {
+            int now = queued.get();
+            if (now + weight > opts.maxQueued()) {
+                throw new QueueFullException(now, weight, opts.maxQueued());
+            }
+            if (queued.compareAndSet(now, now + weight)) {
+                return;
+            }
+        }
     }
 
     private void validate(int[] prompt, Object adapter) {
@@ -373,10 +435,19 @@ public final class Engine implements AutoCloseable {
         return faults;
     }
 
-    /** Too many requests wait already. */
+    /** The request would fit an empty queue, but not next to the sequences waiting now: retry later (429). */
     public static final class QueueFullException extends RuntimeException {
-        public QueueFullException(int queued) {
-            super("the server is at capacity: " + queued + " requests are already queued; retry later");
+        public QueueFullException(int queued, int needed, int maxQueued) {
+            super("the server is at capacity: " + queued + " sequences are already queued and this request needs " + needed
+                + " more, over the limit of " + maxQueued + " (--max-queued); retry later");
+        }
+    }
+
+    /** The request alone has more sequences than the whole queue holds: it can never be queued (400). */
+    public static final class RequestTooLargeException extends IllegalArgumentException {
+        public RequestTooLargeException(int sequences, int prompts, int n, int maxQueued) {
+            super("this request needs " + sequences + " sequences (" + prompts + (prompts == 1 ? " prompt" : " prompts") + " × n = "
+                + n + "), more than the " + maxQueued + " that may wait in the queue (--max-queued); send fewer prompts or a smaller n");
         }
     }
 
@@ -537,7 +608,7 @@ public final class Engine implements AutoCloseable {
                     return;
                 }
                 waiting.take(s);
-                queued.decrementAndGet();
+                queued.addAndGet(-s.queueWeight);
                 s.order = nextOrder++;
                 start(s);
             }
@@ -614,7 +685,7 @@ public final class Engine implements AutoCloseable {
 
         @Override
         public void dropped(Sequence s) {
-            queued.decrementAndGet();
+            queued.addAndGet(-s.queueWeight);
             unpin(s);
         }
 

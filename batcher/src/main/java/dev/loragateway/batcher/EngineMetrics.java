@@ -14,7 +14,7 @@ import java.util.function.LongSupplier;
  * exports them; without one they cost nothing):
  *
  * <pre>
- * lora_gateway.engine.queue_depth             gauge      requests waiting (new and preempted)
+ * lora_gateway.engine.queue_depth             gauge      sequences waiting (new: prompts × n; preempted)
  * lora_gateway.engine.running                 gauge      sequences in the running batch
  * lora_gateway.engine.kv_blocks               gauge      KV blocks, attribute state = used | free
  * lora_gateway.engine.preemptions             counter    sequences preempted (blocks freed, recomputed later)
@@ -40,8 +40,8 @@ final class EngineMetrics {
     private final DoubleHistogram tpot;
 
     EngineMetrics(Meter meter, LongSupplier queued, LongSupplier running, LongSupplier kvUsed, LongSupplier kvTotal) {
-        meter.gaugeBuilder(PREFIX + "queue_depth").ofLongs().setDescription("Requests waiting to join the running batch")
-            .setUnit("{request}").buildWithCallback(m -> m.record(queued.getAsLong()));
+        meter.gaugeBuilder(PREFIX + "queue_depth").ofLongs().setDescription("Sequences waiting to join the running batch")
+            .setUnit("{sequence}").buildWithCallback(m -> m.record(queued.getAsLong()));
         meter.gaugeBuilder(PREFIX + "running").ofLongs().setDescription("Sequences in the running batch")
             .setUnit("{sequence}").buildWithCallback(m -> m.record(running.getAsLong()));
         Attributes used = Attributes.of(STATE, "used");

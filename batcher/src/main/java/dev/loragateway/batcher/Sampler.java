@@ -8,9 +8,25 @@ import java.util.SplittableRandom;
  * Log-probabilities are those of the model's own distribution (log-softmax of the raw logits),
  * as vLLM and OpenAI report them, whatever the temperature.
  *
+ * <p>Non-finite logits mean the same on every path (greedy, temperature, top-p, log-probabilities):
+ * <ul>
+ *   <li>NaN is -∞: that token has probability 0 and is never chosen;
+ *   <li>+∞ tokens share all the probability equally (softmax's limit as their logits grow): greedy
+ *       takes the first of them, sampling one of them uniformly (top-p: one of a nucleus of
+ *       {@code ceil(top_p · count)} of them, as for any tie);
+ *   <li>a row with no token above -∞ (all NaN or -∞) has no distribution: {@link #sample} throws
+ *       {@link NonFiniteLogitsException}, which fails that sequence alone. It never returns a token
+ *       outside {@code [0, vocab)}.
+ * </ul>
+ * Reported log-probabilities are at least {@link #LOGPROB_FLOOR}, as vLLM reports them, so that
+ * every one is a finite JSON number.
+ *
  * <p>One sampler per sequence; it reuses its scratch arrays across steps.
  */
 public final class Sampler {
+    /** The lowest log-probability reported (vLLM's clamp), standing for -∞ too. */
+    public static final float LOGPROB_FLOOR = -9999f;
+
     /** The chosen token's log-probability and, when asked, the top alternatives (best first). */
     public record Logprobs(int token, float logprob, int[] topTokens, float[] topLogprobs) {
     }
@@ -25,7 +41,11 @@ public final class Sampler {
         this.random = new SplittableRandom(params.seed());
     }
 
-    /** Chooses the next token from {@code logits[off..off+vocab)} (not modified). */
+    /**
+     * Chooses the next token from {@code logits[off..off+vocab)} (not modified).
+     *
+     * @throws NonFiniteLogitsException when no logit is above -∞ (all NaN or -∞)
+     */
     public int sample(float[] logits, int off, int vocab) {
         if (params.isGreedy()) {
             return argmax(logits, off, vocab);
@@ -34,17 +54,29 @@ public final class Sampler {
             probs = new float[vocab];
             order = new int[vocab];
         }
-        float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[off + i]);
+        float max = rowMax(logits, off, vocab);
+        if (max == Float.NEGATIVE_INFINITY) {
+            throw new NonFiniteLogitsException(vocab);
         }
-        double inv = 1.0 / params.temperature();
+        boolean infinite = max == Float.POSITIVE_INFINITY;
+        double temperature = params.temperature();
         double sum = 0;
         for (int i = 0; i < vocab; i++) {
-            float p = (float) Math.exp((logits[off + i] - max) * inv);
+            float x = logits[off + i];
+            float p;
+            if (infinite) {
+                p = x == Float.POSITIVE_INFINITY ? 1f : 0f;
+            } else if (x > Float.NEGATIVE_INFINITY) { // false for NaN
+                // in double: a finite difference cannot overflow, and dividing (not multiplying by 1/T)
+                // keeps 0 / T at 0 for the tiniest T
+                p = (float) Math.exp(((double) x - max) / temperature);
+            } else {
+                p = 0f;
+            }
             probs[i] = p;
             sum += p;
         }
+        // sum >= 1: the largest logit contributes exp(0) (or 1 for +∞)
         if (params.topP() >= 1) {
             double u = random.nextDouble() * sum;
             double acc = 0;
@@ -54,9 +86,20 @@ public final class Sampler {
                     return i;
                 }
             }
-            return argmax(logits, off, vocab);
+            return argmax(logits, off, vocab); // rounding left u unreached: the most likely token
         }
         return sampleTopP(vocab, sum);
+    }
+
+    /** The largest logit that is not NaN (NaN compares false), or -∞ when there is none. */
+    private static float rowMax(float[] logits, int off, int vocab) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < vocab; i++) {
+            if (logits[off + i] > max) {
+                max = logits[off + i];
+            }
+        }
+        return max;
     }
 
     /** Nucleus: the smallest set of most likely tokens whose mass reaches top_p, renormalised. */
@@ -110,17 +153,34 @@ public final class Sampler {
         }
     }
 
-    /** Log-probability of {@code token} and the {@code k} most likely tokens, from raw logits. */
+    /**
+     * Log-probability of {@code token} and the {@code k} most likely tokens (ties: lower index
+     * first), from raw logits, with the class's meaning of NaN and ±∞; each at least
+     * {@link #LOGPROB_FLOOR}.
+     */
     public static Logprobs logprobs(float[] logits, int off, int vocab, int token, int k) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < vocab; i++) {
-            max = Math.max(max, logits[off + i]);
+        float max = rowMax(logits, off, vocab);
+        double logZ;
+        if (max == Float.POSITIVE_INFINITY) {
+            int count = 0;
+            for (int i = 0; i < vocab; i++) {
+                if (logits[off + i] == Float.POSITIVE_INFINITY) {
+                    count++;
+                }
+            }
+            logZ = Math.log(count); // each +∞ token has probability 1/count
+        } else if (max == Float.NEGATIVE_INFINITY) {
+            logZ = 0; // no distribution: every token is reported at the floor
+        } else {
+            double sum = 0;
+            for (int i = 0; i < vocab; i++) {
+                float x = logits[off + i];
+                if (x > Float.NEGATIVE_INFINITY) { // NaN and -∞ add nothing
+                    sum += Math.exp((double) x - max);
+                }
+            }
+            logZ = max + Math.log(sum);
         }
-        double sum = 0;
-        for (int i = 0; i < vocab; i++) {
-            sum += Math.exp(logits[off + i] - max);
-        }
-        float logZ = (float) (max + Math.log(sum));
         int kk = Math.max(0, Math.min(k, vocab));
         int[] top = new int[kk];
         float[] topLp = new float[kk];
@@ -130,14 +190,32 @@ public final class Sampler {
                 if (contains(top, j, i)) {
                     continue;
                 }
-                if (best < 0 || logits[off + i] > logits[off + best]) {
+                if (best < 0 || key(logits[off + i]) > key(logits[off + best])) {
                     best = i;
                 }
             }
             top[j] = best;
-            topLp[j] = logits[off + best] - logZ;
+            topLp[j] = logprob(logits[off + best], max, logZ);
         }
-        return new Logprobs(token, logits[off + token] - logZ, top, topLp);
+        return new Logprobs(token, logprob(logits[off + token], max, logZ), top, topLp);
+    }
+
+    /** A logit's log-probability given the row's largest logit and log-normaliser, floored. */
+    private static float logprob(float x, float max, double logZ) {
+        double lp;
+        if (max == Float.POSITIVE_INFINITY) {
+            lp = x == Float.POSITIVE_INFINITY ? -logZ : Double.NEGATIVE_INFINITY;
+        } else if (x > Float.NEGATIVE_INFINITY && max > Float.NEGATIVE_INFINITY) {
+            lp = x - logZ;
+        } else {
+            lp = Double.NEGATIVE_INFINITY; // NaN, -∞, or a row without a distribution
+        }
+        return (float) Math.max(lp, LOGPROB_FLOOR);
+    }
+
+    /** The order of logits: NaN ranks with -∞. */
+    private static float key(float x) {
+        return Float.isNaN(x) ? Float.NEGATIVE_INFINITY : x;
     }
 
     private static boolean contains(int[] a, int n, int v) {
@@ -149,12 +227,22 @@ public final class Sampler {
         return false;
     }
 
+    /**
+     * The first index of the largest logit, NaN never chosen.
+     *
+     * @throws NonFiniteLogitsException when no logit is above -∞
+     */
     static int argmax(float[] x, int off, int n) {
-        int best = 0;
-        for (int i = 1; i < n; i++) {
-            if (x[off + i] > x[off + best]) {
+        int best = -1;
+        float bestValue = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            if (x[off + i] > bestValue) { // false for NaN, and for -∞ against -∞
+                bestValue = x[off + i];
                 best = i;
             }
+        }
+        if (best < 0) {
+            throw new NonFiniteLogitsException(n);
         }
         return best;
     }

@@ -38,6 +38,11 @@ final class Sequence {
     Span span = Span.getInvalid();
     /** Sequences to fork off this one's prompt once it is computed ({@code n > 1}), or null. */
     List<Sequence> forks;
+    /**
+     * Places of the engine's queue bound ({@code --max-queued}) this lead holds while it waits: it
+     * and its forks, those with tokens to generate. Set at submit, given back when it leaves the queue.
+     */
+    int queueWeight;
 
     Sequence(Engine.Request req, String tenant, List<Sequence> forks) {
         this.req = req;

@@ -134,6 +134,29 @@ class EngineFaultTest {
         }
     }
 
+    /**
+     * Found while reading the scheduler (issue 12): {@code n} larger than {@code --max-batch} never
+     * fitted a batch, and the request at the head of the queue that never fits stopped admission for
+     * everyone. It is refused at once, naming both numbers, and the engine serves on.
+     */
+    @Test
+    void moreChoicesThanABatchHoldsAreRefusedAndBlockNobody() throws Exception {
+        try (Engine engine = new Engine(fx.model, new CpuBackend(1), null, Engine.Options.defaults().withBatch(4, 64))) {
+            List<Engine.Choice> five = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                five.add(new Engine.Choice(SamplingParams.greedy(3), (t, lp) -> true));
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> engine.submitForks(new int[] {4, 5}, null, "acme", five));
+            assertTrue(e.getMessage().contains("n = 5") && e.getMessage().contains("at most 4"), e.getMessage());
+            var next = engine.submitForks(new int[] {4, 5}, null, "acme", five.subList(0, 4));
+            for (var f : next) {
+                f.get(30, TimeUnit.SECONDS);
+            }
+            assertEquals(0, engine.queued());
+        }
+    }
+
     /** The watchdog: work waiting and no step finished for the stall time is unhealthy; a closed engine is too. */
     @Test
     void aStalledOrStoppedEngineIsUnhealthy() throws Exception {

@@ -2,11 +2,16 @@ package dev.loragateway.batcher;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Random;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 
 class SamplerTest {
@@ -141,5 +146,174 @@ class SamplerTest {
             .getMessage().contains("temperature"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> new SamplingParams(1, 0, 0, 1, -1))
             .getMessage().contains("top_p"));
+    }
+
+    // ---- non-finite logits (issue 12 item 7: NaN logits made sampleTopP index order[-1]) ----------
+
+    /** Odd vocabulary sizes, 1 included, so no path relies on a multiple of a vector width. */
+    private static final int[] ODD_VOCABS = {1, 3, 7, 31, 130, 257};
+
+    /** Every sampling path: greedy, temperature over the whole distribution, and nuclei of several sizes. */
+    private static List<SamplingParams> everyPath(long seed) {
+        return List.of(SamplingParams.greedy(1), new SamplingParams(1.0, 1.0, seed, 1, -1), new SamplingParams(0.7, 0.95, seed, 1, -1),
+            new SamplingParams(1.3, 0.5, seed, 1, -1), new SamplingParams(0.2, 0.01, seed, 1, -1));
+    }
+
+    /** {@code row} inside a larger array at offset 5, finite logits around it that a bad index would read. */
+    private static float[] embedded(float[] row) {
+        float[] all = new float[row.length + 9];
+        Arrays.fill(all, 50f);
+        System.arraycopy(row, 0, all, 5, row.length);
+        return all;
+    }
+
+    @Test
+    void nanRowWithTopPBelowOneIsRefusedNotAnArrayIndexOutOfBounds() {
+        for (int n : ODD_VOCABS) {
+            for (float[] row : new float[][] {filled(n, Float.NaN), filled(n, Float.NEGATIVE_INFINITY), nanAndMinusInfinity(n)}) {
+                float[] all = embedded(row);
+                for (SamplingParams p : everyPath(n)) {
+                    NonFiniteLogitsException e = assertThrows(NonFiniteLogitsException.class, () -> new Sampler(p).sample(all, 5, n),
+                        () -> "vocab " + n + ", " + p + ", row " + Arrays.toString(row));
+                    assertTrue(e.getMessage().contains("no finite logit"), e.getMessage());
+                }
+            }
+        }
+    }
+
+    @Test
+    void nanLogitsAreNeverChosenOnAnyPath() {
+        Random r = new Random(17);
+        for (int n : ODD_VOCABS) {
+            float[] row = randomLogits(r, n);
+            int keep = r.nextInt(n); // one finite logit at least
+            for (int i = 0; i < n; i++) {
+                if (i != keep && r.nextInt(3) == 0) {
+                    row[i] = Float.NaN;
+                }
+            }
+            if (n > 1) {
+                row[(keep + 1) % n] = Float.NaN; // a NaN right beside the kept one
+            }
+            float[] all = embedded(row);
+            int best = -1;
+            for (int i = 0; i < n; i++) {
+                if (!Float.isNaN(row[i]) && (best < 0 || row[i] > row[best])) {
+                    best = i;
+                }
+            }
+            assertEquals(best, new Sampler(SamplingParams.greedy(1)).sample(all, 5, n), "greedy, vocab " + n);
+            for (SamplingParams p : everyPath(n)) {
+                Sampler s = new Sampler(p);
+                for (int k = 0; k < 500; k++) {
+                    int t = s.sample(all, 5, n);
+                    assertTrue(t >= 0 && t < n, "token " + t + " outside the vocabulary of " + n);
+                    assertFalse(Float.isNaN(row[t]), "vocab " + n + ", " + p + ": chose NaN token " + t);
+                }
+            }
+        }
+    }
+
+    @Test
+    void positiveInfinityTakesAllTheProbabilityShared() {
+        for (int n : new int[] {7, 31, 257}) {
+            float[] row = randomLogits(new Random(n), n);
+            row[2] = Float.POSITIVE_INFINITY;
+            row[n - 1] = Float.POSITIVE_INFINITY;
+            row[3] = Float.NaN;
+            float[] all = embedded(row);
+            assertEquals(2, new Sampler(SamplingParams.greedy(1)).sample(all, 5, n), "greedy takes the first +inf");
+            Set<Integer> seen = new HashSet<>();
+            Sampler s = new Sampler(new SamplingParams(1.0, 1.0, 3, 1, -1));
+            for (int k = 0; k < 400; k++) {
+                int t = s.sample(all, 5, n);
+                assertTrue(t == 2 || t == n - 1, "vocab " + n + ": token " + t + " is not one of the +inf ones");
+                seen.add(t);
+            }
+            assertEquals(Set.of(2, n - 1), seen, "both +inf tokens are drawn");
+            Sampler nucleus = new Sampler(new SamplingParams(0.5, 0.3, 4, 1, -1)); // ceil(0.3 * 2) = 1 token
+            int first = nucleus.sample(all, 5, n);
+            assertTrue(first == 2 || first == n - 1);
+            for (int k = 0; k < 100; k++) {
+                assertEquals(first, nucleus.sample(all, 5, n), "a top-p 0.3 nucleus of two equal tokens holds one");
+            }
+            Sampler.Logprobs lp = Sampler.logprobs(all, 5, n, 2, 3);
+            assertEquals(-Math.log(2), lp.logprob(), 1e-6);
+            assertArrayEquals(new int[] {2, n - 1, lp.topTokens()[2]}, lp.topTokens());
+            assertEquals(Sampler.LOGPROB_FLOOR, lp.topLogprobs()[2]);
+        }
+    }
+
+    @Test
+    void minusInfinityTokensAreNeverChosenAndALoneFiniteOneAlwaysIs() {
+        for (int n : ODD_VOCABS) {
+            float[] row = filled(n, Float.NEGATIVE_INFINITY);
+            int only = n / 2;
+            row[only] = -3.5f;
+            float[] all = embedded(row);
+            for (SamplingParams p : everyPath(n)) {
+                Sampler s = new Sampler(p);
+                for (int k = 0; k < 50; k++) {
+                    assertEquals(only, s.sample(all, 5, n), "vocab " + n + ", " + p);
+                }
+            }
+            assertEquals(0f, Sampler.logprobs(all, 5, n, only, 0).logprob(), 1e-6);
+        }
+    }
+
+    @Test
+    void extremeFiniteLogitsAndATinyTemperatureGiveNoNaN() {
+        float[] row = {-Float.MAX_VALUE, Float.MAX_VALUE, 0f, Float.MAX_VALUE / 2, -1f};
+        float[] all = embedded(row);
+        for (SamplingParams p : List.of(new SamplingParams(1.0, 0.5, 1, 1, -1), new SamplingParams(1e-310, 0.9, 1, 1, -1),
+                new SamplingParams(1e-310, 1.0, 1, 1, -1), new SamplingParams(2.0, 1.0, 1, 1, -1))) {
+            Sampler s = new Sampler(p);
+            for (int k = 0; k < 50; k++) {
+                assertEquals(1, s.sample(all, 5, row.length), p.toString()); // the others are exp(-huge) = 0 next to it
+            }
+        }
+    }
+
+    @Test
+    void logprobsOfNonFiniteRowsAreFiniteJsonNumbers() {
+        Random r = new Random(23);
+        for (int n : ODD_VOCABS) {
+            float[] row = randomLogits(r, n);
+            for (int i = 0; i < n; i += 2) {
+                row[i] = i % 4 == 0 ? Float.NaN : Float.NEGATIVE_INFINITY;
+            }
+            float[] all = embedded(row);
+            for (int token = 0; token < n; token++) {
+                Sampler.Logprobs lp = Sampler.logprobs(all, 5, n, token, Math.min(5, n));
+                assertTrue(Float.isFinite(lp.logprob()) && lp.logprob() <= 0 && lp.logprob() >= Sampler.LOGPROB_FLOOR,
+                    "vocab " + n + " token " + token + ": " + lp.logprob());
+                if (!(row[token] > Float.NEGATIVE_INFINITY)) {
+                    assertEquals(Sampler.LOGPROB_FLOOR, lp.logprob(), "a NaN or -inf token is reported at the floor");
+                }
+                for (int j = 0; j < lp.topTokens().length; j++) {
+                    assertTrue(Float.isFinite(lp.topLogprobs()[j]));
+                    if (j > 0) {
+                        assertTrue(lp.topLogprobs()[j] <= lp.topLogprobs()[j - 1], "top alternatives best first");
+                    }
+                }
+                if (n > 1) {
+                    assertFalse(Float.isNaN(row[lp.topTokens()[0]]), "the best alternative is never a NaN token");
+                }
+            }
+        }
+    }
+
+    private static float[] filled(int n, float v) {
+        float[] a = new float[n];
+        Arrays.fill(a, v);
+        return a;
+    }
+
+    private static float[] nanAndMinusInfinity(int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = i % 2 == 0 ? Float.NaN : Float.NEGATIVE_INFINITY;
+        }
+        return a;
     }
 }

@@ -80,7 +80,8 @@ final class ServeCommand implements Callable<Integer> {
         description = "Most tokens in one forward step: every running decode, then prompt chunks up to this (default: ${DEFAULT-VALUE}).")
     int maxNumBatchedTokens;
 
-    @Option(names = "--max-queued", defaultValue = "1024", description = "Requests waiting beyond the running batch; past it 429 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--max-queued", defaultValue = "1024", description = "Sequences (a request's prompts × n) waiting beyond the running batch; a request that does not fit now"
+        + " gets 429, one with more than this alone 400 (default: ${DEFAULT-VALUE}).")
     int maxQueued;
 
     @Option(names = "--gpu-adapter-slots", defaultValue = "64", description = "Adapters resident on the device at once (default: ${DEFAULT-VALUE}).")
@@ -105,6 +106,15 @@ final class ServeCommand implements Callable<Integer> {
         description = "GET /health answers 503 when work waits and no engine step has finished for this many seconds, "
             + "or at once when the engine has stopped (default: ${DEFAULT-VALUE}).")
     int watchdogSeconds;
+
+    @Option(names = "--metrics-port", paramLabel = "N",
+        description = "Also serve GET /metrics with every tenant label, without a key, on this port of --metrics-host; 0 picks"
+            + " a free one (default: none; the API port's /metrics shows tenant labels only to operator_keys when auth is on).")
+    Integer metricsPort;
+
+    @Option(names = "--metrics-host", defaultValue = "127.0.0.1", paramLabel = "ADDR",
+        description = "Listen address of --metrics-port (default: ${DEFAULT-VALUE}).")
+    String metricsHost;
 
     @Option(names = "--otlp-endpoint", paramLabel = "URL",
         description = "Also push traces and metrics over OTLP/HTTP (protobuf) to this base URL, e.g. http://localhost:4318 "
@@ -171,11 +181,11 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "cannot load model from " + dir + ": " + e.getMessage());
         }
         int limit = maxModelLen != null ? maxModelLen : llama.config().maxPositionEmbeddings();
+        AdapterRegistry registry = adapters(llama, id); // first: a bad --lora-modules fails before threads start
         TextTokenizer tokenizer = TextTokenizer.load(dir);
         CpuBackend cpu = CpuBackend.create();
         LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
             llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen, cpu.threads());
-        AdapterRegistry registry = adapters(llama);
         long slotBudget = adapterSlotMb != null ? adapterSlotMb * (1L << 20) : Runtime.getRuntime().maxMemory() / 4;
         ExecutorService loader = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "adapter-loader");
@@ -227,13 +237,22 @@ final class ServeCommand implements Callable<Integer> {
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
-            .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape).tracer(telemetry.tracer());
+            .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer());
         int bound;
         try {
             bound = server.listen(host, port).await();
         } catch (Exception e) {
             vertx.close();
             throw new ParameterException(spec.commandLine(), "cannot listen on " + host + ":" + port + ": " + e.getMessage());
+        }
+        if (metricsPort != null) {
+            try {
+                LOG.info("metrics with every label on http://{}:{}/metrics", metricsHost, server.listenMetrics(metricsHost, metricsPort).await());
+            } catch (Exception e) {
+                vertx.close();
+                throw new ParameterException(spec.commandLine(), "--metrics-port: cannot listen on " + metricsHost + ":" + metricsPort
+                    + ": " + e.getMessage());
+            }
         }
         // SIGTERM: stop taking work at once, on the signal thread, then drain through the shutdown hook
         Signals.onTerm(() -> {
@@ -260,6 +279,9 @@ final class ServeCommand implements Callable<Integer> {
         var cl = spec.commandLine();
         if (port < 0 || port > 65535) {
             throw new ParameterException(cl, "--port must be between 0 and 65535, got " + port);
+        }
+        if (metricsPort != null && (metricsPort < 0 || metricsPort > 65535)) {
+            throw new ParameterException(cl, "--metrics-port must be between 0 and 65535, got " + metricsPort);
         }
         if (maxModelLen != null && maxModelLen < 1) {
             throw new ParameterException(cl, "--max-model-len must be at least 1, got " + maxModelLen);
@@ -294,9 +316,12 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
-    /** The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters. */
-    private AdapterRegistry adapters(LlamaModel llama) {
-        AdapterRegistry registry = new AdapterRegistry(dataDir, llama.config().shape(), maxLoraRank);
+    /**
+     * The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters;
+     * {@code modelId} is the one name no adapter may have.
+     */
+    private AdapterRegistry adapters(LlamaModel llama, String modelId) {
+        AdapterRegistry registry = new AdapterRegistry(dataDir, llama.config().shape(), modelId, maxLoraRank);
         try {
             registry.load();
         } catch (RuntimeException e) {

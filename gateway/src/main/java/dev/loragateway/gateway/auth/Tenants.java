@@ -26,8 +26,13 @@ import java.util.regex.Pattern;
  *     { "id": "acme",   "keys": ["sk-acme-1", "sk-acme-2"] },
  *     { "id": "globex", "keys": ["sk-globex-1"], "max_adapters": 100,
  *       "max_requests_per_second": 20, "max_concurrent_requests": 8 }
- * ] }
+ *   ],
+ *   "operator_keys": ["sk-ops-1"] }
  * </pre>
+ *
+ * Operator keys (optional) belong to no tenant and open no {@code /v1/} route: they only let
+ * {@code GET /metrics} on the API port show its tenant labels, which anonymous callers and tenants
+ * never see there. A key may not be both a tenant's and an operator's.
  *
  * Keys are kept as SHA-256 digests and a presented key is compared with every one of them in
  * constant time ({@link MessageDigest#isEqual}), so neither the comparison nor the search reveals
@@ -51,16 +56,18 @@ public final class Tenants {
     private final boolean enabled;
     private final List<Key> keys;
     private final Map<String, Tenant> byId;
+    private final List<byte[]> operatorKeys; // SHA-256 digests
 
-    private Tenants(boolean enabled, List<Key> keys, Map<String, Tenant> byId) {
+    private Tenants(boolean enabled, List<Key> keys, Map<String, Tenant> byId, List<byte[]> operatorKeys) {
         this.enabled = enabled;
         this.keys = keys;
         this.byId = byId;
+        this.operatorKeys = operatorKeys;
     }
 
     /** Auth off: every caller is tenant {@code default}. */
     public static Tenants open() {
-        return new Tenants(false, List.of(), Map.of(DEFAULT, Tenant.unlimited(DEFAULT)));
+        return new Tenants(false, List.of(), Map.of(DEFAULT, Tenant.unlimited(DEFAULT)), List.of());
     }
 
     /**
@@ -118,7 +125,23 @@ public final class Tenants {
         if (byId.isEmpty()) {
             throw new IllegalArgumentException(where + ": no tenants");
         }
-        return new Tenants(true, List.copyOf(keys), Map.copyOf(byId));
+        List<byte[]> operators = new ArrayList<>();
+        JsonNode ops = root.get("operator_keys");
+        if (ops != null && !ops.isNull()) {
+            if (!ops.isArray()) {
+                throw new IllegalArgumentException(where + ": \"operator_keys\" must be an array of strings");
+            }
+            for (JsonNode k : ops) {
+                if (!k.isTextual() || k.asText().isEmpty()) {
+                    throw new IllegalArgumentException(where + ": operator_keys must be non-empty strings");
+                }
+                if (!seenKeys.add(k.asText())) {
+                    throw new IllegalArgumentException(where + ": an operator key is listed twice or is also a tenant's key");
+                }
+                operators.add(digest(k.asText()));
+            }
+        }
+        return new Tenants(true, List.copyOf(keys), Map.copyOf(byId), List.copyOf(operators));
     }
 
     private static int nonNegativeInt(JsonNode t, String field, String at) {
@@ -175,6 +198,22 @@ public final class Tenants {
             }
         }
         return Optional.ofNullable(found);
+    }
+
+    /**
+     * Whether an {@code Authorization} header value carries an operator key; always false with
+     * auth off. Compared as tenant keys are: every digest, in constant time.
+     */
+    public boolean isOperator(String authorization) {
+        if (!enabled || authorization == null || authorization.length() < 7 || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            return false;
+        }
+        byte[] d = digest(authorization.substring(7).trim());
+        boolean found = false;
+        for (byte[] k : operatorKeys) { // no early exit
+            found |= MessageDigest.isEqual(k, d);
+        }
+        return found;
     }
 
     private static byte[] digest(String key) {

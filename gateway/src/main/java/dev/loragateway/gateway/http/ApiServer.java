@@ -11,6 +11,7 @@ import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.NonFiniteLogitsException;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
@@ -72,6 +73,8 @@ public final class ApiServer {
     static final String MODEL = "lg.model";
     static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
     static final String SPAN = "lg.span";
+    /** The error code of a request whose sequence had no finite logits ({@link NonFiniteLogitsException}). */
+    static final String NON_FINITE_LOGITS = "non_finite_logits";
     /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
     static final int MAX_LOGGED_MODEL = 256;
 
@@ -82,7 +85,8 @@ public final class ApiServer {
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
     private DeviceTier<Object> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
-    private java.util.function.Supplier<String> metricsText;
+    private MetricsEndpoint metrics; // null: /metrics is a 404
+    private HttpServer metricsServer;
     private final Health healthCheck;
 
     /** A server for the base model only. */
@@ -93,8 +97,14 @@ public final class ApiServer {
     /**
      * @param adapters the adapters a request's {@code model} may name (null: none); the engine's
      *     device tier is keyed by their {@link dev.loragateway.adapters.AdapterKey}
+     * @throws IllegalArgumentException when {@code adapters} does not keep {@code modelId} from
+     *     adapter names (an adapter of that name could never be reached)
      */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
+        if (adapters != null && !modelId.equals(adapters.baseModelId())) {
+            throw new IllegalArgumentException("the adapter registry reserves the name '" + adapters.baseModelId()
+                + "' for the base model, but the server's model id is '" + modelId + "'");
+        }
         this.vertx = vertx;
         this.engine = engine;
         this.tokenizer = tokenizer;
@@ -148,9 +158,14 @@ public final class ApiServer {
         return this;
     }
 
-    /** What {@code GET /metrics} answers (Prometheus text); call before {@link #listen}. */
-    public ApiServer metrics(java.util.function.Supplier<String> text) {
-        this.metricsText = text;
+    /**
+     * What {@code GET /metrics} answers (Prometheus text): {@code full}, with tenant labels, when
+     * auth is off (every caller is tenant {@code default}) or the caller presents an operator key;
+     * else {@code tenantFree}, where no series names a tenant or an adapter ({@link MetricsEndpoint}).
+     * Call before {@link #listen}.
+     */
+    public ApiServer metrics(java.util.function.Supplier<String> full, java.util.function.Supplier<String> tenantFree) {
+        this.metrics = new MetricsEndpoint(full, tenantFree, () -> tenants);
         return this;
     }
 
@@ -243,6 +258,9 @@ public final class ApiServer {
         if (server != null) {
             server.close().await();
         }
+        if (metricsServer != null) {
+            metricsServer.close().await();
+        }
     }
 
     /** Every request: an id, a start time, a span, the observer told when it ends; 503 while draining. */
@@ -313,11 +331,26 @@ public final class ApiServer {
     }
 
     private void metricsRoute(RoutingContext ctx) {
-        if (metricsText == null) {
+        if (metrics == null) {
             error(ctx.response(), new ApiError(404, "not_found_error", "metrics are not enabled", null, null));
             return;
         }
-        ctx.response().putHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8").end(metricsText.get());
+        metrics.handle(ctx);
+    }
+
+    /**
+     * Also serves {@code GET /metrics} with every label and without a key on {@code host:port}
+     * ({@code --metrics-port}; nothing else is routed there); the future gives the bound port.
+     * Call after {@link #metrics}.
+     */
+    public Future<Integer> listenMetrics(String host, int port) {
+        if (metrics == null) {
+            throw new IllegalStateException("no metrics to serve: call metrics() first");
+        }
+        return metrics.listen(vertx, host, port).map(s -> {
+            metricsServer = s;
+            return s.actualPort();
+        });
     }
 
     private void health(RoutingContext ctx) {
@@ -404,6 +437,9 @@ public final class ApiServer {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
         } else if (t instanceof Engine.UnavailableException) {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), null, null));
+        } else if (t instanceof NonFiniteLogitsException) { // the model's fault, said plainly: no stack trace to log
+            LOG.warn("request failed: {}", t.getMessage());
+            error(resp, new ApiError(500, "internal_error", t.getMessage(), null, NON_FINITE_LOGITS));
         } else {
             LOG.error("request failed", t);
             error(resp, new ApiError(500, "internal_error", "internal error", null, null));

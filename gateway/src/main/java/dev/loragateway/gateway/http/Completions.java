@@ -228,43 +228,41 @@ final class Completions {
     /**
      * Submits every choice to the engine, where they join the running batch; {@code onDelta(choice,
      * text)} streams text when non-null. {@code done} completes with the choices in index order.
+     * The request is queued all or none: its prompts × n sequences count against the engine's
+     * queue bound together.
      *
-     * @throws Engine.QueueFullException when the engine's queue is full (nothing stays submitted)
+     * @throws Engine.QueueFullException when the engine's queue has no room for them now (nothing is submitted)
+     * @throws Engine.RequestTooLargeException when they are more than the whole queue holds (a 400)
      */
     Submitted submit(Engine engine, Request r, String tenant, ChoiceListener onDelta) {
         long seed = baseSeed(r);
         List<ChoiceRun> runs = new ArrayList<>();
-        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the engine's, for cancelling
-        List<CompletableFuture<Generator.Finish>> finished = new ArrayList<>();  // after each choice's finish()
-        try {
-            for (int pi = 0; pi < r.prompts().size(); pi++) {
-                int[] prompt = r.prompts().get(pi);
-                List<Engine.Choice> choices = new ArrayList<>();
-                for (int c = 0; c < r.n(); c++) {
-                    int index = pi * r.n() + c;
-                    ChoiceRun.Sink sink = onDelta == null ? null : (d, tokens) -> onDelta.delta(index, d, tokens);
-                    ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
-                    runs.add(run);
-                    choices.add(new Engine.Choice(params(r, seed, index), run));
-                }
-                // the n choices of a prompt prefill once and fork, sharing the prompt's KV blocks
-                List<CompletableFuture<Generator.Finish>> fs = engine.submitForks(prompt, r.adapter(), tenant, choices);
-                for (int c = 0; c < fs.size(); c++) {
-                    ChoiceRun run = runs.get(pi * r.n() + c);
-                    futures.add(fs.get(c));
-                    int index = pi * r.n() + c;
-                    finished.add(fs.get(c).thenApply(end -> {
-                        run.finish(end);
-                        if (onDelta != null) {
-                            onDelta.finished(index, run.finishReason, run.unreported());
-                        }
-                        return end;
-                    }));
-                }
+        List<Engine.Prompt> prompts = new ArrayList<>();
+        for (int pi = 0; pi < r.prompts().size(); pi++) {
+            int[] prompt = r.prompts().get(pi);
+            List<Engine.Choice> choices = new ArrayList<>();
+            for (int c = 0; c < r.n(); c++) {
+                int index = pi * r.n() + c;
+                ChoiceRun.Sink sink = onDelta == null ? null : (d, tokens) -> onDelta.delta(index, d, tokens);
+                ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
+                runs.add(run);
+                choices.add(new Engine.Choice(params(r, seed, index), run));
             }
-        } catch (RuntimeException e) {
-            futures.forEach(f -> f.cancel(false));
-            throw e;
+            prompts.add(new Engine.Prompt(prompt, choices)); // the n choices prefill once and fork, sharing the prompt's KV blocks
+        }
+        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the engine's, for cancelling
+        engine.submitAll(prompts, r.adapter(), tenant).forEach(futures::addAll);  // choice index order
+        List<CompletableFuture<Generator.Finish>> finished = new ArrayList<>();  // after each choice's finish()
+        for (int index = 0; index < futures.size(); index++) {
+            ChoiceRun run = runs.get(index);
+            int i = index;
+            finished.add(futures.get(index).thenApply(end -> {
+                run.finish(end);
+                if (onDelta != null) {
+                    onDelta.finished(i, run.finishReason, run.unreported());
+                }
+                return end;
+            }));
         }
         CompletableFuture<List<ChoiceRun>> done = CompletableFuture.allOf(finished.toArray(new CompletableFuture<?>[0]))
             .thenApply(v -> runs);

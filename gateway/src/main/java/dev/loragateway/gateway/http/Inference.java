@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.NonFiniteLogitsException;
 import io.opentelemetry.api.trace.Span;
 import io.opentelemetry.context.Scope;
 import io.vertx.core.Context;
@@ -94,6 +95,9 @@ final class Inference {
         ObjectNode err = JSON.createObjectNode();
         if (t instanceof AdapterLoadException || t instanceof Engine.UnavailableException) {
             err.putObject("error").put("message", t.getMessage()).put("type", "unavailable");
+        } else if (t instanceof NonFiniteLogitsException) {
+            LOG.warn("request {} failed: {}", id, t.getMessage());
+            err.putObject("error").put("message", t.getMessage()).put("type", "internal_error").put("code", ApiServer.NON_FINITE_LOGITS);
         } else {
             LOG.error("request {} failed", id, t);
             err.putObject("error").put("message", "internal error").put("type", "internal_error");

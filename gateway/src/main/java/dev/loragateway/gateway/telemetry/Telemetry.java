@@ -20,6 +20,7 @@ import io.opentelemetry.sdk.trace.SpanProcessor;
 import io.opentelemetry.sdk.trace.export.BatchSpanProcessor;
 import io.prometheus.metrics.config.EscapingScheme;
 import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
+import io.prometheus.metrics.model.snapshots.MetricSnapshots;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -36,7 +37,8 @@ import java.util.function.Consumer;
  * The server's OpenTelemetry SDK, configured once by {@code serve} (never the global singleton):
  *
  * <pre>
- * SdkMeterProvider ─┬─ PrometheusMetricReader ── {@link #scrape()} ── GET /metrics (text 0.0.4)
+ * SdkMeterProvider ─┬─ PrometheusMetricReader ─┬─ {@link #scrape()} ──────────── GET /metrics (text 0.0.4), every label
+ *                   │                          └─ {@link #scrapeTenantFree()} ── the same, no tenant or adapter label
  *                   └─ PeriodicMetricReader(OtlpHttpMetricExporter)      only with --otlp-endpoint
  * SdkTracerProvider ── BatchSpanProcessor(OtlpHttpSpanExporter)          only with --otlp-endpoint
  *                      (+ processors a test adds); with none, a no-op tracer
@@ -126,9 +128,21 @@ public final class Telemetry implements AutoCloseable {
 
     /** Every instrument's current value as Prometheus text ({@link #CONTENT_TYPE}). */
     public String scrape() {
+        return write(prometheus.collect());
+    }
+
+    /**
+     * {@link #scrape()} for callers who may not learn which tenants or adapters exist: series that
+     * differ only by a tenant or adapter label merged into one ({@link TenantFreeMetrics}).
+     */
+    public String scrapeTenantFree() {
+        return write(TenantFreeMetrics.of(prometheus.collect()));
+    }
+
+    private String write(MetricSnapshots snapshots) {
         ByteArrayOutputStream out = new ByteArrayOutputStream(16 << 10);
         try {
-            text.write(out, prometheus.collect(), EscapingScheme.UNDERSCORE_ESCAPING);
+            text.write(out, snapshots, EscapingScheme.UNDERSCORE_ESCAPING);
         } catch (IOException e) {
             throw new UncheckedIOException(e); // a byte array does not fail
         }

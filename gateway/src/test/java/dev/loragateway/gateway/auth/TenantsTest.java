@@ -81,6 +81,30 @@ class TenantsTest {
         assertTrue(e.getMessage().contains("missing.json"), e.getMessage());
     }
 
+    /** {@link #FILE} with {@code "operator_keys": json}. */
+    private static String withOperators(String json) {
+        return FILE.substring(0, FILE.lastIndexOf('}')) + ", \"operator_keys\": " + json + " }";
+    }
+
+    @Test
+    void operatorKeysOpenNoTenantAndAreNeverATenantsKey() throws Exception {
+        Tenants t = parse(withOperators("[\"sk-ops-1\", \"sk-ops-2\"]"));
+        assertTrue(t.isOperator("Bearer sk-ops-1"));
+        assertTrue(t.isOperator("bearer sk-ops-2"));
+        assertTrue(t.authenticate("Bearer sk-ops-1").isEmpty(), "an operator key is no tenant's key: /v1/ answers 401");
+        for (String not : new String[] {null, "", "Bearer ", "sk-ops-1", "Bearer sk-ops-", "Bearer sk-acme-1"}) {
+            assertFalse(t.isOperator(not), String.valueOf(not));
+        }
+        assertFalse(parse(FILE).isOperator("Bearer sk-ops-1"), "none without operator_keys");
+        assertFalse(Tenants.open().isOperator("Bearer anything"), "auth off: no operators (every /metrics label is 'default')");
+        assertTrue(assertThrows(IllegalArgumentException.class,
+            () -> parse(withOperators("[\"sk-acme-1\"]"))).getMessage().contains("also a tenant's key"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+            () -> parse(withOperators("\"sk-ops\""))).getMessage().contains("\"operator_keys\" must be an array"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+            () -> parse(withOperators("[\"\"]"))).getMessage().contains("non-empty strings"));
+    }
+
     @Test
     void requestRateIsATokenBucketOfOneSecond() {
         AtomicLong now = new AtomicLong(1_000_000_000L);

@@ -91,7 +91,7 @@ class AdaptersHttpTest {
     static Server startServer() throws Exception {
         LlamaModel model = LlamaModel.load(dir);
         ModelConfig cfg = model.config();
-        AdapterRegistry registry = new AdapterRegistry(data, cfg.shape(), 64);
+        AdapterRegistry registry = new AdapterRegistry(data, cfg.shape(), "demo", 64);
         registry.load();
         for (DemoAdapters.Spec s : DemoAdapters.ALL) {
             registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));

@@ -34,7 +34,7 @@ public final class DemoStack {
         model = LlamaModel.load(dir);
         cfg = model.config();
         tokenizer = TextTokenizer.load(dir);
-        registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), 64);
+        registry = new AdapterRegistry(dir.resolve("data"), cfg.shape(), DemoModel.MODEL_ID, 64);
         registry.load();
         if (systemAdapters) {
             for (DemoAdapters.Spec s : DemoAdapters.ALL) {

@@ -93,7 +93,7 @@ class TelemetryHttpTest {
             .withMeter(telemetry.meter()).withTracer(telemetry.tracer()));
         vertx = Vertx.vertx();
         int port = new ApiServer(vertx, engine, tokenizer, "demo", 256, registry).observer(telemetry.requests())
-            .metrics(telemetry::scrape).tracer(telemetry.tracer()).listen("127.0.0.1", 0).await();
+            .metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer()).listen("127.0.0.1", 0).await();
         base = "http://127.0.0.1:" + port;
         workload();
     }
