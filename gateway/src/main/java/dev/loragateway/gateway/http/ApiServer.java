@@ -21,6 +21,7 @@ import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
+import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
@@ -48,6 +49,9 @@ public final class ApiServer {
     /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
     private static final ObjectReader BODY_READER = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final long MAX_JSON_BODY = 16L << 20;
+    /** The worker pool that parses, renders and tokenizes inference requests, and its size: at most that many at once. */
+    static final String PROMPT_POOL = "lora-gateway-prompts";
+    static final int PROMPT_THREADS = Math.max(2, Runtime.getRuntime().availableProcessors());
     /** {@code --max-adapter-mb}'s default. */
     static final long DEFAULT_MAX_ADAPTER_BYTES = 512L << 20;
 
@@ -100,8 +104,10 @@ public final class ApiServer {
         this.modelId = modelId;
         this.adapters = adapters;
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
-        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight);
-        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight);
+        // shared by name: every server of this Vert.x instance tokenizes on the same bounded pool
+        WorkerExecutor prompts = vertx.createSharedWorkerExecutor(PROMPT_POOL, PROMPT_THREADS);
+        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight, prompts);
+        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight, prompts);
     }
 
     /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
