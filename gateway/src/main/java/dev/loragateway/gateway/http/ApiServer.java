@@ -23,6 +23,7 @@ import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
@@ -86,6 +87,7 @@ public final class ApiServer {
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
     private DeviceTier<Object> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
+    private HttpLimits httpLimits = HttpLimits.defaults();
     private java.util.function.Supplier<String> metricsText;
 
     /** A server for the base model only. */
@@ -143,6 +145,12 @@ public final class ApiServer {
         return this;
     }
 
+    /** Timeouts and the connection cap ({@code --idle-timeout-s} ... {@code --max-connections}); call before {@link #listen}. */
+    public ApiServer httpLimits(HttpLimits l) {
+        this.httpLimits = l;
+        return this;
+    }
+
     /** What {@code GET /metrics} answers (Prometheus text); call before {@link #listen}. */
     public ApiServer metrics(java.util.function.Supplier<String> text) {
         this.metricsText = text;
@@ -193,7 +201,12 @@ public final class ApiServer {
             LOG.error("internal error on {} {}", ctx.request().method(), ctx.request().path(), ctx.failure());
             error(ctx.response(), new ApiError(500, "internal_error", "internal error", null, null));
         });
-        HttpServer http = vertx.createHttpServer().requestHandler(router).invalidRequestHandler(ApiServer::invalidRequest);
+        // HTTP/1 only: every connection then runs through one ConnectionGuard (an h2c connection would
+        // multiplex requests past it)
+        HttpServerOptions options = new HttpServerOptions().setHttp2ClearTextEnabled(false);
+        Connections connections = new Connections(httpLimits, options.getHttp1Config());
+        HttpServer http = vertx.createHttpServer(options).connectionHandler(connections::accept).requestHandler(router)
+            .invalidRequestHandler(ApiServer::invalidRequest);
         return http.listen(port, host).map(s -> {
             server = s;
             return s.actualPort();
@@ -249,11 +262,40 @@ public final class ApiServer {
             observer.finished(r);
         });
         String path = ctx.request().path();
-        if (draining && !path.equals("/health") && !path.equals("/metrics")) {
+        boolean operations = path.equals("/health") || path.equals("/metrics");
+        if (draining && !operations) {
             error(ctx.response(), new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
             return;
         }
+        ConnectionGuard guard = Connections.guard(ctx.request().connection());
+        if (guard != null && guard.healthOnly()) { // beyond --max-connections: health checks only, one per connection
+            ctx.response().putHeader("Connection", "close").endHandler(v -> ctx.request().connection().close());
+            if (!operations) {
+                ctx.response().putHeader("Retry-After", "1");
+                error(ctx.response(), new ApiError(503, "unavailable", "the server has " + httpLimits.maxConnections() + " connections "
+                    + "serving requests (--max-connections " + httpLimits.maxConnections() + "); this one beyond them serves only /health "
+                    + "and /metrics", null, "too_many_connections"));
+                return;
+            }
+        }
+        if (guard != null && !ctx.request().isEnded()) {
+            guard.onBodyTimeout(() -> bodyTimedOut(ctx));
+        }
         ctx.next();
+    }
+
+    /** The body stalled past {@code --body-timeout-s}: 408, then the connection closes (its route cleans up on the close). */
+    private void bodyTimedOut(RoutingContext ctx) {
+        String s = HttpLimits.seconds(httpLimits.bodyTimeout());
+        HttpServerResponse resp = ctx.response();
+        if (resp.ended() || resp.closed() || resp.headWritten()) {
+            ctx.request().connection().close();
+            return;
+        }
+        ApiError e = new ApiError(408, "invalid_request_error", "the request body stalled: no byte of it arrived for " + s
+            + " s (--body-timeout-s " + s + ")", null, "request_timeout");
+        resp.setStatusCode(408).putHeader("Content-Type", "application/json").putHeader("Connection", "close")
+            .end(errorBody(e).toString()).onComplete(v -> ctx.request().connection().close());
     }
 
     private RequestObserver.Record record(RoutingContext ctx) {
@@ -268,6 +310,12 @@ public final class ApiServer {
 
     /** {@code /v1/*}: the caller's key names its tenant (401 otherwise); per-tenant request rate. */
     private void authenticate(RoutingContext ctx) {
+        int keys = ctx.request().headers().getAll("Authorization").size();
+        if (keys > 1) { // which one counts would be a guess: refuse rather than let the first (or last) win
+            error(ctx.response(), new ApiError(400, "invalid_request_error", "the request has " + keys + " Authorization headers; send "
+                + "exactly one: 'Authorization: Bearer KEY'", null, "duplicate_header"));
+            return;
+        }
         Optional<Tenants.Tenant> t = tenants.authenticate(ctx.request().getHeader("Authorization"));
         if (t.isEmpty()) {
             String msg = ctx.request().getHeader("Authorization") == null
@@ -394,6 +442,10 @@ public final class ApiServer {
     }
 
     static void error(HttpServerResponse resp, ApiError e) {
+        json(resp, e.status(), errorBody(e));
+    }
+
+    static ObjectNode errorBody(ApiError e) {
         ObjectNode root = JSON.createObjectNode();
         ObjectNode err = root.putObject("error");
         err.put("message", e.getMessage()).put("type", e.type());
@@ -407,7 +459,7 @@ public final class ApiServer {
         } else {
             err.put("code", e.code());
         }
-        json(resp, e.status(), root);
+        return root;
     }
 
     static void json(HttpServerResponse resp, int status, JsonNode body) {
