@@ -432,7 +432,8 @@ public final class ApiServer {
         if (t instanceof ApiError) {
             error(resp, (ApiError) t);
         } else if (t instanceof IllegalArgumentException) {
-            error(resp, ApiError.badRequest(t.getMessage(), null));
+            error(resp, ApiError.badRequest(t.getMessage() != null ? t.getMessage() : "the request is invalid ("
+                + t.getClass().getSimpleName() + " without a message)", null));
         } else if (t instanceof AdapterLoadException) {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
         } else {

@@ -93,11 +93,6 @@ final class ConnectionGuard extends ChannelDuplexHandler {
         }
     }
 
-    /** Whether a response head has been written for the request being served. */
-    boolean responseStarted() {
-        return responseStarted;
-    }
-
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
         this.ctx = ctx;
@@ -190,7 +185,7 @@ final class ConnectionGuard extends ChannelDuplexHandler {
 
     /** The state whose deadline applies now, or null when none does. */
     private Wait waiting() {
-        if (bodyArriving && owed > 0) {
+        if (bodyArriving) { // also the rest of a body whose request was answered early (a refusal draining it)
             return Wait.BODY;
         }
         if (headArriving) {
@@ -207,7 +202,7 @@ final class ConnectionGuard extends ChannelDuplexHandler {
             case BODY -> lastBodyRead + limits.bodyTimeout().toNanos();
             case HEAD -> headStart + limits.headerTimeout().toNanos();
             case READER -> unwritableSince + limits.idleTimeout().toNanos();
-            case IDLE -> Math.max(lastResponse, opened) + limits.idleTimeout().toNanos();
+            case IDLE -> lastResponse + limits.idleTimeout().toNanos(); // after a response: before one, a head is due
         };
     }
 
@@ -218,7 +213,7 @@ final class ConnectionGuard extends ChannelDuplexHandler {
             return;
         }
         long at = deadline(w);
-        if (timer != null && !timer.isDone() && timerAt <= at) {
+        if (timer != null && !timer.isDone() && timerAt - at <= 0) {
             return; // it fires first and looks again
         }
         if (timer != null) {
@@ -238,7 +233,7 @@ final class ConnectionGuard extends ChannelDuplexHandler {
         if (w == Wait.BODY && !ctx.channel().config().isAutoRead()) {
             lastBodyRead = now; // the server paused reading: the silence is ours, not the client's
         }
-        if (deadline(w) > now) {
+        if (deadline(w) - now > 0) {
             arm();
             return;
         }

@@ -63,14 +63,6 @@ public record HttpLimits(Duration idleTimeout, Duration headerTimeout, Duration 
         return Math.max(4, Math.min(64, maxConnections / 64));
     }
 
-    public HttpLimits withTimeouts(Duration idle, Duration header, Duration body) {
-        return new HttpLimits(idle, header, body, maxConnections, healthConnections);
-    }
-
-    public HttpLimits withConnections(int max, int health) {
-        return new HttpLimits(idleTimeout, headerTimeout, bodyTimeout, max, health);
-    }
-
     /** A duration in seconds as the options write it: "30", or "0.5" for a test's shorter one. */
     static String seconds(Duration d) {
         long ms = d.toMillis();
