@@ -1,5 +1,8 @@
 package dev.loragateway.gateway.http;
 
+import static dev.loragateway.gateway.http.RawHttp.concat;
+import static dev.loragateway.gateway.http.RawHttp.head;
+import static dev.loragateway.gateway.http.RawHttp.read;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -11,11 +14,9 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.http.UploadFixtures.Multipart;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.gateway.http.RawHttp.Raw;
 import io.vertx.core.Vertx;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.URI;
@@ -168,7 +169,7 @@ class HostileInputTest {
         Raw r = raw(head("POST", "/v1/completions", "Authorization: Bearer " + KEY, "Content-Type: application/json",
             "Content-Length: " + (1L << 30)), 5000);
         long ms = (System.nanoTime() - t0) / 1_000_000;
-        assertError(r.status, r.body, 413, null, String.valueOf(16 << 20));
+        assertError(r.status(), r.body(), 413, null, String.valueOf(16 << 20));
         assertTrue(ms < 1000, "413 after " + ms + " ms");
     }
 
@@ -181,20 +182,6 @@ class HostileInputTest {
         return Arrays.copyOf(all, all.length - end);
     }
 
-    static byte[] head(String method, String path, String... headers) {
-        StringBuilder sb = new StringBuilder(method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-        for (String h : headers) {
-            sb.append(h).append("\r\n");
-        }
-        return sb.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII);
-    }
-
-    static byte[] concat(byte[] a, byte[] b) {
-        byte[] out = Arrays.copyOf(a, a.length + b.length);
-        System.arraycopy(b, 0, out, a.length, b.length);
-        return out;
-    }
-
     /** A whole body whose multipart lacks its closing boundary: answered 400 at once, naming it; nothing staged stays. */
     @Test
     void item5_anUploadBodyThatEndsWithoutItsClosingBoundaryIs400NamingIt() throws Exception {
@@ -204,7 +191,7 @@ class HostileInputTest {
         Raw r = raw(concat(head("POST", "/v1/adapters", "Authorization: Bearer " + KEY, "Content-Type: " + form.contentType(),
             "Content-Length: " + body.length), body), 10_000);
         long ms = (System.nanoTime() - t0) / 1_000_000;
-        assertError(r.status, r.body, 400, null, "closing boundary '--" + form.boundary + "--'");
+        assertError(r.status(), r.body(), 400, null, "closing boundary '--" + form.boundary + "--'");
         assertTrue(ms < 1000, "answered after " + ms + " ms");
         assertNoStaging();
         assertEquals(404, get("/v1/adapters/no-end").statusCode());
@@ -222,7 +209,7 @@ class HostileInputTest {
             long t0 = System.nanoTime();
             Raw r = read(s);
             long ms = (System.nanoTime() - t0) / 1_000_000;
-            assertError(r.status, r.body, 408, null, "--body-timeout-s");
+            assertError(r.status(), r.body(), 408, null, "--body-timeout-s");
             assertTrue(ms >= BODY.toMillis() - 100 && ms < BODY.toMillis() + 2000, "answered after " + ms + " ms");
             assertEquals(-1, s.getInputStream().read(), "the connection stays open");
         }
@@ -241,7 +228,7 @@ class HostileInputTest {
                 + form.contentType(), "Transfer-Encoding: chunked"), concat((Integer.toHexString(body.length) + "\r\n")
                 .getBytes(StandardCharsets.US_ASCII), concat(body, "\r\n".getBytes(StandardCharsets.US_ASCII)))));
             Raw r = read(s);
-            assertError(r.status, r.body, 408, null, "--body-timeout-s");
+            assertError(r.status(), r.body(), 408, null, "--body-timeout-s");
         }
         assertNoStaging();
     }
@@ -286,7 +273,7 @@ class HostileInputTest {
             }
             for (int i = 0; i < loris.size(); i++) {
                 Raw r = read(loris.get(i));
-                assertError(r.status, r.body, 408, null, "--header-timeout-s");
+                assertError(r.status(), r.body(), 408, null, "--header-timeout-s");
                 assertTrue(closedAt[i] != 0, "connection " + i + " still takes header lines after 2 s");
                 long ms = (closedAt[i] - t0) / 1_000_000;
                 assertTrue(ms < HEADER.toMillis() + 1000, "connection " + i + " was closed only after " + ms + " ms");
@@ -321,7 +308,7 @@ class HostileInputTest {
                 Socket s = new Socket("127.0.0.1", port);
                 s.setSoTimeout(5000);
                 s.getOutputStream().write("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
-                assertEquals(200, read(s).status, "keep-alive connection " + i);
+                assertEquals(200, read(s).status(), "keep-alive connection " + i);
                 idle.add(s);
             }
             assertHealthFast();
@@ -379,17 +366,17 @@ class HostileInputTest {
                 Thread.sleep(200);
             }
             Raw health = raw("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".getBytes(StandardCharsets.US_ASCII), 5000);
-            assertEquals(200, health.status, health.toString());
-            assertTrue(health.head.toLowerCase(Locale.ROOT).contains("connection: close"), health.toString());
+            assertEquals(200, health.status(), health.toString());
+            assertTrue(health.head().toLowerCase(Locale.ROOT).contains("connection: close"), health.toString());
             Raw models = raw(head("GET", "/v1/models", "Authorization: Bearer " + KEY), 5000);
-            assertError(models.status, models.body, 503, null, "--max-connections " + MAX_CONNECTIONS, "/health");
+            assertError(models.status(), models.body(), 503, null, "--max-connections " + MAX_CONNECTIONS, "/health");
             for (Socket s : busy) {
                 assertTrue(trickle(s, " "), "a busy connection was closed for a health check");
             }
             long t0 = System.nanoTime();
             for (Socket s : busy) { // the bodies stop: each is answered 408 after the body timeout
                 Raw r = read(s);
-                assertError(r.status, r.body, 408, null, "--body-timeout-s");
+                assertError(r.status(), r.body(), 408, null, "--body-timeout-s");
             }
             long ms = (System.nanoTime() - t0) / 1_000_000;
             assertTrue(ms < BODY.toMillis() + 2000, "408s after " + ms + " ms");
@@ -442,7 +429,7 @@ class HostileInputTest {
             long t0 = System.nanoTime();
             Raw r = read(s);
             long ms = (System.nanoTime() - t0) / 1_000_000;
-            assertError(r.status, r.body, 408, null, "--body-timeout-s");
+            assertError(r.status(), r.body(), 408, null, "--body-timeout-s");
             assertTrue(ms >= BODY.toMillis() - 100 && ms < BODY.toMillis() + 1500, "408 after " + ms + " ms");
             assertTrue(closedByServer(s, 2000), "the connection stayed open after the 408");
         }
@@ -453,9 +440,9 @@ class HostileInputTest {
     @Test
     void item9_twoAuthorizationHeadersAre400NamingTheHeader() throws Exception {
         Raw r = raw(head("GET", "/v1/models", "Authorization: Bearer sk-acme", "Authorization: Bearer sk-globex", "Connection: close"), 5000);
-        assertError(r.status, r.body, 400, null, "2 Authorization headers");
+        assertError(r.status(), r.body(), 400, null, "2 Authorization headers");
         Raw same = raw(head("GET", "/v1/models", "Authorization: Bearer sk-acme", "Authorization: Bearer sk-acme", "Connection: close"), 5000);
-        assertError(same.status, same.body, 400, null, "Authorization");
+        assertError(same.status(), same.body(), 400, null, "Authorization");
     }
 
     @Test
@@ -480,15 +467,15 @@ class HostileInputTest {
         for (String folded : List.of("X-Note: first\r\n second", "X-Note: first\r\n\tsecond", "Authorization: Bearer\r\n " + KEY)) {
             Raw r = raw(concat(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + folded
                 + "\r\nContent-Length: " + body.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII), body), 5000);
-            assertError(r.status, r.body, 400, null, "folding", folded.substring(0, folded.indexOf(':')));
-            assertTrue(r.head.toLowerCase(Locale.ROOT).contains("connection: close"), r.toString());
+            assertError(r.status(), r.body(), 400, null, "folding", folded.substring(0, folded.indexOf(':')));
+            assertTrue(r.head().toLowerCase(Locale.ROOT).contains("connection: close"), r.toString());
         }
         // the same request without folding is served (the check is not refusing the headers themselves)
         Raw ok = raw(concat(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Note: first second\r\n"
             + "Authorization: Bearer " + KEY + "\r\nConnection: close\r\nContent-Length: " + body.length + "\r\n\r\n")
             .getBytes(StandardCharsets.US_ASCII), body), 10_000);
-        assertEquals(200, ok.status, ok.toString());
-        assertEquals(goodChoices, JSON.readTree(ok.body).get("choices"));
+        assertEquals(200, ok.status(), ok.toString());
+        assertEquals(goodChoices, JSON.readTree(ok.body()).get("choices"));
     }
 
     // ---- item 13: no message ends in "null" --------------------------------------------------------
@@ -500,7 +487,7 @@ class HostileInputTest {
         byte[] garbage = "this is not multipart at all\r\n".getBytes(StandardCharsets.US_ASCII);
         Raw r = raw(concat(head("POST", "/v1/adapters", "Authorization: Bearer " + KEY, "Content-Type: " + form.contentType(),
             "Content-Length: " + garbage.length), garbage), 10_000);
-        assertError(r.status, r.body, 400, null, "closing boundary '--" + form.boundary + "--'");
+        assertError(r.status(), r.body(), 400, null, "closing boundary '--" + form.boundary + "--'");
         Raw tooLong = upload(new Multipart().field("name", "n".repeat(10_000)));
         Multipart many = new Multipart();
         for (int i = 0; i < 300; i++) {
@@ -511,7 +498,7 @@ class HostileInputTest {
         assertError(tooMany, 400, null, "more than 256 form fields");
         Raw noBoundary = raw(concat(head("POST", "/v1/adapters", "Authorization: Bearer " + KEY, "Content-Type: multipart/form-data",
             "Content-Length: " + garbage.length), garbage), 10_000);
-        assertError(noBoundary.status, noBoundary.body, 400, null, "no boundary parameter");
+        assertError(noBoundary.status(), noBoundary.body(), 400, null, "no boundary parameter");
         assertNoStaging();
     }
 
@@ -560,15 +547,15 @@ class HostileInputTest {
 
     static long assertHealthFast(int port) throws Exception {
         long t0 = System.nanoTime();
-        Raw r = raw(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".getBytes(StandardCharsets.US_ASCII), 5000);
+        Raw r = RawHttp.exchange(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".getBytes(StandardCharsets.US_ASCII), 5000);
         long ms = (System.nanoTime() - t0) / 1_000_000;
-        assertEquals(200, r.status, r.toString());
+        assertEquals(200, r.status(), r.toString());
         assertTrue(ms < HEALTH_MS, "/health took " + ms + " ms");
         return ms;
     }
 
     static void assertError(Raw r, int status, String param, String... fragments) throws Exception {
-        assertError(r.status, r.body, status, param, fragments);
+        assertError(r.status(), r.body(), status, param, fragments);
     }
 
     static void assertError(int gotStatus, String body, int status, String param, String... fragments) throws Exception {
@@ -599,92 +586,7 @@ class HostileInputTest {
         }
     }
 
-    /** A raw exchange's status (-1: closed without an answer), head and body. */
-    record Raw(int status, String head, String body) {
-        int statusCode() {
-            return status;
-        }
-
-        @Override
-        public String toString() {
-            return status + "\n" + head + "\n\n" + body;
-        }
-    }
-
-    /** Sends {@code request} on a fresh connection and reads one response (or until the server closes). */
     static Raw raw(byte[] request, int timeoutMs) throws IOException {
-        return raw(port, request, timeoutMs);
-    }
-
-    static Raw raw(int port, byte[] request, int timeoutMs) throws IOException {
-        try (Socket s = new Socket("127.0.0.1", port)) {
-            s.setSoTimeout(timeoutMs);
-            s.getOutputStream().write(request);
-            s.getOutputStream().flush();
-            return read(s);
-        }
-    }
-
-    /** Reads one response from {@code s} (its SO_TIMEOUT bounds the wait). */
-    static Raw read(Socket s) throws IOException {
-        InputStream in = s.getInputStream();
-        ByteArrayOutputStream got = new ByteArrayOutputStream();
-        byte[] buf = new byte[8192];
-        try {
-            int k;
-            while ((k = in.read(buf)) > 0) {
-                got.write(buf, 0, k);
-                if (complete(got.toByteArray())) {
-                    break;
-                }
-            }
-        } catch (SocketTimeoutException e) {
-            throw new AssertionError("no complete response in time; got: " + got.toString(StandardCharsets.UTF_8), e);
-        } catch (IOException reset) {
-            // a reset after (or instead of) the answer: what arrived counts
-        }
-        return parse(got.toByteArray());
-    }
-
-    private static boolean complete(byte[] bytes) {
-        String s = new String(bytes, StandardCharsets.ISO_8859_1);
-        int end = s.indexOf("\r\n\r\n");
-        if (end < 0) {
-            return false;
-        }
-        String head = s.substring(0, end).toLowerCase(Locale.ROOT);
-        int cl = head.indexOf("\ncontent-length:");
-        if (cl < 0) {
-            return head.contains("transfer-encoding: chunked") && s.endsWith("0\r\n\r\n");
-        }
-        int eol = head.indexOf('\n', cl + 1);
-        int n = Integer.parseInt(head.substring(cl + 16, eol < 0 ? head.length() : eol).trim());
-        return s.length() - end - 4 >= n;
-    }
-
-    private static Raw parse(byte[] bytes) {
-        String s = new String(bytes, StandardCharsets.ISO_8859_1);
-        int end = s.indexOf("\r\n\r\n");
-        if (!s.startsWith("HTTP/1.") || end < 0) {
-            return new Raw(-1, s, "");
-        }
-        String head = s.substring(0, end);
-        String body = s.substring(end + 4);
-        if (head.toLowerCase(Locale.ROOT).contains("transfer-encoding: chunked")) {
-            StringBuilder out = new StringBuilder();
-            int at = 0;
-            while (true) {
-                int eol = body.indexOf("\r\n", at);
-                int n = Integer.parseInt(body.substring(at, eol).trim(), 16);
-                if (n == 0) {
-                    break;
-                }
-                out.append(body, eol + 2, eol + 2 + n);
-                at = eol + 2 + n + 2;
-            }
-            body = out.toString();
-        }
-        return new Raw(Integer.parseInt(head.substring(9, 12)), head,
-            new String(body.getBytes(StandardCharsets.ISO_8859_1), StandardCharsets.UTF_8));
+        return RawHttp.exchange(port, request, timeoutMs);
     }
 }
