@@ -269,7 +269,8 @@ public final class ApiServer {
         }
         ConnectionGuard guard = Connections.guard(ctx.request().connection());
         if (guard != null && guard.healthOnly()) { // beyond --max-connections: health checks only, one per connection
-            ctx.response().putHeader("Connection", "close").endHandler(v -> ctx.request().connection().close());
+            ctx.response().putHeader("Connection", "close");
+            ctx.addEndHandler(v -> ctx.request().connection().close()); // (the response's own end handler is vertx-web's)
             if (!operations) {
                 ctx.response().putHeader("Retry-After", "1");
                 error(ctx.response(), new ApiError(503, "unavailable", "the server has " + httpLimits.maxConnections() + " connections "
