@@ -11,6 +11,7 @@ import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
+import dev.loragateway.gateway.http.HttpLimits;
 import dev.loragateway.gateway.telemetry.Telemetry;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
@@ -95,6 +96,27 @@ final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--max-adapter-mb", defaultValue = "512", description = "Largest adapter upload in MB (default: ${DEFAULT-VALUE}).")
     int maxAdapterMb;
+
+    @Option(names = "--idle-timeout-s", defaultValue = "" + HttpLimits.DEFAULT_IDLE_TIMEOUT_S,
+        description = "Close a keep-alive connection idle this long (no request in flight), and a response whose client reads nothing "
+            + "for this long; a stream waiting for tokens is not idle (default: ${DEFAULT-VALUE}).")
+    int idleTimeoutS;
+
+    @Option(names = "--header-timeout-s", defaultValue = "" + HttpLimits.DEFAULT_HEADER_TIMEOUT_S,
+        description = "A request head must arrive within this (from the connection's accept, or from a later head's first byte); "
+            + "else 408 and the connection closes (default: ${DEFAULT-VALUE}).")
+    int headerTimeoutS;
+
+    @Option(names = "--body-timeout-s", defaultValue = "" + HttpLimits.DEFAULT_BODY_TIMEOUT_S,
+        description = "Longest silence while a request body arrives; then 408 and the connection closes (an upload's staging is "
+            + "removed) (default: ${DEFAULT-VALUE}).")
+    int bodyTimeoutS;
+
+    @Option(names = "--max-connections", paramLabel = "N",
+        description = "Connections held at once; past it a newcomer closes the oldest idle one, or when all serve requests gets "
+            + "/health and /metrics only on a few more, else 503 (default: " + HttpLimits.DEFAULT_MAX_CONNECTIONS
+            + ", lowered to fit the open-file limit).")
+    Integer maxConnections;
 
     @Option(names = "--cluster-name", description = "Join a cluster of gateways of this name.")
     String clusterName;
@@ -237,7 +259,8 @@ final class ServeCommand implements Callable<Integer> {
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
-            .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer());
+            .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
+            .httpLimits(httpLimits());
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -294,6 +317,12 @@ final class ServeCommand implements Callable<Integer> {
         positive("--gpu-adapter-slots", gpuAdapterSlots);
         positive("--host-cache-mb", hostCacheMb);
         positive("--max-adapter-mb", maxAdapterMb);
+        positive("--idle-timeout-s", idleTimeoutS);
+        positive("--header-timeout-s", headerTimeoutS);
+        positive("--body-timeout-s", bodyTimeoutS);
+        if (maxConnections != null) {
+            positive("--max-connections", maxConnections);
+        }
         if (kvCacheMb != null) {
             positive("--kv-cache-mb", kvCacheMb);
         }
@@ -315,6 +344,34 @@ final class ServeCommand implements Callable<Integer> {
             throw new ParameterException(cl, "--cluster-name/--cluster-members are not supported yet in this build");
         }
     }
+
+    /**
+     * The HTTP timeouts and connection cap. A default cap that, with its health-check reserve and
+     * room for the process's other files (model, adapters, jars), would pass the open-file limit
+     * ({@code ulimit -n}) is lowered to fit; an explicit one is kept, with a warning.
+     */
+    private HttpLimits httpLimits() {
+        int cap = maxConnections != null ? maxConnections : HttpLimits.DEFAULT_MAX_CONNECTIONS;
+        long files = java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+            instanceof com.sun.management.UnixOperatingSystemMXBean unix ? unix.getMaxFileDescriptorCount() : Long.MAX_VALUE;
+        long room = files - OTHER_FILES;
+        if (cap + HttpLimits.healthReserve(cap) > room) {
+            if (maxConnections == null && room > 2L * HttpLimits.healthReserve(1)) {
+                int fit = (int) Math.min(Integer.MAX_VALUE, room * 63 / 64);
+                LOG.info("--max-connections lowered from {} to {}: the process may open {} files (ulimit -n)", cap, fit, files);
+                cap = fit;
+            } else {
+                LOG.warn("--max-connections {} (and {} more for health checks) may pass the process's limit of {} open files "
+                    + "(ulimit -n): raise the limit or lower --max-connections", cap, HttpLimits.healthReserve(cap), files);
+            }
+        }
+        LOG.info("HTTP: idle timeout {} s, header timeout {} s, body timeout {} s, {} connections (+{} for health checks)",
+            idleTimeoutS, headerTimeoutS, bodyTimeoutS, cap, HttpLimits.healthReserve(cap));
+        return HttpLimits.of(idleTimeoutS, headerTimeoutS, bodyTimeoutS, cap);
+    }
+
+    /** Open files kept free of connections for the process's own use: model shards, adapters, jars, sockets of its own. */
+    private static final int OTHER_FILES = 256;
 
     /**
      * The registry over {@code --data-dir} (reloaded) plus the {@code --lora-modules} adapters;

@@ -2,14 +2,18 @@ package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.loragateway.adapters.AdapterRegistry;
+import io.netty.handler.codec.http.multipart.HttpPostRequestDecoder;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.file.AsyncFile;
 import io.vertx.core.file.OpenOptions;
+import io.vertx.core.http.HttpClosedException;
 import io.vertx.core.http.HttpHeaders;
 import io.vertx.core.http.HttpServerFileUpload;
+import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.HttpServerRequest;
 import io.vertx.ext.web.RoutingContext;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -26,6 +30,9 @@ import java.util.Map;
  * refuse before reading:  not multipart/form-data → 400, Content-Length over the cap → 413, tenant at its quota → 429
  * stream:                 adapter_config, adapter_model → staging/adapter_config, staging/adapter_model (AsyncFile;
  *                         the request pauses while writes queue up); every body byte counted: past the cap → 413
+ * end:                    the body's last bytes lack the closing boundary "--B--" → 400 naming it (else an
+ *                         unterminated part would wait for its end forever)
+ * stall:                  no body byte for --body-timeout-s → 408, then the connection closes
  * settle:                 body ended and every file closed → accept(name, config, model) on a worker → 201
  * always, then answer:    the staging directory is removed before the response goes out
  * </pre>
@@ -41,6 +48,8 @@ final class AdapterUpload {
     static final String MODEL_PART = "adapter_model";
     /** How much of a refused body is read and discarded before the connection is closed instead. */
     static final long DRAIN_SLACK = 64L << 20;
+    /** Bytes after the closing delimiter ("epilogue", which RFC 2046 lets a sender add and the parser ignores) still accepted. */
+    static final int EPILOGUE = 64;
     static final String FORM = "multipart/form-data with a field name and two files, adapter_config (adapter_config.json)"
         + " and adapter_model (adapter_model.safetensors)";
 
@@ -98,6 +107,10 @@ final class AdapterUpload {
     private boolean ended;     // the body has ended
     private ApiError refused;  // the first refusal; what follows of the body is discarded
     private boolean settled;   // the answer is decided
+    private byte[] closing;    // "--BOUNDARY--", the delimiter that ends the body; null for a refused Content-Type
+    private byte[] tail;       // the body's last bytes, enough to hold the closing delimiter and a little epilogue
+    private int tailLength;
+    private boolean closeAfterAnswer; // the body did not end: the connection cannot carry another request
 
     AdapterUpload(RoutingContext ctx, Vertx vertx, AdapterRegistry registry, long maxBytes, Accept accept) {
         this.ctx = ctx;
@@ -118,20 +131,41 @@ final class AdapterUpload {
         req.pause();
         String type = req.getHeader(HttpHeaders.CONTENT_TYPE);
         long declared = declaredLength();
+        String boundary = type == null ? null : boundary(type);
         if (type == null || !type.toLowerCase(Locale.ROOT).startsWith("multipart/form-data")) {
             refused = ApiError.badRequest("POST /v1/adapters takes " + FORM + "; got Content-Type "
                 + (type == null ? "(none)" : type), null);
+        } else if (boundary == null) {
+            refused = ApiError.badRequest("the Content-Type multipart/form-data has no boundary parameter (as in 'multipart/form-data; "
+                + "boundary=XYZ'): the parts of the body cannot be told apart", null);
         } else if (declared > maxBytes) {
             refused = tooLarge(declared);
         } else if (early != null) {
             refused = early;
         }
+        if (boundary != null) {
+            closing = ("--" + boundary + "--").getBytes(StandardCharsets.ISO_8859_1);
+            tail = new byte[closing.length + EPILOGUE];
+        }
         req.handler(this::count);
         req.endHandler(v -> {
             ended = true;
+            if (refused == null && !endsWithClosingBoundary()) {
+                refuse(ApiError.badRequest("the multipart body ended without its closing boundary '" + new String(closing,
+                    StandardCharsets.ISO_8859_1) + "' (after " + received + " bytes): the upload is incomplete", null));
+            }
             settle();
         });
         req.exceptionHandler(this::broken);
+        ConnectionGuard guard = Connections.guard(req.connection());
+        if (guard != null) { // a stalled body is answered here, so that the staging directory goes first
+            guard.onBodyTimeout(() -> {
+                closeAfterAnswer = true;
+                String s = HttpLimits.seconds(guard.limits().bodyTimeout());
+                refuse(new ApiError(408, "invalid_request_error", "the upload stalled: no byte of it arrived for " + s
+                    + " s (--body-timeout-s " + s + ") after " + received + " bytes", null, "request_timeout"));
+            });
+        }
         if (refused != null) {
             if ("100-continue".equalsIgnoreCase(req.getHeader(HttpHeaders.EXPECT))) {
                 // the client sends no body after a final answer, so the request would never end: close after answering
@@ -184,6 +218,18 @@ final class AdapterUpload {
     /** Every body chunk (after the multipart decoder has seen it): the cap, and the drain limit of a refused body. */
     private void count(Buffer b) {
         received += b.length();
+        if (tail != null) { // keep the last tail.length bytes
+            int n = b.length();
+            if (n >= tail.length) {
+                b.getBytes(n - tail.length, n, tail, 0);
+                tailLength = tail.length;
+            } else {
+                int keep = Math.min(tailLength, tail.length - n);
+                System.arraycopy(tail, tailLength - keep, tail, 0, keep);
+                b.getBytes(0, n, tail, keep);
+                tailLength = keep + n;
+            }
+        }
         if (received > maxBytes && refused == null) {
             refuse(tooLarge(-1));
         }
@@ -231,9 +277,55 @@ final class AdapterUpload {
         });
     }
 
-    /** The body broke off (client gone) or is not valid multipart. */
+    /** The body broke off (client gone) or is not valid multipart: a 400 that says which. */
     private void broken(Throwable t) {
-        refuse(ApiError.badRequest("the upload broke off or is not valid multipart/form-data: " + t.getMessage(), null));
+        refuse(ApiError.badRequest(brokenBecause(t, received), null));
+    }
+
+    /** What went wrong, in words (the decoder's exceptions may have no message). */
+    static String brokenBecause(Throwable t, long received) {
+        // Netty's form data refuses a field past Vert.x's cap with this IOException, wrapped
+        boolean tooLong = t.getCause() instanceof java.io.IOException io && io.getMessage() != null
+            && io.getMessage().startsWith("Size exceed allowed maximum capacity");
+        if (t instanceof HttpPostRequestDecoder.TooLongFormFieldException || tooLong) {
+            return "a form field of the upload is longer than " + HttpServerOptions.DEFAULT_MAX_FORM_ATTRIBUTE_SIZE + " bytes; POST "
+                + "/v1/adapters takes " + FORM + " (a name is at most 64 characters)";
+        }
+        if (t instanceof HttpPostRequestDecoder.TooManyFormFieldsException) {
+            return "the upload has more than " + HttpServerOptions.DEFAULT_MAX_FORM_FIELDS + " form fields; POST /v1/adapters takes "
+                + FORM;
+        }
+        if (t instanceof HttpClosedException) {
+            return "the connection closed after " + received + " bytes of the upload, before its end";
+        }
+        String why = t.getMessage() != null ? t.getMessage() : t.getCause() != null && t.getCause().getMessage() != null
+            ? t.getCause().getMessage() : "the multipart decoder failed (" + t.getClass().getSimpleName() + ")";
+        return "the upload is not valid multipart/form-data: " + why;
+    }
+
+    /** Whether the body so far ends with its closing delimiter (followed by at most {@link #EPILOGUE} bytes). */
+    private boolean endsWithClosingBoundary() {
+        for (int at = tailLength - closing.length; at >= 0; at--) {
+            if (java.util.Arrays.equals(tail, at, at + closing.length, closing, 0, closing.length)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The {@code boundary} parameter of a Content-Type, unquoted, or null. */
+    static String boundary(String contentType) {
+        for (String param : contentType.split(";")) {
+            String p = param.trim();
+            if (p.regionMatches(true, 0, "boundary=", 0, 9)) {
+                String b = p.substring(9).trim();
+                if (b.length() >= 2 && b.startsWith("\"") && b.endsWith("\"")) {
+                    b = b.substring(1, b.length() - 1);
+                }
+                return b.isEmpty() ? null : b;
+            }
+        }
+        return null;
     }
 
     /** Refuses the upload (the first reason wins): stops writing and settles once every file is closed. */
@@ -267,7 +359,15 @@ final class AdapterUpload {
             vertx.executeBlocking(() -> {
                 discard(dir);
                 return null;
-            }, false).onComplete(ar -> AdaptersApi.fail(ctx.response(), e));
+            }, false).onComplete(ar -> {
+                if (closeAfterAnswer) {
+                    ctx.response().putHeader(HttpHeaders.CONNECTION, "close");
+                }
+                AdaptersApi.fail(ctx.response(), e);
+                if (closeAfterAnswer) {
+                    req.connection().close();
+                }
+            });
             return;
         }
         String name = req.getFormAttribute(NAME_FIELD);
@@ -290,6 +390,11 @@ final class AdapterUpload {
 
     /** A 400 naming what the complete body lacks, or null. */
     private ApiError incomplete() {
+        int names = req.formAttributes().getAll(NAME_FIELD).size();
+        if (names > 1) { // which one is meant would be a guess
+            return ApiError.badRequest("the field '" + NAME_FIELD + "' appears " + names + " times; send it once: POST /v1/adapters takes "
+                + FORM, NAME_FIELD);
+        }
         List<String> missing = new ArrayList<>();
         if (req.getFormAttribute(NAME_FIELD) == null) {
             missing.add("the field '" + NAME_FIELD + "'");

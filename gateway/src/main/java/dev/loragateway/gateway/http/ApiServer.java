@@ -22,7 +22,9 @@ import io.netty.handler.codec.http.TooLongHttpHeaderException;
 import io.netty.handler.codec.http.TooLongHttpLineException;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
+import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
@@ -49,6 +51,9 @@ public final class ApiServer {
     /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
     private static final ObjectReader BODY_READER = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final long MAX_JSON_BODY = 16L << 20;
+    /** The worker pool that parses, renders and tokenizes inference requests, and its size: at most that many at once. */
+    static final String PROMPT_POOL = "lora-gateway-prompts";
+    static final int PROMPT_THREADS = Math.max(2, Runtime.getRuntime().availableProcessors());
     /** {@code --max-adapter-mb}'s default. */
     static final long DEFAULT_MAX_ADAPTER_BYTES = 512L << 20;
 
@@ -88,6 +93,7 @@ public final class ApiServer {
     private MetricsEndpoint metrics; // null: /metrics is a 404
     private HttpServer metricsServer;
     private final Health healthCheck;
+    private HttpLimits httpLimits = HttpLimits.defaults();
 
     /** A server for the base model only. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
@@ -111,8 +117,10 @@ public final class ApiServer {
         this.modelId = modelId;
         this.adapters = adapters;
         this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
-        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight);
-        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight);
+        // shared by name: every server of this Vert.x instance tokenizes on the same bounded pool
+        WorkerExecutor prompts = vertx.createSharedWorkerExecutor(PROMPT_POOL, PROMPT_THREADS);
+        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight, prompts);
+        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight, prompts);
         this.healthCheck = new Health(engine);
     }
 
@@ -155,6 +163,12 @@ public final class ApiServer {
     /** The largest adapter upload body ({@code --max-adapter-mb}); larger gets 413; call before {@link #listen}. */
     public ApiServer maxAdapterBytes(long bytes) {
         this.maxAdapterBytes = bytes;
+        return this;
+    }
+
+    /** Timeouts and the connection cap ({@code --idle-timeout-s} ... {@code --max-connections}); call before {@link #listen}. */
+    public ApiServer httpLimits(HttpLimits l) {
+        this.httpLimits = l;
         return this;
     }
 
@@ -213,7 +227,12 @@ public final class ApiServer {
             LOG.error("internal error on {} {}", ctx.request().method(), ctx.request().path(), ctx.failure());
             error(ctx.response(), new ApiError(500, "internal_error", "internal error", null, null));
         });
-        HttpServer http = vertx.createHttpServer().requestHandler(router).invalidRequestHandler(ApiServer::invalidRequest);
+        // HTTP/1 only: every connection then runs through one ConnectionGuard (an h2c connection would
+        // multiplex requests past it)
+        HttpServerOptions options = new HttpServerOptions().setHttp2ClearTextEnabled(false);
+        Connections connections = new Connections(httpLimits, options.getHttp1Config());
+        HttpServer http = vertx.createHttpServer(options).connectionHandler(connections::accept).requestHandler(router)
+            .invalidRequestHandler(ApiServer::invalidRequest);
         return http.listen(port, host).map(s -> {
             server = s;
             return s.actualPort();
@@ -277,11 +296,41 @@ public final class ApiServer {
             observer.finished(r);
         });
         String path = ctx.request().path();
-        if (draining && !path.equals("/health") && !path.equals("/metrics")) {
+        boolean operations = path.equals("/health") || path.equals("/metrics");
+        if (draining && !operations) {
             error(ctx.response(), new ApiError(503, "unavailable", "the server is draining and takes no new requests", null, null));
             return;
         }
+        ConnectionGuard guard = Connections.guard(ctx.request().connection());
+        if (guard != null && guard.healthOnly()) { // beyond --max-connections: health checks only, one per connection
+            ctx.response().putHeader("Connection", "close");
+            ctx.addEndHandler(v -> ctx.request().connection().close()); // (the response's own end handler is vertx-web's)
+            if (!operations) {
+                ctx.response().putHeader("Retry-After", "1");
+                error(ctx.response(), new ApiError(503, "unavailable", "the server has " + httpLimits.maxConnections() + " connections "
+                    + "serving requests (--max-connections " + httpLimits.maxConnections() + "); this one beyond them serves only /health "
+                    + "and /metrics", null, "too_many_connections"));
+                return;
+            }
+        }
+        if (guard != null && !ctx.request().isEnded()) {
+            guard.onBodyTimeout(() -> bodyTimedOut(ctx));
+        }
         ctx.next();
+    }
+
+    /** The body stalled past {@code --body-timeout-s}: 408, then the connection closes (its route cleans up on the close). */
+    private void bodyTimedOut(RoutingContext ctx) {
+        String s = HttpLimits.seconds(httpLimits.bodyTimeout());
+        HttpServerResponse resp = ctx.response();
+        if (resp.ended() || resp.closed() || resp.headWritten()) {
+            ctx.request().connection().close();
+            return;
+        }
+        ApiError e = new ApiError(408, "invalid_request_error", "the request body stalled: no byte of it arrived for " + s
+            + " s (--body-timeout-s " + s + ")", null, "request_timeout");
+        resp.setStatusCode(408).putHeader("Content-Type", "application/json").putHeader("Connection", "close")
+            .end(errorBody(e).toString()).onComplete(v -> ctx.request().connection().close());
     }
 
     private RequestObserver.Record record(RoutingContext ctx) {
@@ -296,6 +345,12 @@ public final class ApiServer {
 
     /** {@code /v1/*}: the caller's key names its tenant (401 otherwise); per-tenant request rate. */
     private void authenticate(RoutingContext ctx) {
+        int keys = ctx.request().headers().getAll("Authorization").size();
+        if (keys > 1) { // which one counts would be a guess: refuse rather than let the first (or last) win
+            error(ctx.response(), new ApiError(400, "invalid_request_error", "the request has " + keys + " Authorization headers; send "
+                + "exactly one: 'Authorization: Bearer KEY'", null, "duplicate_header"));
+            return;
+        }
         Optional<Tenants.Tenant> t = tenants.authenticate(ctx.request().getHeader("Authorization"));
         if (t.isEmpty()) {
             String msg = ctx.request().getHeader("Authorization") == null
@@ -432,7 +487,8 @@ public final class ApiServer {
         if (t instanceof ApiError) {
             error(resp, (ApiError) t);
         } else if (t instanceof IllegalArgumentException) {
-            error(resp, ApiError.badRequest(t.getMessage(), null));
+            error(resp, ApiError.badRequest(t.getMessage() != null ? t.getMessage() : "the request is invalid ("
+                + t.getClass().getSimpleName() + " without a message)", null));
         } else if (t instanceof AdapterLoadException) {
             error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
         } else if (t instanceof Engine.UnavailableException) {
@@ -447,6 +503,10 @@ public final class ApiServer {
     }
 
     static void error(HttpServerResponse resp, ApiError e) {
+        json(resp, e.status(), errorBody(e));
+    }
+
+    static ObjectNode errorBody(ApiError e) {
         ObjectNode root = JSON.createObjectNode();
         ObjectNode err = root.putObject("error");
         err.put("message", e.getMessage()).put("type", e.type());
@@ -460,7 +520,7 @@ public final class ApiServer {
         } else {
             err.put("code", e.code());
         }
-        json(resp, e.status(), root);
+        return root;
     }
 
     static void json(HttpServerResponse resp, int status, JsonNode body) {

@@ -12,6 +12,7 @@ import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.gateway.text.TokenBytes;
 import io.vertx.core.Context;
 import io.vertx.core.Vertx;
+import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.RoutingContext;
 import java.util.List;
@@ -48,12 +49,18 @@ final class ChatCompletions {
     private final TextTokenizer tokenizer;
     private final Completions completions;
     private final AtomicInteger inFlight;
+    private final WorkerExecutor prompts;
     private final ChatTemplate template; // null when the model has none, or it does not parse
     private final String noTemplate;     // then: why
 
-    /** @param inFlight the server's count of running requests (draining waits for it) */
-    ChatCompletions(Vertx vertx, Engine engine, TextTokenizer tokenizer, Completions completions, AtomicInteger inFlight) {
+    /**
+     * @param inFlight the server's count of running requests (draining waits for it)
+     * @param prompts the worker threads that parse, render and tokenize requests
+     */
+    ChatCompletions(Vertx vertx, Engine engine, TextTokenizer tokenizer, Completions completions, AtomicInteger inFlight,
+                    WorkerExecutor prompts) {
         this.vertx = vertx;
+        this.prompts = prompts;
         this.engine = engine;
         this.tokenizer = tokenizer;
         this.completions = completions;
@@ -84,7 +91,17 @@ final class ChatCompletions {
         // read as longs so that a value past 32 bits gets the context-length message too, with both numbers
         long maxCompletion = Json.absent(body, "max_completion_tokens") ? -1 : Json.integral(body, "max_completion_tokens", -1, 0, Long.MAX_VALUE);
         long maxTokens = Json.absent(body, "max_tokens") ? -1 : Json.integral(body, "max_tokens", -1, 0, Long.MAX_VALUE);
+        long text = 0;
+        for (Map<String, Object> m : messages) { // before rendering and tokenizing: their time grows with the text
+            for (Object v : m.values()) {
+                if (v instanceof CharSequence cs) {
+                    text += Completions.utf8Length(cs);
+                }
+            }
+        }
+        completions.checkBytes(text, "text of the messages", "messages");
         String prompt = render(messages);
+        completions.checkBytes(Completions.utf8Length(prompt), "rendered prompt", "messages");
         int[] ids = tokenizer.encode(prompt, false);
         String limitField = maxCompletion >= 0 ? "max_completion_tokens" : "max_tokens";
         long max = maxCompletion >= 0 ? maxCompletion : maxTokens >= 0 ? maxTokens : Math.max(0, completions.maxModelLen() - ids.length);
@@ -105,20 +122,14 @@ final class ChatCompletions {
 
     /** The route's handler (after authentication and the tenant's concurrency limit). */
     void handle(RoutingContext ctx) {
-        HttpServerResponse resp = ctx.response();
         String tenant = ApiServer.tenant(ctx).id();
-        Completions.Request req;
-        try {
-            req = parse(ApiServer.body(ctx), tenant);
-        } catch (ApiError e) {
-            ApiServer.error(resp, e);
-            return;
-        }
-        ctx.put(ApiServer.MODEL, req.model());
-        String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
-        long now = System.currentTimeMillis() / 1000;
         Context context = vertx.getOrCreateContext();
-        Inference.run(ctx, inFlight, () -> {
+        // decoding the body, rendering the template and tokenizing take time that grows with the
+        // messages: off the event loop, so that /health and other requests are answered meanwhile
+        Inference.parseThenRun(ctx, inFlight, prompts, () -> parse(ApiServer.body(ctx), tenant), req -> {
+            ctx.put(ApiServer.MODEL, req.model());
+            String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
+            long now = System.currentTimeMillis() / 1000;
             if (req.stream()) {
                 stream(ctx, req, tenant, id, now, context);
             } else {

@@ -23,6 +23,11 @@ import java.util.concurrent.ThreadLocalRandom;
 final class Completions {
     static final int MAX_N = 16;
     static final int MAX_STOPS = 16;
+    /**
+     * Slack of the prompt's byte bound ({@link #maxPromptBytes}) over the longest token: normalizers
+     * that merge characters (NFC) or drop them make a text shorter than its tokens' bytes.
+     */
+    static final int PROMPT_BYTES_SLACK = 2;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A validated request. */
@@ -64,10 +69,13 @@ final class Completions {
         if (p.isTextual()) {
             addText(p.asText(), prompts, texts);
         } else if (p.isArray() && p.size() > 0 && p.get(0).isTextual()) {
-            for (JsonNode e : p) {
+            for (JsonNode e : p) { // every string checked before any is tokenized
                 if (!e.isTextual()) {
                     throw ApiError.badRequest("'prompt' mixes strings with " + Json.kind(e), "prompt");
                 }
+                checkBytes(utf8Length(e.asText()), "prompt", "prompt");
+            }
+            for (JsonNode e : p) {
                 addText(e.asText(), prompts, texts);
             }
         } else if (p.isArray() && p.size() > 0 && p.get(0).isArray()) {
@@ -110,6 +118,47 @@ final class Completions {
 
     int maxModelLen() {
         return maxModelLen;
+    }
+
+    /**
+     * The most bytes of UTF-8 a text prompt may have: {@code --max-model-len × longest token ×}
+     * {@link #PROMPT_BYTES_SLACK}. Every token stands for at most {@link TextTokenizer#maxTokenBytes}
+     * bytes, so a longer text cannot encode to {@code --max-model-len} tokens or fewer: it is
+     * refused before the tokenizer spends time (and memory) on it.
+     */
+    long maxPromptBytes() {
+        return (long) maxModelLen * tokenizer.maxTokenBytes() * PROMPT_BYTES_SLACK;
+    }
+
+    /** A 400 naming both numbers when {@code bytes} of prompt text cannot fit {@code --max-model-len} tokens. */
+    void checkBytes(long bytes, String what, String param) {
+        long max = maxPromptBytes();
+        if (bytes > max) {
+            throw ApiError.badRequest("the " + what + " is " + bytes + " bytes of UTF-8 text, more than the " + max + " bytes that can fit "
+                + "this model's maximum context length of " + maxModelLen + " tokens (--max-model-len " + maxModelLen + "; a token of its "
+                + "tokenizer stands for at most " + tokenizer.maxTokenBytes() + " bytes; the limit is " + maxModelLen + " × "
+                + tokenizer.maxTokenBytes() + " × " + PROMPT_BYTES_SLACK + "). Please shorten the " + what + ".", param);
+        }
+    }
+
+    /** The length of {@code s} in UTF-8, without encoding it. */
+    static long utf8Length(CharSequence s) {
+        long n = 0;
+        int len = s.length();
+        for (int i = 0; i < len; i++) {
+            char c = s.charAt(i);
+            if (c < 0x80) {
+                n++;
+            } else if (c < 0x800) {
+                n += 2;
+            } else if (Character.isHighSurrogate(c) && i + 1 < len && Character.isLowSurrogate(s.charAt(i + 1))) {
+                n += 4;
+                i++;
+            } else {
+                n += 3; // a lone surrogate is encoded as '?' by Java but counted as 3 here: an over-count only
+            }
+        }
+        return n;
     }
 
     /**
@@ -160,6 +209,7 @@ final class Completions {
     }
 
     private void addText(String text, List<int[]> prompts, List<String> texts) {
+        checkBytes(utf8Length(text), "prompt", "prompt"); // before the tokenizer: its time and memory grow with the text
         prompts.add(tokenizer.encode(text, true));
         texts.add(text);
     }

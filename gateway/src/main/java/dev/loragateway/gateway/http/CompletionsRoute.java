@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.batcher.Engine;
 import io.vertx.core.Context;
 import io.vertx.core.Vertx;
+import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.RoutingContext;
 import java.util.List;
@@ -25,38 +26,45 @@ final class CompletionsRoute {
     private final Engine engine;
     private final Completions completions;
     private final AtomicInteger inFlight;
+    private final WorkerExecutor prompts;
 
-    /** @param inFlight the server's count of running requests (draining waits for it) */
-    CompletionsRoute(Vertx vertx, Engine engine, Completions completions, AtomicInteger inFlight) {
+    /**
+     * @param inFlight the server's count of running requests (draining waits for it)
+     * @param prompts the worker threads that parse and tokenize requests
+     */
+    CompletionsRoute(Vertx vertx, Engine engine, Completions completions, AtomicInteger inFlight, WorkerExecutor prompts) {
         this.vertx = vertx;
+        this.prompts = prompts;
         this.engine = engine;
         this.completions = completions;
         this.inFlight = inFlight;
     }
 
     void handle(RoutingContext ctx) {
-        HttpServerResponse resp = ctx.response();
-        Completions.Request req;
-        try {
-            JsonNode json = ApiServer.body(ctx);
-            if (json.path("model").isTextual()) { // logged even when it names no model we have (404)
-                String named = json.get("model").asText();
-                ctx.put(ApiServer.MODEL, named.length() > ApiServer.MAX_LOGGED_MODEL ? named.substring(0, ApiServer.MAX_LOGGED_MODEL) + "..." : named);
-            }
-            req = completions.parse(json, ApiServer.tenant(ctx).id());
-        } catch (ApiError e) {
-            ApiServer.error(resp, e);
-            return;
-        }
-        ctx.put(ApiServer.MODEL, req.model());
-        String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
-        long now = System.currentTimeMillis() / 1000;
+        String tenant = ApiServer.tenant(ctx).id();
         Context context = vertx.getOrCreateContext();
-        Inference.run(ctx, inFlight, () -> {
+        String[] named = new String[1]; // the model the body names, logged even when it is no model we have (404)
+        // decoding the body and tokenizing take time that grows with the prompt: off the event loop,
+        // so that /health and other requests are answered meanwhile
+        Inference.parseThenRun(ctx, inFlight, prompts, () -> {
+            JsonNode json = ApiServer.body(ctx);
+            if (json.path("model").isTextual()) {
+                String m = json.get("model").asText();
+                named[0] = m.length() > ApiServer.MAX_LOGGED_MODEL ? m.substring(0, ApiServer.MAX_LOGGED_MODEL) + "..." : m;
+            }
+            return completions.parse(json, tenant);
+        }, () -> {
+            if (named[0] != null) {
+                ctx.put(ApiServer.MODEL, named[0]);
+            }
+        }, req -> {
+            ctx.put(ApiServer.MODEL, req.model());
+            String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
+            long now = System.currentTimeMillis() / 1000;
             if (req.stream()) {
                 stream(ctx, req, id, now, context);
             } else {
-                Completions.Submitted sub = completions.submit(engine, req, ApiServer.tenant(ctx).id(), null);
+                Completions.Submitted sub = completions.submit(engine, req, tenant, null);
                 Inference.answer(ctx, context, inFlight, sub, runs -> completions.response(req, runs, id, now));
             }
         });

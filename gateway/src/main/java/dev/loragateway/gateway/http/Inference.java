@@ -8,9 +8,11 @@ import dev.loragateway.batcher.NonFiniteLogitsException;
 import io.opentelemetry.api.trace.Span;
 import io.opentelemetry.context.Scope;
 import io.vertx.core.Context;
+import io.vertx.core.WorkerExecutor;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.RoutingContext;
 import java.util.List;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
@@ -31,10 +33,38 @@ final class Inference {
     private Inference() {
     }
 
-    /** Runs {@code submit} (which hands the request to the engine) counted in flight; refusals are answered here. */
-    static void run(RoutingContext ctx, AtomicInteger inFlight, Runnable submit) {
-        HttpServerResponse resp = ctx.response();
+    /** {@link #parseThenRun(RoutingContext, AtomicInteger, WorkerExecutor, Callable, Runnable, Consumer)} with nothing to note after parsing. */
+    static <R> void parseThenRun(RoutingContext ctx, AtomicInteger inFlight, WorkerExecutor workers, Callable<R> parse, Consumer<R> submit) {
+        parseThenRun(ctx, inFlight, workers, parse, () -> { }, submit);
+    }
+
+    /**
+     * Parses a request on {@code workers} (decoding the body, rendering a chat template and
+     * tokenizing take time that grows with the prompt, so they never run on the event loop; the
+     * pool's size bounds how many run at once), counted in flight from the start so that draining
+     * waits for it. Then, on the event loop: {@code parsed} (either way), and {@code submit} with
+     * the request (a full engine queue is answered 429 here), or the parse's error as the answer.
+     * A client gone meanwhile is not submitted.
+     */
+    static <R> void parseThenRun(RoutingContext ctx, AtomicInteger inFlight, WorkerExecutor workers, Callable<R> parse, Runnable parsed,
+                                 Consumer<R> submit) {
         inFlight.incrementAndGet();
+        workers.executeBlocking(parse, false).onComplete(ar -> {
+            parsed.run();
+            if (ar.failed() || ctx.response().closed()) {
+                inFlight.decrementAndGet();
+                if (ar.failed()) {
+                    ApiServer.fail(ctx.response(), ar.cause());
+                }
+                return;
+            }
+            counted(ctx, inFlight, () -> submit.accept(ar.result()));
+        });
+    }
+
+    /** Runs {@code submit} (which hands the request to the engine) for a request counted in flight; refusals are answered here. */
+    private static void counted(RoutingContext ctx, AtomicInteger inFlight, Runnable submit) {
+        HttpServerResponse resp = ctx.response();
         Span span = ctx.get(ApiServer.SPAN);
         try (Scope scope = span == null ? null : span.makeCurrent()) {
             submit.run();

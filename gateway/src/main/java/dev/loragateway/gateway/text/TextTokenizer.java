@@ -52,6 +52,7 @@ public final class TextTokenizer implements AutoCloseable {
     private final String bosToken;
     private final String eosToken;
     private final String chatTemplate;
+    private final int maxTokenBytes;
 
     private TextTokenizer(
             HuggingFaceTokenizer hf,
@@ -64,10 +65,13 @@ public final class TextTokenizer implements AutoCloseable {
         this.tokenToId = Map.copyOf(tokenToId);
         Map<Integer, String> inverse = new HashMap<>();
         int max = -1;
+        int longest = 1;
         for (Map.Entry<String, Integer> e : tokenToId.entrySet()) {
             inverse.put(e.getValue(), e.getKey());
             max = Math.max(max, e.getValue());
+            longest = Math.max(longest, e.getKey().getBytes(StandardCharsets.UTF_8).length);
         }
+        this.maxTokenBytes = longest;
         this.idToToken = Map.copyOf(inverse);
         this.vocabSize = max + 1;
         this.specialIds = specialIds;
@@ -212,6 +216,17 @@ public final class TextTokenizer implements AutoCloseable {
     /** Number of ids the tokenizer can produce: the highest id (model vocab or added) plus one. */
     public int vocabSize() {
         return vocabSize;
+    }
+
+    /**
+     * The most bytes of UTF-8 text that one token can stand for: the longest vocabulary entry
+     * (model vocabulary or added token) in UTF-8. The raw entry over-counts what it decodes to
+     * (byte-level BPE writes one byte as one or two UTF-8 bytes, SentencePiece writes a space as the
+     * three bytes of {@code ▁}), so no prompt of {@code n} tokens that these vocabularies produce
+     * from their bytes is longer than {@code n × maxTokenBytes()} bytes.
+     */
+    public int maxTokenBytes() {
+        return maxTokenBytes;
     }
 
     /** The id of a token string (an added token or a model vocabulary entry), if any. */

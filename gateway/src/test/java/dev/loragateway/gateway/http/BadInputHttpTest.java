@@ -1,5 +1,6 @@
 package dev.loragateway.gateway.http;
 
+import static dev.loragateway.gateway.http.RawHttp.concat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -11,13 +12,10 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.gateway.http.RawHttp.Raw;
 import io.vertx.core.Vertx;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.net.Socket;
-import java.net.SocketTimeoutException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -26,7 +24,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.stream.Stream;
@@ -263,7 +260,7 @@ class BadInputHttpTest {
             System.arraycopy(tail, 0, body, head.length + bad.length, tail.length);
             Raw r = raw(concat(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 + "Content-Length: " + body.length + "\r\nConnection: close\r\n\r\n").getBytes(StandardCharsets.US_ASCII), body));
-            assertError(400, null, "invalid_request_error", r.status, r.body, "UTF-8");
+            assertError(400, null, "invalid_request_error", r.status(), r.body(), "UTF-8");
         }
     }
 
@@ -275,22 +272,22 @@ class BadInputHttpTest {
     @Test
     void malformedHttpIs400WithAnErrorBody() throws Exception {
         Raw line = raw("THIS IS NOT HTTP\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
-        assertError(400, null, "invalid_request_error", line.status, line.body, "version");
+        assertError(400, null, "invalid_request_error", line.status(), line.body(), "version");
 
         Raw length = raw(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + "Content-Length: twelve\r\n\r\n{}").getBytes(StandardCharsets.US_ASCII));
-        assertError(400, null, "invalid_request_error", length.status, length.body, "Content-Length");
+        assertError(400, null, "invalid_request_error", length.status(), length.body(), "Content-Length");
 
         Raw chunk = raw(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-        assertError(400, null, "invalid_request_error", chunk.status, chunk.body, "chunk");
+        assertError(400, null, "invalid_request_error", chunk.status(), chunk.body(), "chunk");
 
         byte[] body = GOOD.getBytes(StandardCharsets.UTF_8);
         Raw noHost = raw(concat(("POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " + body.length
             + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII), body));
-        assertError(400, null, "invalid_request_error", noHost.status, noHost.body, "Host");
+        assertError(400, null, "invalid_request_error", noHost.status(), noHost.body(), "Host");
         for (Raw r : List.of(line, length, chunk, noHost)) {
-            assertTrue(r.head.toLowerCase(Locale.ROOT).contains("connection: close"), "the connection is closed after\n" + r);
+            assertTrue(r.head().toLowerCase(Locale.ROOT).contains("connection: close"), "the connection is closed after\n" + r);
         }
     }
 
@@ -308,94 +305,15 @@ class BadInputHttpTest {
         req.write(body, half, body.length - half);
         req.write("\r\n0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
         Raw r = raw(req.toByteArray());
-        assertEquals(200, r.status, r.toString());
-        assertEquals(goodChoices, JSON.readTree(r.body).get("choices"));
+        assertEquals(200, r.status(), r.toString());
+        assertEquals(goodChoices, JSON.readTree(r.body()).get("choices"));
     }
 
     // ---- helpers ----
 
-    /** A raw HTTP exchange's status (-1 when the server closed without answering) and body (chunked decoded). */
-    record Raw(int status, String head, String body) {
-        @Override
-        public String toString() {
-            return status + "\n" + head + "\n\n" + body;
-        }
-    }
-
-    /** Sends {@code request} on a fresh connection and reads until the server closes it or one response is complete. */
+    /** Sends {@code request} on a fresh connection and reads one response (10 s at most). */
     static Raw raw(byte[] request) throws IOException {
-        try (Socket s = new Socket("127.0.0.1", port)) {
-            s.setSoTimeout(10_000);
-            OutputStream out = s.getOutputStream();
-            out.write(request);
-            out.flush();
-            InputStream in = s.getInputStream();
-            ByteArrayOutputStream got = new ByteArrayOutputStream();
-            byte[] buf = new byte[8192];
-            try {
-                int k;
-                while ((k = in.read(buf)) > 0) {
-                    got.write(buf, 0, k);
-                    if (complete(got.toByteArray())) {
-                        break;
-                    }
-                }
-            } catch (SocketTimeoutException e) {
-                throw new AssertionError("no complete response within 10 s; got: " + got.toString(StandardCharsets.UTF_8), e);
-            } catch (IOException reset) {
-                // the server may reset a connection it refuses; what arrived before counts
-            }
-            return parse(got.toByteArray());
-        }
-    }
-
-    private static boolean complete(byte[] bytes) {
-        String s = new String(bytes, StandardCharsets.ISO_8859_1);
-        int end = s.indexOf("\r\n\r\n");
-        if (end < 0) {
-            return false;
-        }
-        String head = s.substring(0, end).toLowerCase(Locale.ROOT);
-        String body = s.substring(end + 4);
-        int cl = head.indexOf("\ncontent-length:");
-        if (cl >= 0) {
-            int eol = head.indexOf('\n', cl + 1);
-            int n = Integer.parseInt(head.substring(cl + 16, eol < 0 ? head.length() : eol).trim());
-            return body.getBytes(StandardCharsets.ISO_8859_1).length >= n;
-        }
-        return head.contains("transfer-encoding: chunked") && body.endsWith("0\r\n\r\n");
-    }
-
-    private static Raw parse(byte[] bytes) {
-        String s = new String(bytes, StandardCharsets.ISO_8859_1);
-        int end = s.indexOf("\r\n\r\n");
-        if (!s.startsWith("HTTP/1.") || end < 0) {
-            return new Raw(-1, s, "");
-        }
-        String head = s.substring(0, end);
-        int status = Integer.parseInt(head.substring(9, 12));
-        String body = s.substring(end + 4);
-        if (head.toLowerCase(Locale.ROOT).contains("transfer-encoding: chunked")) {
-            StringBuilder out = new StringBuilder();
-            int at = 0;
-            while (true) {
-                int eol = body.indexOf("\r\n", at);
-                int n = Integer.parseInt(body.substring(at, eol).trim(), 16);
-                if (n == 0) {
-                    break;
-                }
-                out.append(body, eol + 2, eol + 2 + n);
-                at = eol + 2 + n + 2;
-            }
-            body = out.toString();
-        }
-        return new Raw(status, head, new String(body.getBytes(StandardCharsets.ISO_8859_1), StandardCharsets.UTF_8));
-    }
-
-    private static byte[] concat(byte[] a, byte[] b) {
-        byte[] out = Arrays.copyOf(a, a.length + b.length);
-        System.arraycopy(b, 0, out, a.length, b.length);
-        return out;
+        return RawHttp.exchange(port, request, 10_000);
     }
 
     private static String quote(String s) {
