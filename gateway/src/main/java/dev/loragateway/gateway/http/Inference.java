@@ -72,7 +72,7 @@ final class Inference {
             inFlight.decrementAndGet();
             resp.putHeader("Retry-After", "1");
             ApiServer.error(resp, new ApiError(429, "rate_limit_error", e.getMessage(), null, "queue_full"));
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) { // an Error too: a request counted in flight forever would stall the drain
             inFlight.decrementAndGet();
             ApiServer.fail(resp, e);
         }
