@@ -11,10 +11,12 @@ import picocli.CommandLine.Command;
  *
  * <p>The CPU kernels use the Vector API, an incubator module that {@code java -jar} cannot enable
  * from the jar's manifest. When the module is missing, main starts the same JVM again with
- * {@code --add-modules jdk.incubator.vector} and waits for it, passing SIGTERM on (so a drain still
- * works) and returning its exit code. SIGTERM is passed on from a signal handler, not a shutdown
- * hook: the child hears it within a millisecond or so, where starting this JVM's shutdown first
- * let requests sent ~20 ms after the signal still be taken on a loaded machine (issue 12, item 12).
+ * {@code --add-modules jdk.incubator.vector} (and, on Java 22+, {@code --enable-native-access=ALL-UNNAMED}
+ * for JCuda and the tokenizer's native library, which otherwise warn) and waits for it, passing
+ * SIGTERM on (so a drain still works) and returning its exit code. The jar's manifest says
+ * {@code Enable-Native-Access: ALL-UNNAMED} too, for a {@code java -jar} that gives the module itself.
+ * SIGTERM is passed on from a signal handler, not a shutdown hook, so the child hears it without
+ * waiting for this JVM's shutdown sequence (issue 12, item 12).
  */
 @Command(name = "lora-gateway", mixinStandardHelpOptions = true, version = "lora-gateway 0.1.0",
     description = "Serves many LoRA adapters on one copy of a base model (OpenAI-compatible HTTP API).",
@@ -43,7 +45,7 @@ public final class Main implements Runnable {
             System.getProperty("java.home") + File.separator + "bin" + File.separator + "java");
         List<String> cmd = new ArrayList<>();
         cmd.add(java);
-        cmd.add("--add-modules=" + VECTOR_MODULE);
+        cmd.addAll(jvmFlags(Runtime.version().feature()));
         cmd.add("-Dlora.relaunched=true");
         cmd.addAll(ProcessHandle.current().info().arguments().map(a -> jvmOptions(a, args)).orElse(List.of()));
         cmd.add("-cp");
@@ -69,6 +71,20 @@ public final class Main implements Runnable {
             // the hook is already running: it waits for the child
         }
         return code;
+    }
+
+    /**
+     * The options a JVM of this feature version needs to run the gateway: the Vector API module, and
+     * from Java 22 (where {@code ALL-UNNAMED} native access exists and its absence is warned about)
+     * native access for the unnamed module.
+     */
+    static List<String> jvmFlags(int javaFeature) {
+        List<String> flags = new ArrayList<>();
+        flags.add("--add-modules=" + VECTOR_MODULE);
+        if (javaFeature >= 22) {
+            flags.add("--enable-native-access=ALL-UNNAMED");
+        }
+        return flags;
     }
 
     /** The JVM options of this process (everything before the main class / -jar), minus -jar itself. */

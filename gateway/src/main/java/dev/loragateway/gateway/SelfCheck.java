@@ -85,6 +85,13 @@ final class SelfCheck {
     }
 
     private static String cpuKernels() {
-        return ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent() ? "Vector API" : "no Vector API module";
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
+            return "no Vector API module";
+        }
+        try {
+            return dev.loragateway.kernels.CpuKernelForm.describe();
+        } catch (RuntimeException | LinkageError e) {
+            return "unusable (" + e + ")";
+        }
     }
 }

@@ -2,15 +2,24 @@ package dev.loragateway.kernels;
 
 /**
  * The CPU compute backend: matrix products split across a {@link ParallelFor} team, Vector API
- * inner loops. One instance per engine thread (it owns scratch buffers and is not thread-safe).
+ * inner loops that load weights the way this JVM allows ({@link CpuKernelForm}). One instance per
+ * engine thread (it owns scratch buffers and is not thread-safe).
  */
 public final class CpuBackend implements AutoCloseable {
     private final ParallelFor team;
+    private final CpuKernelForm form;
     private float[] permuted = new float[0]; // (rows, in) input de-interleaved for 16-bit weights
     private float[] packed = new float[0];   // (rows, in) input packed into row panels (rows >= 2)
     private float[] loraT = new float[0];    // (rows, maxRank) LoRA shrink output
 
+    /** A backend with the form chosen for this JVM ({@link CpuKernelForm#describe}). */
     public CpuBackend(int threads) {
+        this(threads, CpuKernelForm.selected());
+    }
+
+    /** A backend loading weights with {@code form} (tests run each available form). */
+    CpuBackend(int threads, CpuKernelForm form) {
+        this.form = form;
         this.team = new ParallelFor(threads);
     }
 
@@ -46,7 +55,8 @@ public final class CpuBackend implements AutoCloseable {
             MatMulBatched.pack(x, rows, in, bdt != DType.F32, packed);
             final float[] xq = packed;
             var wb = w.buffer();
-            team.run(outDim, 16, (j0, j1) -> MatMulBatched.batched(bdt, wb, in, xq, rows, out, outDim, j0, j1));
+            WeightLoads ld = form.loads();
+            team.run(outDim, 16, (j0, j1) -> MatMulBatched.batched(bdt, ld, ld.open(wb), in, xq, rows, out, outDim, j0, j1));
             return;
         }
         float[] src = x;
@@ -62,7 +72,8 @@ public final class CpuBackend implements AutoCloseable {
         final float[] xs = src;
         var buf = w.buffer();
         DType dt = w.dtype();
-        team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, buf, in, xs, rows, out, outDim, j0, j1));
+        WeightLoads ld = form.loads();
+        team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, ld, ld.open(buf), in, xs, rows, out, outDim, j0, j1));
     }
 
     /** {@code out[r][j] = x[r]·w[j] + bias[j]}; bias may be null. */

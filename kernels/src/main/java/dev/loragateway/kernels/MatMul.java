@@ -1,6 +1,5 @@
 package dev.loragateway.kernels;
 
-import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -16,6 +15,10 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code lane & 0xFFFF0000} the odd one. The input row is therefore de-interleaved once per call
  * into {@link #permute} order (per block of 2·L elements: L even ones, then L odd ones), and every
  * weight row is read exactly once per block of up to four input rows.
+ *
+ * <p>Weights are read through a {@link WeightLoads} {@code ld} from {@code w}, the handle
+ * {@code ld.open} made of the weight buffer for one call on one thread ({@link CpuKernelForm}: how
+ * this JVM loads vectors from memory).
  */
 final class MatMul {
     static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
@@ -54,14 +57,14 @@ final class MatMul {
      * weights and the {@link #permute}d input for 16-bit weights; rows are {@code in} apart in
      * {@code x} and {@code outStride} apart in {@code out}.
      */
-    static void columns(DType dtype, ByteBuffer w, int in, float[] x, int rows, float[] out, int outStride, int j0, int j1) {
+    static void columns(DType dtype, WeightLoads ld, Object w, int in, float[] x, int rows, float[] out, int outStride, int j0, int j1) {
         int r = 0;
         for (; r + 4 <= rows; r += 4) {
             for (int j = j0; j < j1; j++) {
                 switch (dtype) {
-                    case BF16: bf16x4(w, j, in, x, r, out, outStride); break;
-                    case F16: f16x4(w, j, in, x, r, out, outStride); break;
-                    default: f32x4(w, j, in, x, r, out, outStride); break;
+                    case BF16: bf16x4(ld, w, j, in, x, r, out, outStride); break;
+                    case F16: f16x4(ld, w, j, in, x, r, out, outStride); break;
+                    default: f32x4(ld, w, j, in, x, r, out, outStride); break;
                 }
             }
         }
@@ -69,9 +72,9 @@ final class MatMul {
             for (int j = j0; j < j1; j++) {
                 float v;
                 switch (dtype) {
-                    case BF16: v = bf16x1(w, j, in, x, r * in); break;
-                    case F16: v = f16x1(w, j, in, x, r * in); break;
-                    default: v = f32x1(w, j, in, x, r * in); break;
+                    case BF16: v = bf16x1(ld, w, j, in, x, r * in); break;
+                    case F16: v = f16x1(ld, w, j, in, x, r * in); break;
+                    default: v = f32x1(ld, w, j, in, x, r * in); break;
                 }
                 out[r * outStride + j] = v;
             }
@@ -81,26 +84,26 @@ final class MatMul {
 
     // ---- F32 -------------------------------------------------------------------------------
 
-    static float f32x1(ByteBuffer w, int j, int in, float[] x, int xo) {
+    static float f32x1(WeightLoads ld, Object w, int j, int in, float[] x, int xo) {
         int base = j * in * 4;
         FloatVector a0 = FloatVector.zero(FS);
         FloatVector a1 = FloatVector.zero(FS);
         int k = 0;
         int upper = in - in % (2 * L);
         for (; k < upper; k += 2 * L) {
-            FloatVector w0 = FloatVector.fromByteBuffer(FS, w, base + k * 4, LE);
-            FloatVector w1 = FloatVector.fromByteBuffer(FS, w, base + (k + L) * 4, LE);
+            FloatVector w0 = ld.floats(w, base + k * 4);
+            FloatVector w1 = ld.floats(w, base + (k + L) * 4);
             a0 = w0.fma(FloatVector.fromArray(FS, x, xo + k), a0);
             a1 = w1.fma(FloatVector.fromArray(FS, x, xo + k + L), a1);
         }
         float s = a0.add(a1).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            s += w.getFloat(base + k * 4) * x[xo + k];
+            s += ld.f32(w, base + k * 4) * x[xo + k];
         }
         return s;
     }
 
-    static void f32x4(ByteBuffer w, int j, int in, float[] x, int r, float[] out, int outStride) {
+    static void f32x4(WeightLoads ld, Object w, int j, int in, float[] x, int r, float[] out, int outStride) {
         int base = j * in * 4;
         int x0 = r * in;
         int x1 = x0 + in;
@@ -113,7 +116,7 @@ final class MatMul {
         int k = 0;
         int upper = in - in % L;
         for (; k < upper; k += L) {
-            FloatVector wv = FloatVector.fromByteBuffer(FS, w, base + k * 4, LE);
+            FloatVector wv = ld.floats(w, base + k * 4);
             a0 = wv.fma(FloatVector.fromArray(FS, x, x0 + k), a0);
             a1 = wv.fma(FloatVector.fromArray(FS, x, x1 + k), a1);
             a2 = wv.fma(FloatVector.fromArray(FS, x, x2 + k), a2);
@@ -124,7 +127,7 @@ final class MatMul {
         float s2 = a2.reduceLanes(VectorOperators.ADD);
         float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            float wk = w.getFloat(base + k * 4);
+            float wk = ld.f32(w, base + k * 4);
             s0 += wk * x[x0 + k];
             s1 += wk * x[x1 + k];
             s2 += wk * x[x2 + k];
@@ -138,7 +141,7 @@ final class MatMul {
 
     // ---- BF16 ------------------------------------------------------------------------------
 
-    static float bf16x1(ByteBuffer w, int j, int in, float[] xp, int xo) {
+    static float bf16x1(WeightLoads ld, Object w, int j, int in, float[] xp, int xo) {
         int base = j * in * 2;
         FloatVector a0 = FloatVector.zero(FS);
         FloatVector a1 = FloatVector.zero(FS);
@@ -147,26 +150,26 @@ final class MatMul {
         int full = blocked16(in);
         int k = 0;
         for (; k + 2 * BLOCK16 <= full; k += 2 * BLOCK16) {
-            IntVector v = IntVector.fromByteBuffer(IS, w, base + k * 2, LE);
-            IntVector u = IntVector.fromByteBuffer(IS, w, base + (k + BLOCK16) * 2, LE);
+            IntVector v = ld.pairs(w, base + k * 2);
+            IntVector u = ld.pairs(w, base + (k + BLOCK16) * 2);
             a0 = v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k), a0);
             a1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k + L), a1);
             a2 = u.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k + BLOCK16), a2);
             a3 = u.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k + BLOCK16 + L), a3);
         }
         for (; k < full; k += BLOCK16) {
-            IntVector v = IntVector.fromByteBuffer(IS, w, base + k * 2, LE);
+            IntVector v = ld.pairs(w, base + k * 2);
             a0 = v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k), a0);
             a1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(FloatVector.fromArray(FS, xp, xo + k + L), a1);
         }
         float s = a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            s += DType.bf16ToFloat(w.getShort(base + k * 2)) * xp[xo + k];
+            s += DType.bf16ToFloat(ld.bits16(w, base + k * 2)) * xp[xo + k];
         }
         return s;
     }
 
-    static void bf16x4(ByteBuffer w, int j, int in, float[] xp, int r, float[] out, int outStride) {
+    static void bf16x4(WeightLoads ld, Object w, int j, int in, float[] xp, int r, float[] out, int outStride) {
         int base = j * in * 2;
         int x0 = r * in;
         int x1 = x0 + in;
@@ -179,7 +182,7 @@ final class MatMul {
         int full = blocked16(in);
         int k = 0;
         for (; k < full; k += BLOCK16) {
-            IntVector v = IntVector.fromByteBuffer(IS, w, base + k * 2, LE);
+            IntVector v = ld.pairs(w, base + k * 2);
             FloatVector we = v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector wo = v.and(0xFFFF0000).reinterpretAsFloats();
             e0 = we.fma(FloatVector.fromArray(FS, xp, x0 + k), e0);
@@ -196,7 +199,7 @@ final class MatMul {
         float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD);
         float s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            float wk = DType.bf16ToFloat(w.getShort(base + k * 2));
+            float wk = DType.bf16ToFloat(ld.bits16(w, base + k * 2));
             s0 += wk * xp[x0 + k];
             s1 += wk * xp[x1 + k];
             s2 += wk * xp[x2 + k];
@@ -225,25 +228,25 @@ final class MatMul {
         return mag.or(sign).reinterpretAsFloats().mul(0x1p112f);
     }
 
-    static float f16x1(ByteBuffer w, int j, int in, float[] xp, int xo) {
+    static float f16x1(WeightLoads ld, Object w, int j, int in, float[] xp, int xo) {
         int base = j * in * 2;
         FloatVector a0 = FloatVector.zero(FS);
         FloatVector a1 = FloatVector.zero(FS);
         int full = blocked16(in);
         int k = 0;
         for (; k < full; k += BLOCK16) {
-            IntVector v = IntVector.fromByteBuffer(IS, w, base + k * 2, LE);
+            IntVector v = ld.pairs(w, base + k * 2);
             a0 = f16Even(v).fma(FloatVector.fromArray(FS, xp, xo + k), a0);
             a1 = f16Odd(v).fma(FloatVector.fromArray(FS, xp, xo + k + L), a1);
         }
         float s = a0.add(a1).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            s += DType.f16ToFloat(w.getShort(base + k * 2)) * xp[xo + k];
+            s += DType.f16ToFloat(ld.bits16(w, base + k * 2)) * xp[xo + k];
         }
         return s;
     }
 
-    static void f16x4(ByteBuffer w, int j, int in, float[] xp, int r, float[] out, int outStride) {
+    static void f16x4(WeightLoads ld, Object w, int j, int in, float[] xp, int r, float[] out, int outStride) {
         int base = j * in * 2;
         int x0 = r * in;
         int x1 = x0 + in;
@@ -256,7 +259,7 @@ final class MatMul {
         int full = blocked16(in);
         int k = 0;
         for (; k < full; k += BLOCK16) {
-            IntVector v = IntVector.fromByteBuffer(IS, w, base + k * 2, LE);
+            IntVector v = ld.pairs(w, base + k * 2);
             FloatVector we = f16Even(v);
             FloatVector wo = f16Odd(v);
             e0 = we.fma(FloatVector.fromArray(FS, xp, x0 + k), e0);
@@ -273,7 +276,7 @@ final class MatMul {
         float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD);
         float s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            float wk = DType.f16ToFloat(w.getShort(base + k * 2));
+            float wk = DType.f16ToFloat(ld.bits16(w, base + k * 2));
             s0 += wk * xp[x0 + k];
             s1 += wk * xp[x1 + k];
             s2 += wk * xp[x2 + k];

@@ -5,7 +5,6 @@ import static dev.loragateway.kernels.MatMulBf16Kernels.*;
 import static dev.loragateway.kernels.MatMulF16Kernels.*;
 import static dev.loragateway.kernels.MatMulF32Kernels.*;
 
-import java.nio.ByteBuffer;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
@@ -29,7 +28,8 @@ final class MatMulBatched {
     // sums added into out) so a block's inputs stay in L1.
     // The kernels below the drivers are generated (4, 2, 1 rows times 4 or 1 weight rows per dtype);
     // they repeat one pattern and are kept flat because C2 neither inlines helpers into methods this
-    // large (NodeCountInliningCutoff) nor keeps boxed vectors in registers.
+    // large (NodeCountInliningCutoff) nor keeps boxed vectors in registers. The exception is the weight
+    // loads (WeightLoads: one line each, bound statically by class hierarchy analysis), which it inlines.
 
     /** Weight bytes per column tile (per thread): fits L2 with the packed input. */
     static final int TILE_BYTES = 128 << 10;
@@ -74,13 +74,14 @@ final class MatMulBatched {
 
     /**
      * Columns {@code [j0, j1)} for {@code rows} rows from the {@link #pack}ed input {@code xq};
-     * rows are {@code outStride} apart in {@code out}.
+     * rows are {@code outStride} apart in {@code out}. The weights are read through {@code ld} from
+     * {@code w}, the handle {@code ld.open} made of the weight buffer for this call.
      */
-    static void batched(DType dtype, ByteBuffer w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
+    static void batched(DType dtype, WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
         switch (dtype) {
-            case BF16: bf16Batched(w, in, xq, rows, out, outStride, j0, j1); break;
-            case F16: f16Batched(w, in, xq, rows, out, outStride, j0, j1); break;
-            default: f32Batched(w, in, xq, rows, out, outStride, j0, j1); break;
+            case BF16: bf16Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
+            case F16: f16Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
+            default: f32Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
         }
     }
 
@@ -104,7 +105,7 @@ final class MatMulBatched {
         return VectorMask.fromArray(FS, b, 0);
     }
 
-    private static void bf16Batched(ByteBuffer w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
+    private static void bf16Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
         int rowBytes = in * 2;
         int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
         int tile = Math.max(16, TILE_BYTES / (kc * 2) / 16 * 16);
@@ -118,30 +119,30 @@ final class MatMulBatched {
                     int xo = r * in + k0 * 4;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        bf16K4x4t(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K4x4t(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        bf16K4x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K4x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 2 <= rows; r += 2) {
                     int xo = r * in + k0 * 2;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        bf16K2x4(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K2x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        bf16K2x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K2x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 1 <= rows; r += 1) {
                     int xo = r * in + k0 * 1;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        bf16K1x4(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K1x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        bf16K1x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        bf16K1x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 k0 += kn;
@@ -149,7 +150,7 @@ final class MatMulBatched {
         }
     }
 
-    private static void f16Batched(ByteBuffer w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
+    private static void f16Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
         int rowBytes = in * 2;
         int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
         int tile = Math.max(16, TILE_BYTES / (kc * 2) / 16 * 16);
@@ -163,30 +164,30 @@ final class MatMulBatched {
                     int xo = r * in + k0 * 4;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f16K4x4t(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K4x4t(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f16K4x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K4x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 2 <= rows; r += 2) {
                     int xo = r * in + k0 * 2;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f16K2x4(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K2x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f16K2x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K2x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 1 <= rows; r += 1) {
                     int xo = r * in + k0 * 1;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f16K1x4(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K1x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f16K1x1(w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f16K1x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 k0 += kn;
@@ -194,7 +195,7 @@ final class MatMulBatched {
         }
     }
 
-    private static void f32Batched(ByteBuffer w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
+    private static void f32Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
         int rowBytes = in * 4;
         int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
         int tile = Math.max(16, TILE_BYTES / (kc * 4) / 16 * 16);
@@ -208,30 +209,30 @@ final class MatMulBatched {
                     int xo = r * in + k0 * 4;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f32K4x4t(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K4x4t(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f32K4x1(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K4x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 2 <= rows; r += 2) {
                     int xo = r * in + k0 * 2;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f32K2x4(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K2x4(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f32K2x1(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K2x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 for (; r + 1 <= rows; r += 1) {
                     int xo = r * in + k0 * 1;
                     int j = t0;
                     for (; j + 4 <= t1; j += 4) {
-                        f32K1x4(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K1x4(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                     for (; j < t1; j++) {
-                        f32K1x1(w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
+                        f32K1x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
                     }
                 }
                 k0 += kn;

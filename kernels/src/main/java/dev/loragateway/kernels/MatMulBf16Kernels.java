@@ -3,7 +3,6 @@ package dev.loragateway.kernels;
 import static dev.loragateway.kernels.MatMul.*;
 import static dev.loragateway.kernels.MatMulBatched.*;
 
-import java.nio.ByteBuffer;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -11,14 +10,16 @@ import jdk.incubator.vector.VectorOperators;
 /**
  * The generated BF16 register-block kernels of {@link MatMulBatched} (4, 2 or 1 input rows
  * times 4 or 1 weight rows). They repeat one pattern and stay flat on purpose: Java 17's C2 does
- * not inline helpers into methods this large.
+ * not inline helpers into methods this large. The weight loads go through {@link WeightLoads}
+ * ({@code ld}, {@code w}: the form chosen for this JVM and its handle), whose one-line methods C2
+ * does inline here (checked with {@code -XX:+LogCompilation} on Java 17 and 25).
  */
 final class MatMulBf16Kernels {
     private MatMulBf16Kernels() {
     }
 
     /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
-    static void bf16K4x4t(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K4x4t(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -31,10 +32,10 @@ final class MatMulBf16Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 4 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
-            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
-            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
-            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
+            IntVector v1 = ld.pairs(w, b1 + k * 2);
+            IntVector v2 = ld.pairs(w, b2 + k * 2);
+            IntVector v3 = ld.pairs(w, b3 + k * 2);
             FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
             FloatVector ey1 = FloatVector.fromArray(FS, xq, p + 1 * BLOCK16);
             FloatVector ey2 = FloatVector.fromArray(FS, xq, p + 2 * BLOCK16);
@@ -80,10 +81,10 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
-                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
-                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
-                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(ld.bits16(w, b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(ld.bits16(w, b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(ld.bits16(w, b3 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s[0] += w0 * y0; s[1] += w1 * y0; s[2] += w2 * y0; s[3] += w3 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -116,7 +117,7 @@ final class MatMulBf16Kernels {
     }
 
     /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void bf16K4x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K4x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         FloatVector a10 = FloatVector.zero(FS);
@@ -126,7 +127,7 @@ final class MatMulBf16Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 4 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
             FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
             a00 = e0.fma(ey0, a00);
@@ -153,7 +154,7 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -186,7 +187,7 @@ final class MatMulBf16Kernels {
     }
 
     /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
-    static void bf16K2x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K2x4(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -197,10 +198,10 @@ final class MatMulBf16Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 2 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
-            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
-            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
-            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
+            IntVector v1 = ld.pairs(w, b1 + k * 2);
+            IntVector v2 = ld.pairs(w, b2 + k * 2);
+            IntVector v3 = ld.pairs(w, b3 + k * 2);
             FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector e1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector e2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
@@ -229,10 +230,10 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
-                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
-                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
-                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(ld.bits16(w, b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(ld.bits16(w, b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(ld.bits16(w, b3 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -253,7 +254,7 @@ final class MatMulBf16Kernels {
     }
 
     /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void bf16K2x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K2x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         FloatVector a10 = FloatVector.zero(FS);
@@ -261,7 +262,7 @@ final class MatMulBf16Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 2 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
             FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
             a00 = e0.fma(ey0, a00);
@@ -278,7 +279,7 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -299,7 +300,7 @@ final class MatMulBf16Kernels {
     }
 
     /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
-    static void bf16K1x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K1x4(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -309,10 +310,10 @@ final class MatMulBf16Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 1 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
-            IntVector v1 = IntVector.fromByteBuffer(IS, w, b1 + k * 2, LE);
-            IntVector v2 = IntVector.fromByteBuffer(IS, w, b2 + k * 2, LE);
-            IntVector v3 = IntVector.fromByteBuffer(IS, w, b3 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
+            IntVector v1 = ld.pairs(w, b1 + k * 2);
+            IntVector v2 = ld.pairs(w, b2 + k * 2);
+            IntVector v3 = ld.pairs(w, b3 + k * 2);
             FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector e1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector e2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
@@ -333,10 +334,10 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
-                float w1 = DType.bf16ToFloat(w.getShort(b1 + (k + t) * 2));
-                float w2 = DType.bf16ToFloat(w.getShort(b2 + (k + t) * 2));
-                float w3 = DType.bf16ToFloat(w.getShort(b3 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
+                float w1 = DType.bf16ToFloat(ld.bits16(w, b1 + (k + t) * 2));
+                float w2 = DType.bf16ToFloat(ld.bits16(w, b2 + (k + t) * 2));
+                float w3 = DType.bf16ToFloat(ld.bits16(w, b3 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
             }
@@ -351,14 +352,14 @@ final class MatMulBf16Kernels {
     }
 
     /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void bf16K1x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void bf16K1x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         int full = in - in % BLOCK16;
         int p = xo;
         int k = 0;
         for (; k < full; k += BLOCK16, p += 1 * BLOCK16) {
-            IntVector v0 = IntVector.fromByteBuffer(IS, w, b0 + k * 2, LE);
+            IntVector v0 = ld.pairs(w, b0 + k * 2);
             FloatVector e0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
             FloatVector ey0 = FloatVector.fromArray(FS, xq, p + 0 * BLOCK16);
             a00 = e0.fma(ey0, a00);
@@ -370,7 +371,7 @@ final class MatMulBf16Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = DType.bf16ToFloat(w.getShort(b0 + (k + t) * 2));
+                float w0 = DType.bf16ToFloat(ld.bits16(w, b0 + (k + t) * 2));
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
             }

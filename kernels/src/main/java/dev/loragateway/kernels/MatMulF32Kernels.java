@@ -3,19 +3,20 @@ package dev.loragateway.kernels;
 import static dev.loragateway.kernels.MatMul.*;
 import static dev.loragateway.kernels.MatMulBatched.*;
 
-import java.nio.ByteBuffer;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 
 /**
  * The generated F32 register-block kernels of {@link MatMulBatched} (4, 2 or 1 input rows
  * times 4 or 1 weight rows). They repeat one pattern and stay flat on purpose: Java 17's C2 does
- * not inline helpers into methods this large.
+ * not inline helpers into methods this large. The weight loads go through {@link WeightLoads}
+ * ({@code ld}, {@code w}: the form chosen for this JVM and its handle), whose one-line methods C2
+ * does inline here (checked with {@code -XX:+LogCompilation} on Java 17 and 25).
  */
 final class MatMulF32Kernels {
     private MatMulF32Kernels() {
     }
-    static void f32K4x4t(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K4x4t(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -32,13 +33,13 @@ final class MatMulF32Kernels {
             FloatVector y1 = FloatVector.fromArray(FS, xq, p + 1 * L);
             FloatVector y2 = FloatVector.fromArray(FS, xq, p + 2 * L);
             FloatVector y3 = FloatVector.fromArray(FS, xq, p + 3 * L);
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
             a00 = v0.fma(y0, a00); a10 = v0.fma(y1, a10); a20 = v0.fma(y2, a20); a30 = v0.fma(y3, a30);
-            FloatVector v1 = FloatVector.fromByteBuffer(FS, w, b1 + k * 4, LE);
+            FloatVector v1 = ld.floats(w, b1 + k * 4);
             a01 = v1.fma(y0, a01); a11 = v1.fma(y1, a11); a21 = v1.fma(y2, a21); a31 = v1.fma(y3, a31);
-            FloatVector v2 = FloatVector.fromByteBuffer(FS, w, b2 + k * 4, LE);
+            FloatVector v2 = ld.floats(w, b2 + k * 4);
             a02 = v2.fma(y0, a02); a12 = v2.fma(y1, a12); a22 = v2.fma(y2, a22); a32 = v2.fma(y3, a32);
-            FloatVector v3 = FloatVector.fromByteBuffer(FS, w, b3 + k * 4, LE);
+            FloatVector v3 = ld.floats(w, b3 + k * 4);
             a03 = v3.fma(y0, a03); a13 = v3.fma(y1, a13); a23 = v3.fma(y2, a23); a33 = v3.fma(y3, a33);
         }
         FloatVector t8_0 = a00.blend(a20, M8).add(a20.blend(a00, M8).rearrange(SW8));
@@ -61,10 +62,10 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
-                float w1 = w.getFloat(b1 + (k + t) * 4);
-                float w2 = w.getFloat(b2 + (k + t) * 4);
-                float w3 = w.getFloat(b3 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
+                float w1 = ld.f32(w, b1 + (k + t) * 4);
+                float w2 = ld.f32(w, b2 + (k + t) * 4);
+                float w3 = ld.f32(w, b3 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s[0] += w0 * y0; s[1] += w1 * y0; s[2] += w2 * y0; s[3] += w3 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -97,7 +98,7 @@ final class MatMulF32Kernels {
     }
 
     /** Rows [0, 4) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void f32K4x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K4x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         FloatVector a10 = FloatVector.zero(FS);
@@ -107,7 +108,7 @@ final class MatMulF32Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += L, p += 4 * L) {
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
             FloatVector y0 = FloatVector.fromArray(FS, xq, p + 0 * L);
             a00 = v0.fma(y0, a00);
             FloatVector y1 = FloatVector.fromArray(FS, xq, p + 1 * L);
@@ -124,7 +125,7 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -157,7 +158,7 @@ final class MatMulF32Kernels {
     }
 
     /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
-    static void f32K2x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K2x4(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -168,10 +169,10 @@ final class MatMulF32Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += L, p += 2 * L) {
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
-            FloatVector v1 = FloatVector.fromByteBuffer(FS, w, b1 + k * 4, LE);
-            FloatVector v2 = FloatVector.fromByteBuffer(FS, w, b2 + k * 4, LE);
-            FloatVector v3 = FloatVector.fromByteBuffer(FS, w, b3 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
+            FloatVector v1 = ld.floats(w, b1 + k * 4);
+            FloatVector v2 = ld.floats(w, b2 + k * 4);
+            FloatVector v3 = ld.floats(w, b3 + k * 4);
             FloatVector y0 = FloatVector.fromArray(FS, xq, p + 0 * L);
             a00 = v0.fma(y0, a00); a01 = v1.fma(y0, a01); a02 = v2.fma(y0, a02); a03 = v3.fma(y0, a03);
             FloatVector y1 = FloatVector.fromArray(FS, xq, p + 1 * L);
@@ -188,10 +189,10 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
-                float w1 = w.getFloat(b1 + (k + t) * 4);
-                float w2 = w.getFloat(b2 + (k + t) * 4);
-                float w3 = w.getFloat(b3 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
+                float w1 = ld.f32(w, b1 + (k + t) * 4);
+                float w2 = ld.f32(w, b2 + (k + t) * 4);
+                float w3 = ld.f32(w, b3 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -212,7 +213,7 @@ final class MatMulF32Kernels {
     }
 
     /** Rows [0, 2) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void f32K2x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K2x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         FloatVector a10 = FloatVector.zero(FS);
@@ -220,7 +221,7 @@ final class MatMulF32Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += L, p += 2 * L) {
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
             FloatVector y0 = FloatVector.fromArray(FS, xq, p + 0 * L);
             a00 = v0.fma(y0, a00);
             FloatVector y1 = FloatVector.fromArray(FS, xq, p + 1 * L);
@@ -231,7 +232,7 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
                 float y1 = xq[p + 1 * tail + t];
@@ -252,7 +253,7 @@ final class MatMulF32Kernels {
     }
 
     /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 4) at byte {@code wo}. */
-    static void f32K1x4(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K1x4(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         int b1 = wo + 1 * rowStride;
         int b2 = wo + 2 * rowStride;
@@ -262,10 +263,10 @@ final class MatMulF32Kernels {
         int p = xo;
         int k = 0;
         for (; k < full; k += L, p += 1 * L) {
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
-            FloatVector v1 = FloatVector.fromByteBuffer(FS, w, b1 + k * 4, LE);
-            FloatVector v2 = FloatVector.fromByteBuffer(FS, w, b2 + k * 4, LE);
-            FloatVector v3 = FloatVector.fromByteBuffer(FS, w, b3 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
+            FloatVector v1 = ld.floats(w, b1 + k * 4);
+            FloatVector v2 = ld.floats(w, b2 + k * 4);
+            FloatVector v3 = ld.floats(w, b3 + k * 4);
             FloatVector y0 = FloatVector.fromArray(FS, xq, p + 0 * L);
             a00 = v0.fma(y0, a00); a01 = v1.fma(y0, a01); a02 = v2.fma(y0, a02); a03 = v3.fma(y0, a03);
         }
@@ -276,10 +277,10 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
-                float w1 = w.getFloat(b1 + (k + t) * 4);
-                float w2 = w.getFloat(b2 + (k + t) * 4);
-                float w3 = w.getFloat(b3 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
+                float w1 = ld.f32(w, b1 + (k + t) * 4);
+                float w2 = ld.f32(w, b2 + (k + t) * 4);
+                float w3 = ld.f32(w, b3 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0; s01 += w1 * y0; s02 += w2 * y0; s03 += w3 * y0;
             }
@@ -294,14 +295,14 @@ final class MatMulF32Kernels {
     }
 
     /** Rows [0, 1) of the panel at {@code xo} times W rows [j, j + 1) at byte {@code wo}. */
-    static void f32K1x1(ByteBuffer w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
+    static void f32K1x1(WeightLoads ld, Object w, int wo, int rowStride, int in, float[] xq, int xo, float[] out, int oo, int outStride, boolean add) {
         int b0 = wo;
         FloatVector a00 = FloatVector.zero(FS);
         int full = in - in % L;
         int p = xo;
         int k = 0;
         for (; k < full; k += L, p += 1 * L) {
-            FloatVector v0 = FloatVector.fromByteBuffer(FS, w, b0 + k * 4, LE);
+            FloatVector v0 = ld.floats(w, b0 + k * 4);
             FloatVector y0 = FloatVector.fromArray(FS, xq, p + 0 * L);
             a00 = v0.fma(y0, a00);
         }
@@ -309,7 +310,7 @@ final class MatMulF32Kernels {
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
-                float w0 = w.getFloat(b0 + (k + t) * 4);
+                float w0 = ld.f32(w, b0 + (k + t) * 4);
                 float y0 = xq[p + 0 * tail + t];
                 s00 += w0 * y0;
             }

@@ -17,7 +17,8 @@ import java.util.Random;
  * <p>System properties: {@code shapes} (e.g. {@code 1024x1024,32000x1024}), {@code rows}
  * (e.g. {@code 1,8,16,32,64}), {@code dtype} (BF16, F16, F32), {@code threads}, {@code runs}
  * (timed runs per point, median reported), {@code warmReps}, {@code warmMs} (warm-up rounds and ms per kernel and row count), {@code ms} (minimum time per run), {@code best} (report the fastest run, not the median), {@code baseline}
- * ({@code false} to time only the current kernel).
+ * ({@code false} to time only the current kernel), {@code form} (a {@link CpuKernelForm} name:
+ * MemorySegment, ByteBuffer or copy; default the one chosen for this JVM).
  *
  * <pre>
  * mvn -q -o -pl kernels test-compile
@@ -34,10 +35,12 @@ public final class MatMulPerf {
     /** The pre-tiling {@code CpuBackend.matmul}, on {@link MatMul#columns}. */
     static final class Baseline implements AutoCloseable {
         private final ParallelFor team;
+        private final CpuKernelForm form;
         private float[] permuted = new float[0];
 
-        Baseline(int threads) {
+        Baseline(int threads, CpuKernelForm form) {
             team = new ParallelFor(threads);
+            this.form = form;
         }
 
         void matmul(float[] x, int rows, Tensor w, float[] out) {
@@ -56,7 +59,8 @@ public final class MatMulPerf {
             final float[] xs = src;
             var buf = w.buffer();
             DType dt = w.dtype();
-            team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, buf, in, xs, rows, out, outDim, j0, j1));
+            WeightLoads ld = form.loads();
+            team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, ld, ld.open(buf), in, xs, rows, out, outDim, j0, j1));
         }
 
         @Override
@@ -134,9 +138,14 @@ public final class MatMulPerf {
             String[] p = s.split("x");
             shapes.add(new int[] {Integer.parseInt(p[0]), Integer.parseInt(p[1])});
         }
-        System.out.printf(Locale.ROOT, "dtype %s, %d threads, lanes %d, median of %d runs >= %.0f ms%n",
-            dtype, threads, MatMul.L, runs, minMs);
-        try (CpuBackend cpu = new CpuBackend(threads); Baseline base = new Baseline(threads)) {
+        String formName = System.getProperty("form");
+        // only the chosen form's class is loaded unless another is asked for, as in a server
+        CpuKernelForm form = formName == null ? CpuKernelForm.selected() : CpuKernelForm.available().stream()
+            .filter(f -> f.name().equals(formName)).findFirst()
+            .orElseThrow(() -> new IllegalArgumentException("form " + formName + " is not available here: " + CpuKernelForm.available()));
+        System.out.printf(Locale.ROOT, "dtype %s, %d threads, lanes %d, form %s, Java %s, median of %d runs >= %.0f ms%n",
+            dtype, threads, MatMul.L, form, Runtime.version(), runs, minMs);
+        try (CpuBackend cpu = new CpuBackend(threads, form); Baseline base = new Baseline(threads, form)) {
             Kernel cur = cpu::matmul;
             Kernel old = base::matmul;
             Kernel[] ks = withBaseline ? new Kernel[] {old, cur} : new Kernel[] {cur};

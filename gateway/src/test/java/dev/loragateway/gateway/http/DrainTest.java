@@ -135,10 +135,13 @@ class DrainTest {
     /** {@code java ... Main serve} on a free port, with the Vector API module given so that Main does not relaunch itself. */
     private Process start(Path model, Path stderr) throws IOException {
         String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        List<String> cmd = List.of(java, "-cp", System.getProperty("java.class.path"), "--add-modules", "jdk.incubator.vector",
-            "-Xmx512m", "-Dlora.relaunched=true", "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve",
+        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "--add-modules", "jdk.incubator.vector"));
+        if (Runtime.version().feature() >= 22) {
+            cmd.add("--enable-native-access=ALL-UNNAMED"); // as Main's relaunch does: no native-access warnings on stderr
+        }
+        cmd.addAll(List.of("-Xmx512m", "-Dlora.relaunched=true", "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve",
             "--host", "127.0.0.1", "--port", "0", "--data-dir", dir.resolve("data").toString(), "--model", model.toString(),
-            "--model-id", "demo", "--backend", "cpu");
+            "--model-id", "demo", "--backend", "cpu"));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(stderr.toFile());
         pb.environment().put("OPT_OUT_TRACKING", "true");
         pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
