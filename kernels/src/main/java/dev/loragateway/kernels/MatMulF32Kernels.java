@@ -42,23 +42,30 @@ final class MatMulF32Kernels {
             FloatVector v3 = ld.floats(w, b3 + k * 4);
             a03 = v3.fma(y0, a03); a13 = v3.fma(y1, a13); a23 = v3.fma(y2, a23); a33 = v3.fma(y3, a33);
         }
-        FloatVector t8_0 = a00.blend(a20, M8).add(a20.blend(a00, M8).rearrange(SW8));
-        FloatVector t8_1 = a10.blend(a30, M8).add(a30.blend(a10, M8).rearrange(SW8));
-        FloatVector t8_2 = a02.blend(a22, M8).add(a22.blend(a02, M8).rearrange(SW8));
-        FloatVector t8_3 = a12.blend(a32, M8).add(a32.blend(a12, M8).rearrange(SW8));
-        FloatVector t8_4 = a01.blend(a21, M8).add(a21.blend(a01, M8).rearrange(SW8));
-        FloatVector t8_5 = a11.blend(a31, M8).add(a31.blend(a11, M8).rearrange(SW8));
-        FloatVector t8_6 = a03.blend(a23, M8).add(a23.blend(a03, M8).rearrange(SW8));
-        FloatVector t8_7 = a13.blend(a33, M8).add(a33.blend(a13, M8).rearrange(SW8));
-        FloatVector t4_0 = t8_0.blend(t8_1, M4).add(t8_1.blend(t8_0, M4).rearrange(SW4));
-        FloatVector t4_1 = t8_2.blend(t8_3, M4).add(t8_3.blend(t8_2, M4).rearrange(SW4));
-        FloatVector t4_2 = t8_4.blend(t8_5, M4).add(t8_5.blend(t8_4, M4).rearrange(SW4));
-        FloatVector t4_3 = t8_6.blend(t8_7, M4).add(t8_7.blend(t8_6, M4).rearrange(SW4));
-        FloatVector t2_0 = t4_0.blend(t4_1, M2).add(t4_1.blend(t4_0, M2).rearrange(SW2));
-        FloatVector t2_1 = t4_2.blend(t4_3, M2).add(t4_3.blend(t4_2, M2).rearrange(SW2));
-        FloatVector t1_0 = t2_0.blend(t2_1, M1).add(t2_1.blend(t2_0, M1).rearrange(SW1));
         float[] s = new float[16];
-        t1_0.intoArray(s, 0);
+        if (L == 16) { // the lane-swap tree: one vector of the 16 sums
+            FloatVector t8_0 = a00.blend(a20, M8).add(a20.blend(a00, M8).rearrange(SW8));
+            FloatVector t8_1 = a10.blend(a30, M8).add(a30.blend(a10, M8).rearrange(SW8));
+            FloatVector t8_2 = a02.blend(a22, M8).add(a22.blend(a02, M8).rearrange(SW8));
+            FloatVector t8_3 = a12.blend(a32, M8).add(a32.blend(a12, M8).rearrange(SW8));
+            FloatVector t8_4 = a01.blend(a21, M8).add(a21.blend(a01, M8).rearrange(SW8));
+            FloatVector t8_5 = a11.blend(a31, M8).add(a31.blend(a11, M8).rearrange(SW8));
+            FloatVector t8_6 = a03.blend(a23, M8).add(a23.blend(a03, M8).rearrange(SW8));
+            FloatVector t8_7 = a13.blend(a33, M8).add(a33.blend(a13, M8).rearrange(SW8));
+            FloatVector t4_0 = t8_0.blend(t8_1, M4).add(t8_1.blend(t8_0, M4).rearrange(SW4));
+            FloatVector t4_1 = t8_2.blend(t8_3, M4).add(t8_3.blend(t8_2, M4).rearrange(SW4));
+            FloatVector t4_2 = t8_4.blend(t8_5, M4).add(t8_5.blend(t8_4, M4).rearrange(SW4));
+            FloatVector t4_3 = t8_6.blend(t8_7, M4).add(t8_7.blend(t8_6, M4).rearrange(SW4));
+            FloatVector t2_0 = t4_0.blend(t4_1, M2).add(t4_1.blend(t4_0, M2).rearrange(SW2));
+            FloatVector t2_1 = t4_2.blend(t4_3, M2).add(t4_3.blend(t4_2, M2).rearrange(SW2));
+            FloatVector t1_0 = t2_0.blend(t2_1, M1).add(t2_1.blend(t2_0, M1).rearrange(SW1));
+            t1_0.intoArray(s, 0);
+        } else { // narrower vectors (AVX2: 8 lanes) have no 16-way tree
+            s[0] = a00.reduceLanes(VectorOperators.ADD); s[1] = a01.reduceLanes(VectorOperators.ADD); s[2] = a02.reduceLanes(VectorOperators.ADD); s[3] = a03.reduceLanes(VectorOperators.ADD);
+            s[4] = a10.reduceLanes(VectorOperators.ADD); s[5] = a11.reduceLanes(VectorOperators.ADD); s[6] = a12.reduceLanes(VectorOperators.ADD); s[7] = a13.reduceLanes(VectorOperators.ADD);
+            s[8] = a20.reduceLanes(VectorOperators.ADD); s[9] = a21.reduceLanes(VectorOperators.ADD); s[10] = a22.reduceLanes(VectorOperators.ADD); s[11] = a23.reduceLanes(VectorOperators.ADD);
+            s[12] = a30.reduceLanes(VectorOperators.ADD); s[13] = a31.reduceLanes(VectorOperators.ADD); s[14] = a32.reduceLanes(VectorOperators.ADD); s[15] = a33.reduceLanes(VectorOperators.ADD);
+        }
         if (k < in) {
             int tail = in - full;
             for (int t = 0; t < tail; t++) {
