@@ -110,6 +110,10 @@ class ContinuousBatchingTest {
             assertEquals(24, engine.kvBlocksTotal());
             for (int i = 0; i < 16; i++) {
                 subs.add(submit(engine, rnd, "default", 12, 1));
+            }
+            // then all sixteen long ones at once: they cannot all fit (submitted one by one after their
+            // one-token twin, they could finish too fast on a quick machine to ever run dry together)
+            for (int i = 0; i < 16; i++) {
                 subs.set(i, resubmitLonger(engine, subs.get(i), rnd));
             }
             checkAll(subs);

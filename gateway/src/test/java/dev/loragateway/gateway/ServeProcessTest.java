@@ -3,15 +3,12 @@ package dev.loragateway.gateway;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.SafeTensors;
 import dev.loragateway.kernels.Tensor;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -27,8 +24,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -38,7 +33,6 @@ import org.junit.jupiter.api.io.TempDir;
  * the Vector API flag, so Main relaunches itself as it does under {@code java -jar}.
  */
 class ServeProcessTest {
-    private static final Pattern LISTENING = Pattern.compile("lora-gateway listening on (http://\\S+) ");
 
     @TempDir
     Path dir;
@@ -74,7 +68,7 @@ class ServeProcessTest {
         Path stderr = dir.resolve("stderr.log");
         Process parent = start(stderr, "--model", model.toString(), "--model-id", "demo");
         try {
-            String base = awaitListening(parent, stderr);
+            String base = ServerProcesses.awaitListening(parent, stderr);
             String body = "{\"model\":\"demo\",\"prompt\":\"Hello\",\"max_tokens\":2,\"temperature\":0}";
             assertEquals(200, post(base + "/v1/completions", body).statusCode());
             assertTrue(parent.children().findAny().isPresent(), "Main did not relaunch itself: the parent was not tested");
@@ -114,7 +108,7 @@ class ServeProcessTest {
             assertTrue(late.body().contains("draining"), late.body());
             assertEquals(200, running.get(60, TimeUnit.SECONDS).statusCode(), "the running generation was cut by the drain");
             assertTrue(parent.waitFor(30, TimeUnit.SECONDS), "the server did not exit after SIGTERM");
-            assertEquals(0, parent.exitValue(), "exit code after a drain; stderr:\n" + tail(stderr));
+            assertEquals(0, parent.exitValue(), "exit code after a drain; stderr:\n" + ServerProcesses.tail(stderr));
         } finally {
             load.forEach(Thread::interrupt);
             kill(parent);
@@ -150,11 +144,11 @@ class ServeProcessTest {
         try {
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), "serve did not exit");
-            assertEquals(SelfCheck.EXIT_CODE, p.exitValue(), "stdout:\n" + out + "\nstderr:\n" + tail(stderr));
+            assertEquals(SelfCheck.EXIT_CODE, p.exitValue(), "stdout:\n" + out + "\nstderr:\n" + ServerProcesses.tail(stderr));
             assertFalse(out.contains("listening"), "a server that cannot compute printed its ready line: " + out);
             String err = Files.readString(stderr);
             assertTrue(err.contains("self-check failed") && err.contains("Java " + Runtime.version().feature())
-                && err.contains("backend cpu") && err.contains("kernels"), tail(stderr));
+                && err.contains("backend cpu") && err.contains("kernels"), ServerProcesses.tail(stderr));
         } finally {
             kill(p);
         }
@@ -179,32 +173,6 @@ class ServeProcessTest {
         }
     }
 
-    private static String awaitListening(Process server, Path stderr) throws Exception {
-        CompletableFuture<String> url = new CompletableFuture<>();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    Matcher m = LISTENING.matcher(line);
-                    if (m.find()) {
-                        url.complete(m.group(1));
-                    }
-                }
-                url.completeExceptionally(new IllegalStateException("stdout closed before the ready line"));
-            } catch (IOException e) {
-                url.completeExceptionally(e);
-            }
-        }, "server-stdout");
-        reader.setDaemon(true);
-        reader.start();
-        try {
-            return url.get(60, TimeUnit.SECONDS);
-        } catch (Exception e) {
-            fail("the server did not get ready (" + e + "); stderr:\n" + tail(stderr));
-            return null;
-        }
-    }
-
     private HttpResponse<String> get(String url) throws Exception {
         return http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
     }
@@ -212,14 +180,5 @@ class ServeProcessTest {
     private HttpResponse<String> post(String url, String body) throws Exception {
         return http.send(HttpRequest.newBuilder(URI.create(url)).header("Content-Type", "application/json").timeout(Duration.ofSeconds(30))
             .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
-    }
-
-    private static String tail(Path log) {
-        try {
-            String s = Files.readString(log);
-            return s.length() > 4000 ? s.substring(s.length() - 4000) : s;
-        } catch (IOException e) {
-            return "(no stderr: " + e + ")";
-        }
     }
 }

@@ -3,12 +3,12 @@ package dev.loragateway.gateway.http;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.gateway.Main;
+import dev.loragateway.gateway.ServerProcesses;
 import dev.loragateway.gateway.demo.DemoModel;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -27,8 +27,6 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -46,7 +44,6 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class DrainTest {
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Pattern LISTENING = Pattern.compile("lora-gateway listening on (http://\\S+) ");
     private static final int STREAMS = 4;
     private static final String PROMPT = "Once upon a time the gateway";
 
@@ -64,7 +61,7 @@ class DrainTest {
         Path stderr = dir.resolve("server-stderr.log");
         Process server = start(model, stderr);
         try {
-            String base = awaitListening(server, stderr);
+            String base = ServerProcesses.awaitListening(server, stderr);
             assertEquals(200, get(base + "/health").statusCode());
             int maxTokens = 640; // four such streams take a few seconds on the tiny demo model, most of it after the signal
             ObjectNode req = JSON.createObjectNode().put("model", "demo").put("prompt", PROMPT).put("max_tokens", maxTokens)
@@ -123,7 +120,7 @@ class DrainTest {
             System.out.printf("drain: /health 503 %d ms after SIGTERM; chunks per stream after that %s; exit %d ms after SIGTERM%n",
                 TimeUnit.NANOSECONDS.toMillis(drainingSeen - signalled), streams.stream().map(s -> s.chunksAfter(drainingSeen)).toList(),
                 TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - signalled));
-            assertEquals(0, server.exitValue(), "exit code after a drain; stderr:\n" + tail(stderr));
+            assertEquals(0, server.exitValue(), "exit code after a drain; stderr:\n" + ServerProcesses.tail(stderr));
             assertTrue(Files.readString(stderr).contains("draining"), "the drain is logged");
         } finally {
             if (server.isAlive()) {
@@ -148,33 +145,6 @@ class DrainTest {
         return pb.start();
     }
 
-    /** Reads the child's stdout until the ready line; the rest of stdout is drained in the background. */
-    private static String awaitListening(Process server, Path stderr) throws Exception {
-        CompletableFuture<String> url = new CompletableFuture<>();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    Matcher m = LISTENING.matcher(line);
-                    if (m.find()) {
-                        url.complete(m.group(1));
-                    }
-                }
-                url.completeExceptionally(new IllegalStateException("stdout closed before the ready line"));
-            } catch (IOException e) {
-                url.completeExceptionally(e);
-            }
-        }, "server-stdout");
-        reader.setDaemon(true);
-        reader.start();
-        try {
-            return url.get(60, TimeUnit.SECONDS);
-        } catch (Exception e) {
-            fail("the server did not get ready (" + e + "); alive " + server.isAlive() + "; stderr:\n" + tail(stderr));
-            return null;
-        }
-    }
-
     private HttpResponse<String> get(String url) throws Exception {
         return http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
     }
@@ -189,15 +159,6 @@ class DrainTest {
         JsonNode err = JSON.readTree(r.body()).get("error");
         assertNotNull(err, r.body());
         assertTrue(err.has("message") && err.has("type"), r.body());
-    }
-
-    private static String tail(Path log) {
-        try {
-            String s = Files.readString(log);
-            return s.length() > 4000 ? s.substring(s.length() - 4000) : s;
-        } catch (IOException e) {
-            return "(no stderr: " + e + ")";
-        }
     }
 
     /** One streaming completion read on its own thread: text, finish reasons, usage, [DONE], chunk arrival times. */
