@@ -1,6 +1,6 @@
 package dev.loragateway.adapters;
 
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;

@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;

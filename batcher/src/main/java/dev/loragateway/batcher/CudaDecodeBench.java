@@ -3,7 +3,7 @@ package dev.loragateway.batcher;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.adapters.LoraModule;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import dev.loragateway.kernels.Tensor;
 import dev.loragateway.kernels.cuda.CudaContext;
 import dev.loragateway.kernels.cuda.CudaOps;

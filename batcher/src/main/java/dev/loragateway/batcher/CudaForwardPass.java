@@ -2,8 +2,8 @@ package dev.loragateway.batcher;
 
 import dev.loragateway.adapters.LoraModule;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.LoraBatch;
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraBatch;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import dev.loragateway.kernels.Tensor;
 import dev.loragateway.kernels.cuda.CudaContext;
 import dev.loragateway.kernels.cuda.CudaOps;

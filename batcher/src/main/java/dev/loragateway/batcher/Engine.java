@@ -2,7 +2,7 @@ package dev.loragateway.batcher;
 
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.cuda.CudaOps;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.api.metrics.Meter;

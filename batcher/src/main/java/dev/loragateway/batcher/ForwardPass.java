@@ -1,12 +1,12 @@
 package dev.loragateway.batcher;
 
 import dev.loragateway.adapters.LoraModule;
-import dev.loragateway.kernels.Attention;
-import dev.loragateway.kernels.CpuBackend;
-import dev.loragateway.kernels.LoraBatch;
-import dev.loragateway.kernels.LoraSlotPool;
-import dev.loragateway.kernels.Ops;
-import dev.loragateway.kernels.Rope;
+import dev.loragateway.kernels.cpu.Attention;
+import dev.loragateway.kernels.cpu.CpuBackend;
+import dev.loragateway.kernels.cpu.LoraBatch;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
+import dev.loragateway.kernels.cpu.Ops;
+import dev.loragateway.kernels.cpu.Rope;
 
 /**
  * One forward step of a {@link LlamaModel} over the rows of a {@link StepBatch}, on the CPU:

@@ -1,6 +1,6 @@
 package dev.loragateway.batcher;
 
-import dev.loragateway.kernels.Rope;
+import dev.loragateway.kernels.cpu.Rope;
 import dev.loragateway.kernels.SafeTensors;
 import dev.loragateway.kernels.Tensor;
 import java.io.IOException;

@@ -3,7 +3,7 @@ package dev.loragateway.batcher;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.adapters.ModelShape;
-import dev.loragateway.kernels.Rope;
+import dev.loragateway.kernels.cpu.Rope;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,6 +1,6 @@
 package dev.loragateway.batcher;
 
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 
 /**
  * One forward step of a model over the rows of a {@link StepBatch}: {@link ForwardPass} on the CPU,

@@ -6,9 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.loragateway.adapters.LoraAdapter;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import dev.loragateway.kernels.cuda.CudaContext;
 import dev.loragateway.kernels.cuda.CudaDevice;
 import dev.loragateway.kernels.cuda.CudaOps;

@@ -3,7 +3,7 @@ package dev.loragateway.batcher;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.opentelemetry.api.trace.Span;
 import io.opentelemetry.context.Scope;
 import io.opentelemetry.sdk.testing.exporter.InMemorySpanExporter;

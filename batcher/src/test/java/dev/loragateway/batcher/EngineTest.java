@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.LoraAdapter;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;

@@ -5,7 +5,7 @@ import dev.loragateway.batcher.KvCache;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.StepBatch;
 import dev.loragateway.gateway.demo.DemoModel;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.cuda.CudaDevice;
 import dev.loragateway.kernels.cuda.bench.DecodeBench;

@@ -89,7 +89,7 @@ final class SelfCheck {
             return "no Vector API module";
         }
         try {
-            return dev.loragateway.kernels.CpuKernelForm.describe();
+            return dev.loragateway.kernels.cpu.CpuKernelForm.describe();
         } catch (RuntimeException | LinkageError e) {
             return "unusable (" + e + ")";
         }

@@ -14,7 +14,7 @@ import dev.loragateway.batcher.KvCache;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.batcher.StepBatch;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.SafeTensors;
 import dev.loragateway.kernels.Tensor;

@@ -10,7 +10,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.io.InputStream;
 import java.net.URI;

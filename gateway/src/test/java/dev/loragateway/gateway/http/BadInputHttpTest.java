@@ -11,7 +11,7 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.gateway.http.RawHttp.Raw;
 import io.vertx.core.Vertx;
 import java.io.ByteArrayOutputStream;

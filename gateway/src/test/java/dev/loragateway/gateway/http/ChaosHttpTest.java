@@ -7,7 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.batcher.Engine;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.io.BufferedReader;
 import java.io.InputStream;

@@ -19,7 +19,7 @@ import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.demo.DemoAdapters;
 import dev.loragateway.gateway.text.ChatTemplate;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.io.ByteArrayOutputStream;
 import java.net.URI;

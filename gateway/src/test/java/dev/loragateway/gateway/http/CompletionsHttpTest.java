@@ -13,7 +13,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.StepBatch;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.SamplingParams;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;

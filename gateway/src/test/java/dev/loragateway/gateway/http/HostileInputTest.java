@@ -13,7 +13,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.http.UploadFixtures.Multipart;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.gateway.http.RawHttp.Raw;
 import io.vertx.core.Vertx;
 import java.io.IOException;

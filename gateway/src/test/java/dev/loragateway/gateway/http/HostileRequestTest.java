@@ -12,7 +12,7 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.http.UploadFixtures.Files2;
 import dev.loragateway.gateway.http.UploadFixtures.Multipart;
 import dev.loragateway.gateway.http.UploadFixtures.Peft;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -12,7 +12,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.SafeTensors;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;

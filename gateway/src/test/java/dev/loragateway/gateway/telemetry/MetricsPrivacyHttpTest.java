@@ -10,7 +10,7 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.http.DemoStack;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -17,7 +17,7 @@ import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.http.DemoStack;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.CpuBackend;
+import dev.loragateway.kernels.cpu.CpuBackend;
 import io.opentelemetry.api.common.AttributeKey;
 import io.opentelemetry.api.trace.SpanKind;
 import io.opentelemetry.sdk.testing.exporter.InMemorySpanExporter;

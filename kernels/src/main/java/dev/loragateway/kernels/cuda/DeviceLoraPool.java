@@ -1,6 +1,6 @@
 package dev.loragateway.kernels.cuda;
 
-import dev.loragateway.kernels.LoraSlotPool;
+import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 

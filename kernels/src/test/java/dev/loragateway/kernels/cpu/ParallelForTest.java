@@ -1,4 +1,4 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;

@@ -1,4 +1,6 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Tensor;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;

@@ -1,4 +1,8 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Tensor;
+
+import dev.loragateway.kernels.DType;
 
 /**
  * The CPU compute backend: matrix products split across a {@link ParallelFor} team, Vector API

@@ -1,4 +1,8 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Tensor;
+
+import dev.loragateway.kernels.DType;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -1,4 +1,4 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
 /**
  * Causal scaled-dot-product attention of one query row over a key/value history, with

@@ -1,4 +1,4 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
 /**
  * Rotary position embedding in Hugging Face's {@code rotate_half} convention: a head vector's

@@ -1,4 +1,4 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
 import java.util.Arrays;
 

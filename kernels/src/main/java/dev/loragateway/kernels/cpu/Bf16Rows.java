@@ -1,4 +1,4 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;

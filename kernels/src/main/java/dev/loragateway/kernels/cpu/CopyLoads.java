@@ -1,6 +1,6 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
-import static dev.loragateway.kernels.MatMul.IS;
+import static dev.loragateway.kernels.cpu.MatMul.IS;
 
 import java.nio.ByteBuffer;
 import jdk.incubator.vector.ByteVector;

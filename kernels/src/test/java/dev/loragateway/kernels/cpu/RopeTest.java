@@ -1,4 +1,6 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Fixtures;
 
 import static dev.loragateway.kernels.Fixtures.assertUntouchedOutside;
 import static dev.loragateway.kernels.Fixtures.assertWithin;
@@ -7,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.loragateway.kernels.Rope.Llama3Scaling;
+import dev.loragateway.kernels.cpu.Rope.Llama3Scaling;
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.Test;

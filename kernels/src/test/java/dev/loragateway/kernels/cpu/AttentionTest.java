@@ -1,4 +1,6 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Fixtures;
 
 import static dev.loragateway.kernels.Fixtures.assertUntouchedOutside;
 import static dev.loragateway.kernels.Fixtures.assertWithin;

@@ -1,9 +1,11 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
-import static dev.loragateway.kernels.MatMul.*;
-import static dev.loragateway.kernels.MatMulBf16Kernels.*;
-import static dev.loragateway.kernels.MatMulF16Kernels.*;
-import static dev.loragateway.kernels.MatMulF32Kernels.*;
+import dev.loragateway.kernels.DType;
+
+import static dev.loragateway.kernels.cpu.MatMul.*;
+import static dev.loragateway.kernels.cpu.MatMulBf16Kernels.*;
+import static dev.loragateway.kernels.cpu.MatMulF16Kernels.*;
+import static dev.loragateway.kernels.cpu.MatMulF32Kernels.*;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;

@@ -1,4 +1,6 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.DType;
 
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;

@@ -1,8 +1,8 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
-import static dev.loragateway.kernels.MatMul.FS;
-import static dev.loragateway.kernels.MatMul.IS;
-import static dev.loragateway.kernels.MatMul.LE;
+import static dev.loragateway.kernels.cpu.MatMul.FS;
+import static dev.loragateway.kernels.cpu.MatMul.IS;
+import static dev.loragateway.kernels.cpu.MatMul.LE;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,7 +1,7 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
 
-import static dev.loragateway.kernels.MatMul.*;
-import static dev.loragateway.kernels.MatMulBatched.*;
+import static dev.loragateway.kernels.cpu.MatMul.*;
+import static dev.loragateway.kernels.cpu.MatMulBatched.*;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;

@@ -1,4 +1,10 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Fixtures;
+
+import dev.loragateway.kernels.Tensor;
+
+import dev.loragateway.kernels.DType;
 
 import static dev.loragateway.kernels.Fixtures.assertUntouchedOutside;
 import static dev.loragateway.kernels.Fixtures.assertWithin;

@@ -1,4 +1,8 @@
-package dev.loragateway.kernels;
+package dev.loragateway.kernels.cpu;
+
+import dev.loragateway.kernels.Tensor;
+
+import dev.loragateway.kernels.DType;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -30,7 +34,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class CpuKernelForm {
     private static final Logger LOG = LoggerFactory.getLogger(CpuKernelForm.class);
-    static final String SEGMENT_CLASS = "dev.loragateway.kernels.SegmentLoads";
+    static final String SEGMENT_CLASS = "dev.loragateway.kernels.cpu.SegmentLoads";
 
     private final String name;
     private final String what;
