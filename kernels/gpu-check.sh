@@ -186,7 +186,7 @@ run() {
     pack=$(find_pack "$pack")
     local cp
     cp=$(pack_classpath "$pack")
-    local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.CudaForwardPassGpuTest)
+    local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.cuda.CudaForwardPassGpuTest)
     $all && select=(--select-package dev.loragateway.kernels)
     ((${#extra[@]})) && select=()
     describe_machine "$pack"

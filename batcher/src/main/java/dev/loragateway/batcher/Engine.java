@@ -1,5 +1,7 @@
 package dev.loragateway.batcher;
 
+import dev.loragateway.batcher.cuda.CudaForwardPass;
+
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.cpu.CpuBackend;

@@ -44,7 +44,7 @@ public final class KvCache {
         return blocks;
     }
 
-    KvBlockPool pool() {
+    public KvBlockPool pool() {
         return pool;
     }
 
@@ -57,7 +57,7 @@ public final class KvCache {
     }
 
     /** The block table (valid up to {@link #blocks()}). */
-    int[] table() {
+    public int[] table() {
         return table;
     }
 
@@ -125,7 +125,7 @@ public final class KvCache {
         System.arraycopy(v, vo, pool.values(layer), row, kvDim);
     }
 
-    void advance(int n) {
+    public void advance(int n) {
         length += n;
     }
 

@@ -68,28 +68,28 @@ public final class StepBatch {
         return logitRows;
     }
 
-    int token(int row) {
+    public int token(int row) {
         return tokens[row];
     }
 
-    int position(int row) {
+    public int position(int row) {
         return positions[row];
     }
 
-    KvCache cache(int row) {
+    public KvCache cache(int row) {
         return caches[row];
     }
 
-    int slot(int row) {
+    public int slot(int row) {
         return slots[row];
     }
 
     /** The rows' slots (valid up to {@link #size()}). */
-    int[] slots() {
+    public int[] slots() {
         return slots;
     }
 
-    boolean wantsLogits(int row) {
+    public boolean wantsLogits(int row) {
         return wantLogits[row];
     }
 }

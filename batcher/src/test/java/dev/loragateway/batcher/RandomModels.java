@@ -12,17 +12,17 @@ import java.util.Map;
 import java.util.Random;
 
 /** Random Llama models and LoRA adapters for tests, and the merged-weights twin of an adapter. */
-final class RandomModels {
+public final class RandomModels {
     private RandomModels() {
     }
 
     /** A small llama config with GQA and odd sizes. */
-    static ModelConfig config(int hidden, int inter, int layers, int heads, int kvHeads, int vocab) {
+    public static ModelConfig config(int hidden, int inter, int layers, int heads, int kvHeads, int vocab) {
         return new ModelConfig("llama", hidden, inter, layers, heads, kvHeads, hidden / heads, vocab, 1e-5, 10000.0,
             null, 512, false, false, false, 0, 1, new int[] {2});
     }
 
-    static float[] gaussian(Random rnd, int n, double std) {
+    public static float[] gaussian(Random rnd, int n, double std) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) {
             float v;
@@ -35,7 +35,7 @@ final class RandomModels {
     }
 
     /** HF-named float weights of a random model (values rounded to {@code dtype} when it is 16-bit). */
-    static Map<String, float[]> weights(ModelConfig c, Random rnd, DType dtype) {
+    public static Map<String, float[]> weights(ModelConfig c, Random rnd, DType dtype) {
         Map<String, float[]> w = new HashMap<>();
         int h = c.hiddenSize();
         w.put("model.embed_tokens.weight", gaussian(rnd, c.vocabSize() * h, 1.0));
@@ -69,7 +69,7 @@ final class RandomModels {
     }
 
     /** Tensors of {@code weights} in {@code dtype}; norms stay F32 as checkpoints usually keep them. */
-    static LlamaModel model(ModelConfig c, Map<String, float[]> weights, DType dtype) {
+    public static LlamaModel model(ModelConfig c, Map<String, float[]> weights, DType dtype) {
         Map<String, Tensor> t = new HashMap<>();
         ModelShape s = c.shape();
         for (var e : weights.entrySet()) {
@@ -92,7 +92,7 @@ final class RandomModels {
      * (as {@code layers_to_transform} would) when {@code skipLayers}, and modules alternate between
      * rank and rank/2 (as {@code rank_pattern} would) when {@code pattern}.
      */
-    static LoraAdapter adapter(String name, ModelShape s, Random rnd, int rank, double alpha, List<LoraModule> targets,
+    public static LoraAdapter adapter(String name, ModelShape s, Random rnd, int rank, double alpha, List<LoraModule> targets,
                                boolean skipLayers, boolean pattern, boolean rslora) {
         LoraAdapter.Part[][] parts = new LoraAdapter.Part[s.layers()][LoraModule.COUNT];
         for (int l = 0; l < s.layers(); l++) {
@@ -112,7 +112,7 @@ final class RandomModels {
     }
 
     /** {@code W + scaling·B·A} for every adapted projection, computed in double, rounded once to float. */
-    static Map<String, float[]> merged(ModelConfig c, Map<String, float[]> base, LoraAdapter a) {
+    public static Map<String, float[]> merged(ModelConfig c, Map<String, float[]> base, LoraAdapter a) {
         Map<String, float[]> w = new HashMap<>(base);
         ModelShape s = c.shape();
         for (int l = 0; l < c.numLayers(); l++) {
@@ -142,7 +142,7 @@ final class RandomModels {
     }
 
     /** Rounds every A and B value of {@code a} to bfloat16, in place (never to zero). */
-    static void roundToBf16(LoraAdapter a) {
+    public static void roundToBf16(LoraAdapter a) {
         for (int l = 0; l < a.layers(); l++) {
             for (LoraModule m : LoraModule.values()) {
                 LoraAdapter.Part p = a.part(l, m);
@@ -159,7 +159,7 @@ final class RandomModels {
     }
 
     /** Nine adapters of mixed ranks, targets, layer subsets, rank patterns and rsLoRA. */
-    static List<LoraAdapter> mixedAdapters(ModelShape s, Random rnd) {
+    public static List<LoraAdapter> mixedAdapters(ModelShape s, Random rnd) {
         List<LoraModule> all = List.of(LoraModule.values());
         List<LoraAdapter> list = new ArrayList<>();
         list.add(adapter("r4-qv", s, rnd, 4, 8, List.of(LoraModule.Q_PROJ, LoraModule.V_PROJ), false, false, false));

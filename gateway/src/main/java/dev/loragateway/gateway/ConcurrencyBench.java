@@ -33,7 +33,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Only {@link #engine} touches the engine's API; the rest sees a {@link Server}.
  */
-final class ConcurrencyBench {
+public final class ConcurrencyBench {
     /** Tokens/s must rise by at least this fraction from one level to the next to pass the knee. */
     static final double MIN_GAIN = 0.10;
 
@@ -85,12 +85,12 @@ final class ConcurrencyBench {
      * @param vocab        prompt token ids are uniform in [0, vocab)
      * @param adapters     adapter keys picked uniformly per request; empty for the base model
      */
-    record Workload(int promptTokens, int maxTokens, double thinkMs, int vocab, List<Object> adapters) {
+    public record Workload(int promptTokens, int maxTokens, double thinkMs, int vocab, List<Object> adapters) {
         static int minPrompt(int p) {
             return Math.max(1, p / 2);
         }
 
-        static int maxPrompt(int p) {
+        public static int maxPrompt(int p) {
             return Math.max(minPrompt(p), p * 3 / 2);
         }
 
@@ -280,7 +280,7 @@ final class ConcurrencyBench {
     private final Integer requests;
     private final Workload base;
 
-    ConcurrencyBench(LlamaModel model, int adapters, int rank, int maxBatch, int warmup, Integer requests,
+    public ConcurrencyBench(LlamaModel model, int adapters, int rank, int maxBatch, int warmup, Integer requests,
                      int promptTokens, int maxTokens, double thinkMs) {
         this.model = model;
         this.adapters = adapters;
@@ -300,7 +300,7 @@ final class ConcurrencyBench {
         return requests != null ? requests : Math.max(16, Math.min(2 * c, 96));
     }
 
-    void run(CpuBackend cpu, int[] levels) throws InterruptedException {
+    public void run(CpuBackend cpu, int[] levels) throws InterruptedException {
         List<Object> keys = new ArrayList<>();
         for (int i = 0; i < adapters; i++) {
             keys.add("bench-lora-" + i);

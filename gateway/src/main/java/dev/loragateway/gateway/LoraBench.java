@@ -24,7 +24,7 @@ import java.util.TreeMap;
  * (c) the per-adapter baseline, where a step only ever holds one adapter's rows, as in a system
  * without a mixed-adapter kernel. Reports tokens/s for each and the ratios b/a and b/c.
  */
-final class LoraBench {
+public final class LoraBench {
     private final LlamaModel model;
     private final ModelConfig cfg;
     private final int adapters;
@@ -34,7 +34,7 @@ final class LoraBench {
     private final int steps;
     private final int repeats;
 
-    LoraBench(LlamaModel model, int adapters, int batch, int rank, String distribution, int steps, int repeats) {
+    public LoraBench(LlamaModel model, int adapters, int batch, int rank, String distribution, int steps, int repeats) {
         this.model = model;
         this.cfg = model.config();
         this.adapters = adapters;
@@ -46,7 +46,7 @@ final class LoraBench {
     }
 
     /** Which adapter each of the B rows uses. */
-    static int[] rowAdapters(String distribution, int rows, int n, SplittableRandom rnd) {
+    public static int[] rowAdapters(String distribution, int rows, int n, SplittableRandom rnd) {
         int[] a = new int[rows];
         switch (distribution) {
             case "identical" -> Arrays.fill(a, 0);
@@ -107,7 +107,7 @@ final class LoraBench {
         }
     }
 
-    void run(CpuBackend cpu) {
+    public void run(CpuBackend cpu) {
         SplittableRandom rnd = new SplittableRandom(11);
         ModelShape shape = cfg.shape();
         LoraSlotPool pool = new LoraSlotPool(adapters, cfg.numLayers(), shape.ins(), shape.outs());

@@ -6,7 +6,6 @@ import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.gateway.text.DemoTokenizer;
 import dev.loragateway.kernels.DType;
 import dev.loragateway.kernels.SafeTensorsWriter;
 import java.io.IOException;

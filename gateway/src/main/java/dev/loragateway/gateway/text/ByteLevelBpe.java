@@ -20,7 +20,7 @@ import java.util.regex.Pattern;
  * first), so the same corpus always gives the same merges. Cost: one pass over the distinct words
  * per merge, fine for a few KB of corpus.
  */
-final class ByteLevelBpe {
+public final class ByteLevelBpe {
 
     /** GPT-2's pre-tokenizer pattern, as in tokenizers' ByteLevel. */
     static final Pattern GPT2_SPLIT = Pattern.compile(
@@ -29,7 +29,7 @@ final class ByteLevelBpe {
     private ByteLevelBpe() {}
 
     /** GPT-2's bytes_to_unicode: the character each byte value is written as. */
-    static char[] byteToUnicode() {
+    public static char[] byteToUnicode() {
         char[] map = new char[256];
         boolean[] printable = new boolean[256];
         for (int b = 0; b < 256; b++) {
@@ -63,7 +63,7 @@ final class ByteLevelBpe {
      * remaining merges (count 1) complete whole words. Each merge is {@code {left, right}}; its
      * token is {@code left + right}.
      */
-    static List<String[]> train(String corpus, int maxMerges) {
+    public static List<String[]> train(String corpus, int maxMerges) {
         Map<List<String>, Integer> words = new HashMap<>(); // symbols of a word -> count
         for (String piece : pieces(corpus)) {
             List<String> symbols = new ArrayList<>();

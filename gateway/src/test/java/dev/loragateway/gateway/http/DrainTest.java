@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.gateway.Main;
+import dev.loragateway.gateway.cli.Main;
 import dev.loragateway.gateway.ServerProcesses;
 import dev.loragateway.gateway.demo.DemoModel;
 import java.io.BufferedReader;

@@ -1,5 +1,8 @@
 package dev.loragateway.gateway.text;
 
+import dev.loragateway.gateway.demo.DemoTokenizer;
+
+
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

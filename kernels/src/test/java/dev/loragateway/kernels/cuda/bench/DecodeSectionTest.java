@@ -93,6 +93,6 @@ class DecodeSectionTest {
     void theDecodeBenchIsTheBatcherModulesWhenItIsOnTheClassPath() {
         // the kernels module's own tests do not see batcher; the gpu-check pack puts both on one path
         Optional<DecodeBench> found = DecodeBench.find();
-        found.ifPresent(b -> assertEquals("dev.loragateway.batcher.CudaDecodeBench", b.getClass().getName()));
+        found.ifPresent(b -> assertEquals("dev.loragateway.batcher.cuda.CudaDecodeBench", b.getClass().getName()));
     }
 }

@@ -1,6 +1,5 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.demo;
 
-import dev.loragateway.gateway.demo.DemoModel;
 import java.io.IOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.FileAlreadyExistsException;
@@ -16,7 +15,7 @@ import java.util.stream.Stream;
  * {@code ~/.cache/lora-gateway}), written once: into a temporary sibling, then renamed into place,
  * so concurrent starts and interrupted writes never see half a model.
  */
-final class DemoCache {
+public final class DemoCache {
     private DemoCache() {
     }
 
@@ -26,7 +25,7 @@ final class DemoCache {
     }
 
     /** The model generated with {@code options}, written on first use under {@code name}. */
-    static Path get(String name, DemoModel.Options options) throws IOException {
+    public static Path get(String name, DemoModel.Options options) throws IOException {
         Path dir = root().resolve(name);
         if (Files.isRegularFile(dir.resolve("config.json"))) {
             return dir;
@@ -49,7 +48,7 @@ final class DemoCache {
     }
 
     /** The embedded demo model served when {@code serve} gets no {@code --model}. */
-    static Path demo() throws IOException {
+    public static Path demo() throws IOException {
         return get("demo-v1", DemoModel.Options.tiny());
     }
 

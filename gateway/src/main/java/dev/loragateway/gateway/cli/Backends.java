@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import dev.loragateway.kernels.cuda.CudaDevice;
 import java.util.function.Supplier;

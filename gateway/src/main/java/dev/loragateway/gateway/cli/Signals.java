@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;

@@ -1,4 +1,6 @@
-package dev.loragateway.gateway.text;
+package dev.loragateway.gateway.demo;
+
+import dev.loragateway.gateway.text.ByteLevelBpe;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;

@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.kernels.DType;

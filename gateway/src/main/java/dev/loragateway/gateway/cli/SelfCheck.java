@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterRegistry;

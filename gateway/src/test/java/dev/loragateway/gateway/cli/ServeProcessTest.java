@@ -1,4 +1,6 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
+
+import dev.loragateway.gateway.ServerProcesses;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

@@ -1,4 +1,17 @@
-package dev.loragateway.batcher;
+package dev.loragateway.batcher.cuda;
+
+import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.SamplingParams;
+import dev.loragateway.batcher.Sampler;
+import dev.loragateway.batcher.Generator;
+import dev.loragateway.batcher.RandomModels;
+
+import dev.loragateway.batcher.StepBatch;
+import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.batcher.ModelConfig;
+import dev.loragateway.batcher.KvBlockPool;
+import dev.loragateway.batcher.KvCache;
+import dev.loragateway.batcher.ForwardPass;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
@@ -9,6 +9,7 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.gateway.demo.DemoCache;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.http.HttpLimits;

@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import java.io.File;
 import java.util.ArrayList;

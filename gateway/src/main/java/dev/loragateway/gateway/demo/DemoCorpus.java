@@ -1,4 +1,4 @@
-package dev.loragateway.gateway.text;
+package dev.loragateway.gateway.demo;
 
 /** The English text the demo tokenizer's merges are learned from (original prose, ~3.5 KB). */
 final class DemoCorpus {

@@ -1,4 +1,4 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

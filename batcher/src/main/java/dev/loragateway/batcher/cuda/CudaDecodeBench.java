@@ -1,4 +1,10 @@
-package dev.loragateway.batcher;
+package dev.loragateway.batcher.cuda;
+
+import dev.loragateway.batcher.KvCache;
+import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.batcher.ModelConfig;
+import dev.loragateway.batcher.StepBatch;
+
 
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.adapters.LoraModule;

@@ -1,4 +1,12 @@
-package dev.loragateway.batcher;
+package dev.loragateway.batcher.cuda;
+
+import dev.loragateway.batcher.StepBatch;
+import dev.loragateway.batcher.KvBlockPool;
+import dev.loragateway.batcher.KvCache;
+
+import dev.loragateway.batcher.StepForward;
+import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.batcher.ModelConfig;
 
 import dev.loragateway.adapters.LoraModule;
 import dev.loragateway.kernels.DType;

@@ -1,4 +1,8 @@
-package dev.loragateway.gateway;
+package dev.loragateway.gateway.cli;
+
+import dev.loragateway.gateway.demo.DemoCache;
+import dev.loragateway.gateway.LoraBench;
+import dev.loragateway.gateway.ConcurrencyBench;
 
 import dev.loragateway.batcher.ForwardPass;
 import dev.loragateway.batcher.KvCache;
