@@ -2,7 +2,9 @@
 // JCuda), exported under the names libJCudaDriver imports (the `_v2` ones where cuda.h maps to
 // them). One device: "lora-gateway CUDA emulator (CPU)", compute capability 9.0, 8 GiB. Device
 // memory is host memory (mmap, committed lazily), so a device pointer is a host address. Streams
-// run synchronously in call order; a kernel fault becomes the context's sticky error, returned
+// run synchronously in call order, except that in the async-copies test mode (below) a copy from
+// pinned host memory is only recorded and performed at the stream's next operation, launch or
+// synchronisation; a kernel fault becomes the context's sticky error, returned
 // by the next synchronize (and by every stream operation after it) until the primary context
 // is released to zero references. Stream capture records a capturing stream's operations (kernel
 // arguments copied by value) into a graph that cuGraphLaunch replays in order on a stream.
@@ -103,6 +105,8 @@ struct Capture {
 struct Stream {
     unsigned flags;
     std::unique_ptr<Capture> capture;  // while cuStreamBeginCapture .. cuStreamEndCapture
+    // async-copies mode: host-to-device copies from pinned memory, issued but not yet performed
+    std::vector<std::function<void()>> pending;
 };
 
 struct Event {
@@ -141,6 +145,19 @@ std::set<Graph*> g_graphs;
 std::set<GraphExec*> g_execs;
 unsigned long long g_capture_ids = 0;
 thread_local int t_capture_mode = CAPTURE_MODE_GLOBAL;  // cuThreadExchangeStreamCaptureMode
+
+// The async-copies test mode: cuMemcpyHtoDAsync from pinned host memory on a stream only records
+// the copy; it reads the host bytes later, when the stream next runs anything (another copy, a
+// memset, a launch, a graph, an event record) or is synchronised (cuStreamSynchronize,
+// cuStreamQuery, cuCtxSynchronize, cuMemFree/cuMemFreeHost, which wait for the device as CUDA's
+// do). Host code that rewrites a staging buffer before the stream has caught up then sends the new
+// bytes, as a GPU may. On with LG_CUDA_EMU_ASYNC_COPIES=1, or per context through the
+// emulator-only limit LG_EMU_LIMIT_ASYNC_COPIES of cuCtxSetLimit (tests switch it on and off).
+constexpr int LG_EMU_LIMIT_ASYNC_COPIES = 0x4c470001;
+bool g_async_copies = [] {
+    const char* v = std::getenv("LG_CUDA_EMU_ASYNC_COPIES");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+}();
 
 bool verbose() {
     static const bool v = std::getenv("LG_CUDA_EMU_VERBOSE") != nullptr;
@@ -222,6 +239,30 @@ CUresult copy(void* dst, const void* src, size_t n) {
     return CUDA_SUCCESS;
 }
 
+// Whether [p, p + n) lies in one cuMemAllocHost allocation (pageable memory is copied at the call,
+// as CUDA stages it before cuMemcpyHtoDAsync returns).
+bool pinned_range(const void* p, size_t n) {
+    auto it = g_host.upper_bound((uintptr_t)p);
+    if (it == g_host.begin()) return false;
+    --it;
+    return (uintptr_t)p >= it->first && (uintptr_t)p + n <= it->first + it->second;
+}
+
+// Performs the copies s has pending (async-copies mode), in issue order.
+void drain(void* s) {
+    if (s == nullptr) return;
+    Stream* st = static_cast<Stream*>(s);
+    if (st->pending.empty()) return;
+    std::vector<std::function<void()>> run = std::move(st->pending);
+    st->pending.clear();
+    if (verbose()) std::fprintf(stderr, "[cuda-emu] %zu deferred host-to-device copies performed\n", run.size());
+    for (auto& c : run) c();
+}
+
+void drain_all() {
+    for (Stream* st : g_streams) drain(st);
+}
+
 // ---- stream capture
 
 // s's capture, or null (s is a live stream or the legacy NULL stream, which never captures)
@@ -248,6 +289,7 @@ CUresult enqueue(void* s, Op op) {
         c->ops.push_back(std::make_shared<const Op>(std::move(op)));
         return CUDA_SUCCESS;
     }
+    drain(s);  // the stream's earlier copies come first
     op.run();  // a fault is sticky, reported by the next synchronize
     return CUDA_SUCCESS;
 }
@@ -446,7 +488,30 @@ LG_API CUresult cuCtxSynchronize() {
         }
     }
     if (capturing) return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuCtxSynchronize: a stream is capturing");
+    drain_all();
     return t_current->sticky;
+}
+
+// Only the emulator's own limit: LG_EMU_LIMIT_ASYNC_COPIES (0 or 1) switches the async-copies test
+// mode; switching it off first performs every pending copy. Real limits are not emulated.
+LG_API CUresult cuCtxSetLimit(int limit, size_t value) {
+    LOCK;
+    NEED_CTX;
+    if (limit != LG_EMU_LIMIT_ASYNC_COPIES || value > 1) {
+        return fail(CUDA_ERROR_NOT_SUPPORTED, "cuCtxSetLimit(%d, %zu): not emulated", limit, value);
+    }
+    if (value == 0) drain_all();
+    g_async_copies = value == 1;
+    return CUDA_SUCCESS;
+}
+
+LG_API CUresult cuCtxGetLimit(size_t* value, int limit) {
+    LOCK;
+    NEED_CTX;
+    if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (limit != LG_EMU_LIMIT_ASYNC_COPIES) return fail(CUDA_ERROR_NOT_SUPPORTED, "cuCtxGetLimit(%d): not emulated", limit);
+    *value = g_async_copies ? 1 : 0;
+    return CUDA_SUCCESS;
 }
 
 // ---------------------------------------------------------------- streams and events
@@ -455,7 +520,7 @@ LG_API CUresult cuStreamCreate(void** s, unsigned flags) {
     LOCK;
     NEED_CTX;
     if (s == nullptr || flags > 1) return CUDA_ERROR_INVALID_VALUE;
-    Stream* st = new Stream{flags, nullptr};
+    Stream* st = new Stream{flags, nullptr, {}};
     g_streams.insert(st);
     *s = st;
     return CUDA_SUCCESS;
@@ -464,7 +529,9 @@ LG_API CUresult cuStreamCreate(void** s, unsigned flags) {
 LG_API CUresult cuStreamDestroy_v2(void* s) {
     LOCK;
     NEED_CTX;
-    if (g_streams.erase(static_cast<Stream*>(s)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamDestroy(%p)", s);
+    if (g_streams.count(static_cast<Stream*>(s)) == 0) return fail(CUDA_ERROR_INVALID_HANDLE, "cuStreamDestroy(%p)", s);
+    drain(s);  // CUDA finishes a destroyed stream's work
+    g_streams.erase(static_cast<Stream*>(s));
     delete static_cast<Stream*>(s);
     return CUDA_SUCCESS;
 }
@@ -478,6 +545,11 @@ LG_API CUresult cuStreamSynchronize(void* s) {
         return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamSynchronize(%p): the stream is capturing", s);
     }
     if (CUresult r = legacy_stream_use(s, "cuStreamSynchronize"); r != CUDA_SUCCESS) return r;
+    if (s == nullptr) {
+        drain_all();
+    } else {
+        drain(s);
+    }
     return t_current->sticky;
 }
 
@@ -489,6 +561,7 @@ LG_API CUresult cuStreamQuery(void* s) {
         invalidate(c, "cuStreamQuery on the capturing stream");
         return fail(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "cuStreamQuery(%p): the stream is capturing", s);
     }
+    drain(s);  // the pending copies may as well have finished by now
     return CUDA_SUCCESS;
 }
 
@@ -611,6 +684,7 @@ LG_API CUresult cuMemFree_v2(CUdeviceptr p) {
     LOCK;
     NEED_CTX;
     UNSAFE("cuMemFree");
+    drain_all();  // cuMemFree waits for the device
     auto it = g_device.find((uintptr_t)p);
     if (it == g_device.end()) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFree(0x%llx): not the base of a device allocation", p);
     const size_t rounded = (it->second + 4095) & ~(size_t)4095;
@@ -638,6 +712,7 @@ LG_API CUresult cuMemFreeHost(void* p) {
     LOCK;
     NEED_CTX;
     UNSAFE("cuMemFreeHost");
+    drain_all();  // copies may still read the memory
     if (g_host.erase((uintptr_t)p) == 0) return fail(CUDA_ERROR_INVALID_VALUE, "cuMemFreeHost(%p): not a pinned allocation", p);
     std::free(p);
     return CUDA_SUCCESS;
@@ -650,6 +725,10 @@ LG_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n,
     NEED_CTX;
     NEED_STREAM(s);
     if (!device_range(dst, n, "cuMemcpyHtoD")) return capture_error(s, CUDA_ERROR_INVALID_VALUE, "cuMemcpyHtoDAsync failed");
+    if (g_async_copies && s != nullptr && capture_of(s) == nullptr && pinned_range(src, n)) {
+        static_cast<Stream*>(s)->pending.push_back([=] { copy(reinterpret_cast<void*>(dst), src, n); });
+        return CUDA_SUCCESS;
+    }
     return enqueue(s, {"cuMemcpyHtoD", [=] { return device_range(dst, n, "cuMemcpyHtoD (graph)"); },
                        [=] { return copy(reinterpret_cast<void*>(dst), src, n) == CUDA_SUCCESS; }});
 }
@@ -912,6 +991,7 @@ LG_API CUresult cuLaunchKernel(void* func, unsigned gx, unsigned gy, unsigned gz
         std::shared_ptr<lg_emu::CapturedArgs> args = f->kernel->capture(params);
         return enqueue(s, {name, [f] { return g_functions.count(f) != 0; }, [f, shape, args] { return run_kernel(f, shape, args->args()); }});
     }
+    drain(s);
     run_kernel(f, shape, params);
     return CUDA_SUCCESS;  // like an asynchronous launch: the fault shows at the next synchronize
 }
@@ -926,6 +1006,7 @@ LG_API CUresult cuStreamBeginCapture_v2(void* s, int mode) {
     if (mode < CAPTURE_MODE_GLOBAL || mode > CAPTURE_MODE_RELAXED) return fail(CUDA_ERROR_INVALID_VALUE, "cuStreamBeginCapture(mode %d)", mode);
     Stream* st = static_cast<Stream*>(s);
     if (st->capture) return fail(CUDA_ERROR_ILLEGAL_STATE, "cuStreamBeginCapture(%p): the stream is already capturing", s);
+    drain(s);  // copies issued before the capture are not part of it
     st->capture = std::make_unique<Capture>(Capture{++g_capture_ids, mode, std::this_thread::get_id(), false, {}});
     return CUDA_SUCCESS;
 }
@@ -1040,6 +1121,7 @@ LG_API CUresult cuGraphLaunch(void* exec, void* s) {
         return CUDA_SUCCESS;
     }
     if (verbose()) std::fprintf(stderr, "[cuda-emu] graph launch %p: %zu nodes\n", exec, x->ops.size());
+    drain(s);
     for (const auto& op : x->ops) {
         if (!op->run()) break;
     }

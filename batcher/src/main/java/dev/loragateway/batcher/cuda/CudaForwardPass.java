@@ -276,8 +276,30 @@ public final class CudaForwardPass implements StepForward {
         hostLogits = ctx.pinned((long) logitFloatsCap * F);
     }
 
+    /**
+     * Runs the step. The stream is synchronised on every exit: a step that throws after queuing
+     * copies (no device memory for a slot, a failed launch) must not return while those copies may
+     * still read pinned staging that the next step rewrites; and the slots it uploaded are uploaded
+     * again on their next use ({@link DeviceLoraPool#forgetStep()}).
+     */
     @Override
     public void step(StepBatch batch, float[] logits) {
+        try {
+            queueStep(batch, logits);
+        } catch (RuntimeException | Error e) {
+            try {
+                ctx.synchronize();
+            } catch (RuntimeException s) {
+                e.addSuppressed(s);
+            }
+            if (lora != null) {
+                lora.forgetStep();
+            }
+            throw e;
+        }
+    }
+
+    private void queueStep(StepBatch batch, float[] logits) {
         int rows = batch.size();
         if (rows == 0) {
             return;

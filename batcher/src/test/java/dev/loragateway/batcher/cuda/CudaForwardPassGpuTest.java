@@ -83,9 +83,13 @@ class CudaForwardPassGpuTest {
         double worstGemm;
 
         Twin(LlamaModel model, LoraSlotPool pool, int blocks, int blockSize) {
+            this(model, pool, 64L << 20, blocks, blockSize);
+        }
+
+        Twin(LlamaModel model, LoraSlotPool pool, long loraDeviceBytes, int blocks, int blockSize) {
             this.cfg = model.config();
             this.host = new ForwardPass(model, cpu, pool);
-            this.gpu = new CudaForwardPass(model, ops, pool, 64L << 20, blocks, blockSize);
+            this.gpu = new CudaForwardPass(model, ops, pool, loraDeviceBytes, blocks, blockSize);
             this.hostKv = new KvBlockPool(cfg, blocks, blockSize, false);
         }
 
@@ -238,6 +242,72 @@ class CudaForwardPassGpuTest {
             assertTrue(t.gpu.lora().uploads() >= 6, "slot uploads: " + t.gpu.lora().uploads());
         } finally {
             t.gpu.close();
+        }
+    }
+
+    /** The emulator's own {@code cuCtxSetLimit} limit that switches its async-copies test mode (emulator README). */
+    static final int EMU_ASYNC_COPIES = 0x4c470001;
+
+    /**
+     * Regression (a GPU-only bug: the emulator ran copies at once, so nothing showed it): a step that
+     * throws after queuing a slot's upload (here the device LoRA pool has no room for the next slot)
+     * returned without synchronising, the next step's {@code beginStep} rewrote the pinned staging
+     * that upload still had to read, and the slot counted as uploaded: its rows ran with another
+     * adapter's table and weights until its generation changed. The emulator's async-copies mode
+     * performs host-to-device copies only when the stream next runs something, as a GPU may.
+     */
+    @Test
+    void aStepThatFailsMidUploadLeavesNoStaleAdapter() {
+        ctx.makeCurrent();
+        assumeTrue(jcuda.driver.JCudaDriver.cuCtxSetLimit(EMU_ASYNC_COPIES, 1) == jcuda.driver.CUresult.CUDA_SUCCESS,
+            "needs the CUDA emulator's async-copies mode");
+        try {
+            Random rnd = new Random(13);
+            ModelConfig cfg = RandomModels.config(64, 96, 2, 4, 2, 131);
+            LlamaModel model = RandomModels.model(cfg, RandomModels.weights(cfg, rnd, DType.BF16), DType.BF16);
+            List<dev.loragateway.adapters.LoraModule> all = List.of(dev.loragateway.adapters.LoraModule.values());
+            LoraSlotPool pool = new LoraSlotPool(3, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs());
+            // slots 0 and 2: same ranks, so the same staging layout; slot 1: four times the bytes
+            pool.write(0, RandomModels.adapter("a", cfg.shape(), rnd, 8, 16, all, false, false, false));
+            pool.write(1, RandomModels.adapter("big", cfg.shape(), rnd, 32, 64, all, false, false, false));
+            pool.write(2, RandomModels.adapter("c", cfg.shape(), rnd, 8, 16, all, false, false, false));
+            long slotBytes = 0;
+            for (int l = 0; l < cfg.numLayers(); l++) {
+                for (int m = 0; m < pool.modules(); m++) {
+                    slotBytes += 4L * pool.rank(0, l, m) * (pool.in(m) + pool.out(m));
+                }
+            }
+            Twin t = new Twin(model, pool, slotBytes * 5 / 2, 32, 4); // room for slots 0 and 2, never for 1
+            try {
+                int s0 = t.newSequence();
+                int s1 = t.newSequence();
+                // the failing step has the next one's shape, so no staging buffer is regrown (and the
+                // stream synchronised by that) in between
+                StepBatch failing = new StepBatch();
+                for (int i = 0; i < 3; i++) {
+                    failing.add(t.gpuCaches.get(s0), 5 + i, i == 2, 0);
+                }
+                for (int i = 0; i < 3; i++) {
+                    failing.add(t.gpuCaches.get(s1), 9 + i, i == 2, 1);
+                }
+                var e = assertThrows(dev.loragateway.kernels.cuda.DeviceMemoryExhaustedException.class,
+                    () -> t.gpu.step(failing, new float[2 * cfg.vocabSize()]));
+                assertTrue(e.getMessage().contains("has no free range"), e.getMessage());
+                // slot 0 again (its upload was queued by the failed step), beside slot 2 (staged anew)
+                List<int[]> rows = new ArrayList<>();
+                prefill(rows, s0, 0, rnd, 3, cfg.vocabSize());
+                prefill(rows, s1, 2, rnd, 3, cfg.vocabSize());
+                t.step(rows, "the step after a failed upload");
+                rows = new ArrayList<>();
+                rows.add(new int[] {s0, 7, 0});
+                rows.add(new int[] {s1, 8, 2});
+                t.step(rows, "a decode after it");
+            } finally {
+                t.gpu.close();
+            }
+        } finally {
+            ctx.makeCurrent();
+            jcuda.driver.JCudaDriver.cuCtxSetLimit(EMU_ASYNC_COPIES, 0);
         }
     }
 

@@ -16,12 +16,16 @@ import java.nio.ByteOrder;
  * into pinned staging and queues the copies on the context's stream, so the upload runs ahead of
  * the step's kernels in stream order and the host thread does not wait for it.
  *
- * <p>Staging is reused only after the caller's next {@link CudaContext#synchronize()}: call
- * {@link #beginStep()} once per step after that synchronisation. Not thread-safe (the engine
- * thread owns it).
+ * <p>A step's uploads: {@link #beginStep()}, {@link #sync} for each slot the step uses, then the
+ * caller synchronises the stream on every exit of the step, and when the step failed calls
+ * {@link #forgetStep()} so that the slots it uploaded are uploaded again on their next use (their
+ * copies may not have completed, or may have read staging rewritten since). Staging is reused only
+ * after that synchronisation: {@code beginStep} rewinds it. Not thread-safe (the engine thread
+ * owns it).
  */
 public final class DeviceLoraPool implements AutoCloseable {
     private static final long ALIGN = 256;
+    private static final long NOT_UPLOADED = -1; // a generation no slot has
 
     private final CudaContext ctx;
     private final LoraSlotPool host;
@@ -31,6 +35,12 @@ public final class DeviceLoraPool implements AutoCloseable {
     private final OffsetAllocator ranges;
     private final long[] rangeOffset;   // [slot] byte offset of the slot's range, -1 when none
     private final long[] uploaded;      // [slot] host generation the device copy matches
+    private int[] stepSlots;            // the slots uploaded since beginStep, stepUploads of them
+    private final int[] entryRank;      // (lmCount) one slot's table entries, staged by sync
+    private final float[] entryScale;
+    private final long[] entryOffA;
+    private final long[] entryOffB;
+    private int stepUploads;
     private final DeviceBuffer rank;
     private final DeviceBuffer scale;
     private final DeviceBuffer offA;
@@ -57,8 +67,13 @@ public final class DeviceLoraPool implements AutoCloseable {
         java.util.Arrays.fill(rangeOffset, -1);
         this.uploaded = new long[host.slots()];
         for (int s = 0; s < host.slots(); s++) {
-            uploaded[s] = host.occupied(s) ? -1 : host.generation(s); // an empty slot matches the zeroed table
+            uploaded[s] = host.occupied(s) ? NOT_UPLOADED : host.generation(s); // an empty slot matches the zeroed table
         }
+        this.stepSlots = new int[host.slots()];
+        this.entryRank = new int[lmCount];
+        this.entryScale = new float[lmCount];
+        this.entryOffA = new long[lmCount];
+        this.entryOffB = new long[lmCount];
         this.rank = ctx.pool().allocate(4 * entries);
         this.scale = ctx.pool().allocate(4 * entries);
         this.offA = ctx.pool().allocate(8 * entries);
@@ -88,6 +103,18 @@ public final class DeviceLoraPool implements AutoCloseable {
     /** Marks the staging free again; call after the stream was synchronised. */
     public void beginStep() {
         stagingUsed = 0;
+        stepUploads = 0;
+    }
+
+    /**
+     * After a failed step (and the stream's synchronisation): the slots uploaded since
+     * {@link #beginStep()} count as not uploaded, so their next {@link #sync} uploads them again.
+     */
+    public void forgetStep() {
+        for (int i = 0; i < stepUploads; i++) {
+            uploaded[stepSlots[i]] = NOT_UPLOADED;
+        }
+        stepUploads = 0;
     }
 
     /**
@@ -123,16 +150,19 @@ public final class DeviceLoraPool implements AutoCloseable {
         long tableBytes = (long) lmCount * (4 + 4 + 8 + 8);
         ByteBuffer stage = reserve(4 * floats + tableBytes);
         long stageStart = stagingUsed - (4 * floats + tableBytes);
-        int[] rk = new int[lmCount];
-        float[] sc = new float[lmCount];
-        long[] oa = new long[lmCount];
-        long[] ob = new long[lmCount];
+        int[] rk = entryRank;
+        float[] sc = entryScale;
+        long[] oa = entryOffA;
+        long[] ob = entryOffB;
         long pos = 0;
         for (int l = 0; l < host.layers(); l++) {
             for (int m = 0; m < modules; m++) {
                 int e = l * modules + m;
                 int r = host.rank(slot, l, m);
                 rk[e] = r;
+                sc[e] = 0;
+                oa[e] = 0;
+                ob[e] = 0;
                 if (r == 0) {
                     continue;
                 }
@@ -171,6 +201,10 @@ public final class DeviceLoraPool implements AutoCloseable {
         ctx.copyToDevice(staging, tableAt + 8L * lmCount, offA, 8 * e0, 8L * lmCount);
         ctx.copyToDevice(staging, tableAt + 16L * lmCount, offB, 8 * e0, 8L * lmCount);
         uploaded[slot] = gen;
+        if (stepUploads == stepSlots.length) { // the host rewrote a slot mid-step
+            stepSlots = java.util.Arrays.copyOf(stepSlots, 2 * stepUploads);
+        }
+        stepSlots[stepUploads++] = slot;
         uploads++;
         return true;
     }
