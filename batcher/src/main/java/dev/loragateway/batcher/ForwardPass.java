@@ -111,20 +111,9 @@ public final class ForwardPass implements StepForward {
         }
         int h = cfg.hiddenSize();
         int vocab = cfg.vocabSize();
-        if (logits.length < batch.logitRows() * vocab) {
-            throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, need " + batch.logitRows() * vocab);
-        }
+        StepRows.checkLogits(batch, logits, vocab);
         ensureRows(rows);
-        lora = null;
-        for (int r = 0; r < rows; r++) {
-            if (batch.slot(r) >= 0) {
-                if (pool == null) {
-                    throw new IllegalStateException("row " + r + " asks for LoRA slot " + batch.slot(r) + " but this pass has no slot pool");
-                }
-                lora = LoraBatch.of(batch.slots(), rows);
-                break;
-            }
-        }
+        lora = StepRows.checkSlots(batch, pool) ? LoraBatch.of(batch.slots(), rows) : null;
         int maxLen = 0;
         for (int r = 0; r < rows; r++) {
             Ops.embedding(model.embedding(), batch.token(r), x, r * h);
@@ -141,13 +130,7 @@ public final class ForwardPass implements StepForward {
             attentionBlock(batch, l, layer, rows, eps, maxLen);
             mlpBlock(l, layer, rows, eps);
         }
-        // advance each cache by the number of its rows
-        for (int r = 0; r < rows; r++) {
-            if (r + 1 == rows || batch.cache(r + 1) != batch.cache(r)) {
-                KvCache c = batch.cache(r);
-                c.advance(batch.position(r) + 1 - c.length());
-            }
-        }
+        StepRows.advanceCaches(batch);
         int out = 0;
         for (int r = 0; r < rows; r++) {
             if (batch.wantsLogits(r)) {

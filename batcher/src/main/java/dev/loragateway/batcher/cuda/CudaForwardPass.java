@@ -2,9 +2,9 @@ package dev.loragateway.batcher.cuda;
 
 import dev.loragateway.batcher.StepBatch;
 import dev.loragateway.batcher.KvBlockPool;
-import dev.loragateway.batcher.KvCache;
 
 import dev.loragateway.batcher.StepForward;
+import dev.loragateway.batcher.StepRows;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
 
@@ -20,11 +20,8 @@ import dev.loragateway.kernels.cuda.DeviceLoraPool;
 import dev.loragateway.kernels.cuda.PinnedBuffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.IntBuffer;
 import java.util.ArrayList;
-import java.util.IdentityHashMap;
 import java.util.List;
-import java.util.Map;
 import jcuda.driver.CUdeviceptr;
 
 /**
@@ -35,7 +32,8 @@ import jcuda.driver.CUdeviceptr;
  * {@link #kvPool()} hands out, and adapters come from a {@link DeviceLoraPool} that mirrors the
  * host {@link LoraSlotPool} slot by slot.
  *
- * <p>A step uploads its rows' tokens, positions, block tables and LoRA segments in one copy, runs
+ * <p>A step uploads its rows' tokens, positions, block tables and LoRA segments in one copy
+ * ({@link StepUpload} holds that layout), runs
  * every layer on the stream, copies the rows that want logits back and synchronises once.
  * Attention runs {@code attention_decode} (flash-decoding partitions of 512 positions) when every
  * sequence has one row, else {@code attention_prefill} (chunked prefill and mixed steps).
@@ -72,9 +70,7 @@ public final class CudaForwardPass implements StepForward {
     private DeviceBuffer x, xn, q, k, v, att, gate, up, loraV, logitsDev;
     private int partsCap;
     private DeviceBuffer partOut, partMl;
-    private int intsCap;
-    private DeviceBuffer ints;
-    private PinnedBuffer hostInts;
+    private final StepUpload upload;
     private int logitFloatsCap;
     private PinnedBuffer hostLogits;
     private int loraRank;
@@ -150,6 +146,7 @@ public final class CudaForwardPass implements StepForward {
             vCache[l] = alloc(layerBytes);
         }
         this.kvPool = KvBlockPool.external(cfg, kvBlocks, blockSize, this::copyBlock);
+        this.upload = new StepUpload(ctx);
         ctx.synchronize();
         ensureRows(1);
     }
@@ -250,19 +247,6 @@ public final class CudaForwardPass implements StepForward {
         partMl = alloc((long) partsCap * 2 * F);
     }
 
-    private void ensureInts(int n) {
-        if (n <= intsCap) {
-            return;
-        }
-        free(ints);
-        if (hostInts != null) {
-            hostInts.close();
-        }
-        intsCap = Math.max(n, intsCap * 2);
-        ints = alloc((long) intsCap * 4);
-        hostInts = ctx.pinned((long) intsCap * 4);
-    }
-
     private void ensureLogits(int floats) {
         if (floats <= logitFloatsCap) {
             return;
@@ -306,16 +290,8 @@ public final class CudaForwardPass implements StepForward {
         }
         int h = cfg.hiddenSize();
         int vocab = cfg.vocabSize();
-        int logitRows = batch.logitRows();
-        if (logits.length < logitRows * vocab) {
-            throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, need " + logitRows * vocab);
-        }
+        int logitRows = StepRows.checkLogits(batch, logits, vocab);
         ensureRows(rows);
-        // the rows' sequences, in row order (rows of one sequence are contiguous)
-        int[] rowSeq = new int[rows];
-        List<KvCache> seqs = new ArrayList<>();
-        Map<KvCache, Integer> seen = new IdentityHashMap<>();
-        boolean anyAdapter = false;
         for (int r = 0; r < rows; r++) {
             if (batch.cache(r).pool() != kvPool) {
                 throw new IllegalArgumentException("row " + r + "'s KV cache is not from this CUDA pass's pool");
@@ -325,111 +301,41 @@ public final class CudaForwardPass implements StepForward {
                 throw new IllegalArgumentException("row " + r + ": token " + tok + " is outside the vocabulary of " + vocab);
             }
         }
+        boolean anyAdapter = StepRows.checkSlots(batch, slots);
         for (int r = 0; r < rows; r++) {
-            KvCache c = batch.cache(r);
-            Integer s = seen.get(c);
-            if (s == null) {
-                s = seqs.size();
-                seqs.add(c);
-                seen.put(c, s);
-            }
-            rowSeq[r] = s;
-            c.ensureCapacity(batch.position(r) + 1); // may queue copy-on-write block copies
-            if (batch.slot(r) >= 0) {
-                if (slots == null) {
-                    throw new IllegalStateException("row " + r + " asks for LoRA slot " + batch.slot(r) + " but this pass has no slot pool");
-                }
-                anyAdapter = true;
-            }
-        }
-        int nSeq = seqs.size();
-        boolean decode = nSeq == rows;
-        int maxBlocks = 1;
-        int maxAttended = 1;
-        int window = cfg.slidingWindow();
-        for (int r = 0; r < rows; r++) {
-            maxBlocks = Math.max(maxBlocks, batch.cache(r).blocks());
-            int len = batch.position(r) + 1;
-            maxAttended = Math.max(maxAttended, window > 0 ? Math.min(len, window) : len);
+            batch.cache(r).ensureCapacity(batch.position(r) + 1); // may queue copy-on-write block copies
         }
         LoraBatch lb = anyAdapter ? LoraBatch.of(batch.slots(), rows) : null;
-        int segs = lb == null ? 0 : lb.segments();
-
-        // one int upload: tokens, positions, row_seq, tables, lengths, logit rows, seg_start, seg_slot, row_slot
-        int oTok = 0;
-        int oPos = oTok + rows;
-        int oSeq = oPos + rows;
-        int oTab = oSeq + rows;
-        int oLen = oTab + nSeq * maxBlocks;
-        int oLog = oLen + nSeq;
-        int oSegStart = oLog + logitRows;
-        int oSegSlot = oSegStart + segs + 1;
-        int oRowSlot = oSegSlot + segs;
-        int total = oRowSlot + rows;
-        ensureInts(total);
-        IntBuffer in = hostInts.buffer().asIntBuffer();
-        for (int r = 0; r < rows; r++) {
-            in.put(oTok + r, batch.token(r));
-            in.put(oPos + r, batch.position(r));
-            in.put(oSeq + r, rowSeq[r]);
-            in.put(oRowSlot + r, batch.slot(r));
-        }
-        for (int s = 0; s < nSeq; s++) {
-            KvCache c = seqs.get(s);
-            int[] t = c.table();
-            for (int b = 0; b < maxBlocks; b++) {
-                in.put(oTab + s * maxBlocks + b, b < c.blocks() ? t[b] : 0);
-            }
-        }
-        int lr = 0;
-        for (int r = 0; r < rows; r++) {
-            if (decode) {
-                in.put(oLen + r, batch.position(r) + 1);
-            }
-            if (batch.wantsLogits(r)) {
-                in.put(oLog + lr++, r);
-            }
-        }
-        int maxSeg = 0;
-        int loraMaxRank = 0;
-        for (int g = 0; g < segs; g++) {
-            in.put(oSegStart + g, lb.segStart(g));
-            in.put(oSegSlot + g, lb.segSlot(g));
-            int end = g + 1 < segs ? lb.segStart(g + 1) : rows;
-            maxSeg = Math.max(maxSeg, end - lb.segStart(g));
-            if (lb.segSlot(g) >= 0) {
-                loraMaxRank = Math.max(loraMaxRank, slots.maxRank(lb.segSlot(g)));
-            }
-        }
-        if (lb != null) {
-            in.put(oSegStart + segs, rows);
-        }
-        ctx.copyToDevice(hostInts, 0, ints, 0, 4L * total);
-        CUdeviceptr tokens = at(ints, oTok);
-        CUdeviceptr positions = at(ints, oPos);
-        CUdeviceptr seqOfRow = at(ints, oSeq);
-        CUdeviceptr tables = at(ints, oTab);
-        CUdeviceptr lengths = at(ints, oLen);
-        CUdeviceptr logitIndex = at(ints, oLog);
+        StepUpload in = upload;
+        in.stage(batch, lb, slots, cfg.slidingWindow());
+        in.upload();
         Lora l8 = null;
-        if (lb != null && loraMaxRank > 0) {
+        if (lb != null && in.maxRank() > 0) {
             lora.beginStep();
-            for (int g = 0; g < segs; g++) {
+            for (int g = 0; g < in.segments(); g++) {
                 if (lb.segSlot(g) >= 0) {
                     lora.sync(lb.segSlot(g));
                 }
             }
             int splits = CudaOps.bgmvSplits(Math.max(cfg.qDim(), Math.max(cfg.hiddenSize(), cfg.intermediateSize())));
-            ensureLora(loraMaxRank, splits);
-            l8 = new Lora(lb, segs, maxSeg, rows, at(ints, oSegStart), at(ints, oSegSlot), at(ints, oRowSlot), loraMaxRank);
+            ensureLora(in.maxRank(), splits);
+            l8 = new Lora(lb, in.segments(), in.maxSegmentRows(), rows, in.segStart(), in.segSlot(), in.rowSlot(), in.maxRank());
         }
 
+        CUdeviceptr tokens = in.tokens();
+        CUdeviceptr positions = in.positions();
+        CUdeviceptr seqOfRow = in.rowSeq();
+        CUdeviceptr tables = in.tables();
+        CUdeviceptr lengths = in.lengths();
+        boolean decode = in.decode();
+        int maxBlocks = in.maxBlocks();
+        int window = cfg.slidingWindow();
         int qDim = cfg.qDim();
         int kvDim = cfg.kvDim();
         int inter = cfg.intermediateSize();
         int bs = kvPool.blockSize();
         ops.embeddingBf16(x.pointer(), embed.pointer(), tokens, rows, h, vocab, h);
-        int parts = CudaOps.decodeParts(maxAttended, partition);
+        int parts = CudaOps.decodeParts(in.maxAttended(), partition);
         if (decode && parts > 1) {
             ensureParts(rows, parts);
         }
@@ -465,17 +371,11 @@ public final class CudaForwardPass implements StepForward {
             ops.project(x.pointer(), gate.pointer(), w.down().pointer(), null, rows, h, inter, inter, h, true);
             lora(l8, li, LoraModule.DOWN_PROJ, gate, inter, inter, x, h, h);
         }
-        // advance each cache by the number of its rows
-        for (int r = 0; r < rows; r++) {
-            if (r + 1 == rows || batch.cache(r + 1) != batch.cache(r)) {
-                KvCache c = batch.cache(r);
-                c.advance(batch.position(r) + 1 - c.length());
-            }
-        }
+        StepRows.advanceCaches(batch);
         if (logitRows > 0) {
             ensureLogits(logitRows * vocab);
             // xn is free now and holds rows >= logitRows
-            ops.rmsNorm(xn.pointer(), x.pointer(), finalNorm.pointer(), logitIndex, logitRows, h, h, h, eps);
+            ops.rmsNorm(xn.pointer(), x.pointer(), finalNorm.pointer(), in.logitRows(), logitRows, h, h, h, eps);
             ops.project(logitsDev.pointer(), xn.pointer(), lmHead.pointer(), null, logitRows, vocab, h, h, vocab, false);
             ctx.copyToHost(logitsDev, 0, hostLogits, 0, (long) logitRows * vocab * F);
         }
@@ -512,10 +412,6 @@ public final class CudaForwardPass implements StepForward {
         }
     }
 
-    private static CUdeviceptr at(DeviceBuffer b, int intOffset) {
-        return b.pointer().withByteOffset(4L * intOffset);
-    }
-
     private static CUdeviceptr ptr(DeviceBuffer b) {
         return b == null ? null : b.pointer();
     }
@@ -529,9 +425,7 @@ public final class CudaForwardPass implements StepForward {
         for (DeviceBuffer b : new ArrayList<>(owned)) {
             free(b);
         }
-        if (hostInts != null) {
-            hostInts.close();
-        }
+        upload.close();
         if (hostLogits != null) {
             hostLogits.close();
         }

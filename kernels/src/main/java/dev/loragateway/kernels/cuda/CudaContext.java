@@ -250,15 +250,19 @@ public final class CudaContext implements AutoCloseable {
     /** Queues a copy of {@code bytes} from {@code src} (host, pinned) to {@code dst} (device) on the stream. */
     public void copyToDevice(PinnedBuffer src, long srcOffset, DeviceBuffer dst, long dstOffset, long bytes) {
         makeCurrent();
-        CudaDevice.check(JCudaDriver.cuMemcpyHtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream),
-            "cuMemcpyHtoDAsync(" + bytes + " bytes)");
+        int r = JCudaDriver.cuMemcpyHtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream);
+        if (r != CUresult.CUDA_SUCCESS) {
+            CudaDevice.check(r, "cuMemcpyHtoDAsync(" + bytes + " bytes)");
+        }
     }
 
     /** Queues a copy of {@code bytes} from {@code src} (device) to {@code dst} (host, pinned) on the stream. */
     public void copyToHost(DeviceBuffer src, long srcOffset, PinnedBuffer dst, long dstOffset, long bytes) {
         makeCurrent();
-        CudaDevice.check(JCudaDriver.cuMemcpyDtoHAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream),
-            "cuMemcpyDtoHAsync(" + bytes + " bytes)");
+        int r = JCudaDriver.cuMemcpyDtoHAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream);
+        if (r != CUresult.CUDA_SUCCESS) {
+            CudaDevice.check(r, "cuMemcpyDtoHAsync(" + bytes + " bytes)");
+        }
     }
 
     /**
@@ -267,8 +271,10 @@ public final class CudaContext implements AutoCloseable {
      */
     public void copyDeviceToDevice(DeviceBuffer src, long srcOffset, DeviceBuffer dst, long dstOffset, long bytes) {
         makeCurrent();
-        CudaDevice.check(JCudaDriver.cuMemcpyDtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream),
-            "cuMemcpyDtoDAsync(" + bytes + " bytes)");
+        int r = JCudaDriver.cuMemcpyDtoDAsync(dst.at(dstOffset, bytes), src.at(srcOffset, bytes), bytes, stream);
+        if (r != CUresult.CUDA_SUCCESS) {
+            CudaDevice.check(r, "cuMemcpyDtoDAsync(" + bytes + " bytes)");
+        }
     }
 
     /** Queues {@code bytes} zero bytes into {@code dst} at {@code offset}. */
@@ -290,9 +296,12 @@ public final class CudaContext implements AutoCloseable {
     public void launch(CUfunction f, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes,
                        Pointer... args) {
         makeCurrent();
-        CudaDevice.check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, stream,
-            Pointer.to(args), null), "cuLaunchKernel(grid " + gridX + "x" + gridY + "x" + gridZ + ", block "
-            + blockX + "x" + blockY + "x" + blockZ + ")");
+        int r = JCudaDriver.cuLaunchKernel(f, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, stream,
+            Pointer.to(args), null);
+        if (r != CUresult.CUDA_SUCCESS) { // the message is built only on failure: launches are the hot path
+            CudaDevice.check(r, "cuLaunchKernel(grid " + gridX + "x" + gridY + "x" + gridZ + ", block "
+                + blockX + "x" + blockY + "x" + blockZ + ")");
+        }
     }
 
     /**
