@@ -333,12 +333,15 @@ public final class CudaForwardPass implements StepForward {
         int qDim = cfg.qDim();
         int kvDim = cfg.kvDim();
         int inter = cfg.intermediateSize();
-        int bs = kvPool.blockSize();
+        CudaOps.Heads heads = new CudaOps.Heads(cfg.numHeads(), cfg.numKvHeads(), cfg.headDim());
         ops.embeddingBf16(x.pointer(), embed.pointer(), tokens, rows, h, vocab, h);
         int parts = CudaOps.decodeParts(in.maxAttended(), partition);
         if (decode && parts > 1) {
             ensureParts(rows, parts);
         }
+        boolean scratch = decode && parts > 1;
+        CudaOps.DecodeParts split = new CudaOps.DecodeParts(parts, partition, scratch ? partOut.pointer() : null,
+            scratch ? partMl.pointer() : null);
         for (int li = 0; li < layers.length; li++) {
             DLayer w = layers[li];
             ops.rmsNorm(xn.pointer(), x.pointer(), w.inNorm().pointer(), null, rows, h, h, h, eps);
@@ -348,17 +351,14 @@ public final class CudaForwardPass implements StepForward {
             lora(l8, li, LoraModule.Q_PROJ, xn, h, h, q, qDim, qDim);
             lora(l8, li, LoraModule.K_PROJ, xn, h, h, k, kvDim, kvDim);
             lora(l8, li, LoraModule.V_PROJ, xn, h, h, v, kvDim, kvDim);
-            ops.ropeNeox(q.pointer(), k.pointer(), positions, invFreq.pointer(), rows, cfg.numHeads(), cfg.numKvHeads(),
-                cfg.headDim(), qDim, kvDim);
-            ops.kvWrite(kCache[li].pointer(), vCache[li].pointer(), k.pointer(), v.pointer(), tables, seqOfRow, positions,
-                rows, kvDim, bs, maxBlocks, kvDim, kvDim);
+            ops.ropeNeox(q.pointer(), qDim, k.pointer(), kvDim, positions, invFreq.pointer(), rows, heads);
+            CudaOps.PagedKv kv = new CudaOps.PagedKv(kCache[li].pointer(), vCache[li].pointer(), tables, kvPool.blockSize(),
+                maxBlocks);
+            ops.kvWrite(kv, k.pointer(), kvDim, v.pointer(), kvDim, seqOfRow, positions, rows, kvDim);
             if (decode) {
-                ops.attentionDecode(att.pointer(), parts > 1 ? partOut.pointer() : null, parts > 1 ? partMl.pointer() : null,
-                    q.pointer(), kCache[li].pointer(), vCache[li].pointer(), tables, lengths, rows, cfg.numHeads(),
-                    cfg.numKvHeads(), cfg.headDim(), bs, maxBlocks, qDim, qDim, window, partition, scale, parts);
+                ops.attentionDecode(att.pointer(), qDim, q.pointer(), qDim, kv, lengths, rows, heads, window, scale, split);
             } else {
-                ops.attentionPrefill(att.pointer(), q.pointer(), kCache[li].pointer(), vCache[li].pointer(), tables, seqOfRow,
-                    positions, rows, cfg.numHeads(), cfg.numKvHeads(), cfg.headDim(), bs, maxBlocks, qDim, qDim, window, scale);
+                ops.attentionPrefill(att.pointer(), qDim, q.pointer(), qDim, kv, seqOfRow, positions, rows, heads, window, scale);
             }
             ops.project(x.pointer(), att.pointer(), w.o().pointer(), ptr(w.ob()), rows, h, qDim, qDim, h, true);
             lora(l8, li, LoraModule.O_PROJ, att, qDim, qDim, x, h, h);

@@ -33,6 +33,27 @@ public final class CudaOps {
     public record LoraTable(CUdeviceptr rank, CUdeviceptr scale, CUdeviceptr offA, CUdeviceptr offB, int lmCount) {
     }
 
+    /** Attention heads: {@code heads} query heads sharing {@code kvHeads} key/value heads (GQA), {@code headDim} floats each. */
+    public record Heads(int heads, int kvHeads, int headDim) {
+    }
+
+    /**
+     * One layer's paged KV cache as the attention kernels read it: key and value pools of
+     * {@code blocks · blockSize} rows of {@code kvDim} floats, and the step's block tables,
+     * {@code maxBlocks} entries per sequence.
+     */
+    public record PagedKv(CUdeviceptr kCache, CUdeviceptr vCache, CUdeviceptr blockTables, int blockSize, int maxBlocks) {
+    }
+
+    /**
+     * How {@code attention_decode} splits each row's positions: {@code count} partitions of
+     * {@code size} positions ({@code count} from {@link #decodeParts}); with more than one, the
+     * scratch {@code partOut} ({@code rows·heads·count·headDim} floats) and {@code partMl}
+     * ({@code rows·heads·count·2}), which may be null when {@code count == 1}.
+     */
+    public record DecodeParts(int count, int size, CUdeviceptr partOut, CUdeviceptr partMl) {
+    }
+
     private final CudaContext ctx;
     private final CudaModule kernels;
     private final ConcurrentMap<String, Integer> sharedLimit = new ConcurrentHashMap<>(); // raised limits
@@ -175,8 +196,11 @@ public final class CudaOps {
      * device array of {@code headDim / 2} <em>doubles</em> ({@code Rope.frequency(i)}); k nullable
      * when {@code kvHeads == 0}.
      */
-    public void ropeNeox(CUdeviceptr q, CUdeviceptr k, CUdeviceptr positions, CUdeviceptr invFreq, int rows, int heads,
-                         int kvHeads, int headDim, int qStride, int kStride) {
+    public void ropeNeox(CUdeviceptr q, int qStride, CUdeviceptr k, int kStride, CUdeviceptr positions, CUdeviceptr invFreq,
+                         int rows, Heads h) {
+        int heads = h.heads();
+        int kvHeads = h.kvHeads();
+        int headDim = h.headDim();
         if ((headDim & 1) != 0 || headDim > 512) {
             throw new IllegalArgumentException("rope_neox needs an even head_dim <= 512, got " + headDim);
         }
@@ -233,15 +257,14 @@ public final class CudaOps {
     // ---------------------------------------------------------------- attention
 
     /** {@code kv_write}: grid {@code (rows)}, block 128; {@code rowSeq} nullable (row i → sequence i). */
-    public void kvWrite(CUdeviceptr kCache, CUdeviceptr vCache, CUdeviceptr k, CUdeviceptr v, CUdeviceptr blockTables,
-                        CUdeviceptr rowSeq, CUdeviceptr positions, int rows, int kvDim, int blockSize, int maxBlocks,
-                        int kStride, int vStride) {
+    public void kvWrite(PagedKv kv, CUdeviceptr k, int kStride, CUdeviceptr v, int vStride, CUdeviceptr rowSeq,
+                        CUdeviceptr positions, int rows, int kvDim) {
         if (rows == 0) {
             return;
         }
         ctx.launch(fn(CudaKernels.KV_WRITE), rows, 128, 0,
-            p(kCache), p(vCache), p(k), p(v), p(blockTables), p(rowSeq), p(positions),
-            i(rows), i(kvDim), i(blockSize), i(maxBlocks), i(kStride), i(vStride));
+            p(kv.kCache()), p(kv.vCache()), p(k), p(v), p(kv.blockTables()), p(rowSeq), p(positions),
+            i(rows), i(kvDim), i(kv.blockSize()), i(kv.maxBlocks()), i(kStride), i(vStride));
     }
 
     /**
@@ -253,10 +276,11 @@ public final class CudaOps {
      * {@code from_i} for prefill; we read it as {@code max(0, positions[i] + 1 − window)} for
      * {@code window > 0}, else 0 (the sliding-window rule in the attention section's preamble).
      */
-    public void attentionPrefill(CUdeviceptr out, CUdeviceptr q, CUdeviceptr kCache, CUdeviceptr vCache,
-                                 CUdeviceptr blockTables, CUdeviceptr rowSeq, CUdeviceptr positions, int rows, int heads,
-                                 int kvHeads, int headDim, int blockSize, int maxBlocks, int qStride, int outStride,
-                                 int window, float scale) {
+    public void attentionPrefill(CUdeviceptr out, int outStride, CUdeviceptr q, int qStride, PagedKv kv, CUdeviceptr rowSeq,
+                                 CUdeviceptr positions, int rows, Heads h, int window, float scale) {
+        int heads = h.heads();
+        int kvHeads = h.kvHeads();
+        int headDim = h.headDim();
         checkAttention(heads, kvHeads, headDim);
         if (rows == 0) {
             return;
@@ -265,8 +289,8 @@ public final class CudaOps {
         CUfunction f = sharedFn(CudaKernels.ATTENTION_PREFILL, shared);
         ctx.launch(f, CudaKernels.attentionGridX(heads, kvHeads),
             ceilDiv(rows, CudaKernels.attentionPrefillRows(heads, kvHeads)), 1, CudaKernels.ATTENTION_THREADS, 1, 1, shared,
-            p(out), p(q), p(kCache), p(vCache), p(blockTables), p(rowSeq), p(positions), i(rows), i(heads), i(kvHeads),
-            i(headDim), i(blockSize), i(maxBlocks), i(qStride), i(outStride), i(window), f(scale));
+            p(out), p(q), p(kv.kCache()), p(kv.vCache()), p(kv.blockTables()), p(rowSeq), p(positions), i(rows), i(heads),
+            i(kvHeads), i(headDim), i(kv.blockSize()), i(kv.maxBlocks()), i(qStride), i(outStride), i(window), f(scale));
     }
 
     /** Partitions of {@code attention_decode}: {@code ceil(maxAttended / partitionSize)}, at least 1. */
@@ -278,19 +302,22 @@ public final class CudaOps {
      * {@code attention_decode} (and {@code attention_decode_reduce} when {@code parts > 1}): grid
      * {@code (kvHeads · ceil(group / hc), rows, parts)}, block 128, shared memory as prefill.
      * {@code parts} must be {@link #decodeParts} of the largest {@code lengths[i] − from_i} (the
-     * README calls it a grid dimension that defines the work). Scratch: {@code partOut}
-     * {@code rows·heads·parts·headDim} floats, {@code partMl} {@code rows·heads·parts·2}; both may
-     * be null when {@code parts == 1}.
+     * README calls it a grid dimension that defines the work); scratch as {@link DecodeParts} says.
      *
      * <p>README ambiguity: {@code parts} is not a kernel argument, so the kernel must take it from
      * {@code gridDim.z}; and with {@code parts == 1} it "writes out" directly, so the reduce is
      * skipped. Also unspecified: what {@code out} holds for a row with {@code lengths[i] == 0}
      * (parts == 1 path); the tests never send one.
      */
-    public void attentionDecode(CUdeviceptr out, CUdeviceptr partOut, CUdeviceptr partMl, CUdeviceptr q,
-                                CUdeviceptr kCache, CUdeviceptr vCache, CUdeviceptr blockTables, CUdeviceptr lengths,
-                                int rows, int heads, int kvHeads, int headDim, int blockSize, int maxBlocks, int qStride,
-                                int outStride, int window, int partitionSize, float scale, int parts) {
+    public void attentionDecode(CUdeviceptr out, int outStride, CUdeviceptr q, int qStride, PagedKv kv, CUdeviceptr lengths,
+                                int rows, Heads h, int window, float scale, DecodeParts split) {
+        int heads = h.heads();
+        int kvHeads = h.kvHeads();
+        int headDim = h.headDim();
+        int parts = split.count();
+        int partitionSize = split.size();
+        CUdeviceptr partOut = split.partOut();
+        CUdeviceptr partMl = split.partMl();
         checkAttention(heads, kvHeads, headDim);
         if (parts < 1 || partitionSize < 1) {
             throw new IllegalArgumentException("parts " + parts + " and partition size " + partitionSize + " must be >= 1");
@@ -304,9 +331,9 @@ public final class CudaOps {
         int shared = CudaKernels.attentionSharedBytes(headDim);
         CUfunction f = sharedFn(CudaKernels.ATTENTION_DECODE, shared);
         ctx.launch(f, CudaKernels.attentionGridX(heads, kvHeads), rows, parts, CudaKernels.ATTENTION_THREADS, 1, 1, shared,
-            p(out), p(partOut), p(partMl), p(q), p(kCache), p(vCache), p(blockTables), p(lengths), i(rows), i(heads),
-            i(kvHeads), i(headDim), i(blockSize), i(maxBlocks), i(qStride), i(outStride), i(window), i(partitionSize),
-            f(scale));
+            p(out), p(partOut), p(partMl), p(q), p(kv.kCache()), p(kv.vCache()), p(kv.blockTables()), p(lengths), i(rows),
+            i(heads), i(kvHeads), i(headDim), i(kv.blockSize()), i(kv.maxBlocks()), i(qStride), i(outStride), i(window),
+            i(partitionSize), f(scale));
         if (parts > 1) {
             attentionDecodeReduce(out, partOut, partMl, rows, heads, headDim, parts, outStride);
         }

@@ -412,8 +412,8 @@ class CudaOpsGpuTest {
             }
             DeviceBuffer dq = upload(q);
             DeviceBuffer dk = upload(k);
-            ops.ropeNeox(dq.pointer(), dk.pointer(), upload(pos).pointer(), upload(inv).pointer(), rows, heads, kvHeads,
-                headDim, qs, ks);
+            ops.ropeNeox(dq.pointer(), qs, dk.pointer(), ks, upload(pos).pointer(), upload(inv).pointer(), rows,
+                new CudaOps.Heads(heads, kvHeads, headDim));
             float[] cos = new float[headDim / 2];
             float[] sin = new float[headDim / 2];
             for (int i = 0; i < rows; i++) {
@@ -523,8 +523,9 @@ class CudaOpsGpuTest {
         DeviceBuffer dK = upload(new float[kPool.length]);
         DeviceBuffer dV = upload(new float[vPool.length]);
         CUdeviceptr dTables = upload(tables).pointer();
-        ops.kvWrite(dK.pointer(), dV.pointer(), upload(k).pointer(), upload(v).pointer(), dTables, upload(rowSeq).pointer(),
-            upload(pos).pointer(), total, kvDim, blockSize, maxBlocks, ks, ks);
+        CudaOps.PagedKv kv = new CudaOps.PagedKv(dK.pointer(), dV.pointer(), dTables, blockSize, maxBlocks);
+        ops.kvWrite(kv, upload(k).pointer(), ks, upload(v).pointer(), ks, upload(rowSeq).pointer(), upload(pos).pointer(),
+            total, kvDim);
         assertEquals(0, Arrays.compare(kPool, downloadFloats(dK, kPool.length)), "kv_write keys, " + what);
         assertEquals(0, Arrays.compare(vPool, downloadFloats(dV, vPool.length)), "kv_write values, " + what);
 
@@ -553,8 +554,9 @@ class CudaOpsGpuTest {
         }
         DeviceBuffer dOut = upload(gaussian(rows * heads * headDim, 1f));
         CUdeviceptr dq = upload(q).pointer();
-        ops.attentionPrefill(dOut.pointer(), dq, dK.pointer(), dV.pointer(), dTables, upload(pSeq).pointer(),
-            upload(pPos).pointer(), rows, heads, kvHeads, headDim, blockSize, maxBlocks, qs, heads * headDim, window, scale);
+        CudaOps.Heads hs = new CudaOps.Heads(heads, kvHeads, headDim);
+        ops.attentionPrefill(dOut.pointer(), heads * headDim, dq, qs, kv, upload(pSeq).pointer(), upload(pPos).pointer(), rows,
+            hs, window, scale);
         double e = relErr(downloadFloats(dOut, ref.length), ref, null);
         assertTrue(e <= F32_BOUND, "attention_prefill " + what + ": relative error " + e);
 
@@ -576,8 +578,8 @@ class CudaOpsGpuTest {
             DeviceBuffer out = upload(gaussian(dref.length, 1f));
             CUdeviceptr partOut = parts > 1 ? upload(gaussian(seqs * heads * parts * headDim, 1f)).pointer() : null;
             CUdeviceptr partMl = parts > 1 ? upload(gaussian(seqs * heads * parts * 2, 1f)).pointer() : null;
-            ops.attentionDecode(out.pointer(), partOut, partMl, dQd, dK.pointer(), dV.pointer(), dTables, dLen, seqs, heads,
-                kvHeads, headDim, blockSize, maxBlocks, qs, heads * headDim, window, partition, scale, parts);
+            ops.attentionDecode(out.pointer(), heads * headDim, dQd, qs, kv, dLen, seqs, hs, window, scale,
+                new CudaOps.DecodeParts(parts, partition, partOut, partMl));
             double de = relErr(downloadFloats(out, dref.length), dref, null);
             assertTrue(de <= F32_BOUND, "attention_decode " + what + " parts " + parts + ": relative error " + de);
         }
