@@ -82,6 +82,11 @@ public final class AdapterRegistry {
         this.clock = clock;
     }
 
+    /** The base model's shape, which every adapter must fit. */
+    public ModelShape shape() {
+        return base;
+    }
+
     /** The base model's id, the one name no adapter may have. */
     public String baseModelId() {
         return baseModelId;

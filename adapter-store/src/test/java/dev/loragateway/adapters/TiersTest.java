@@ -55,6 +55,11 @@ class TiersTest {
             }
             return a;
         }
+
+        /** A device tier of {@code slots} slots and {@code budget} bytes over this disk, loading synchronously. */
+        DeviceTier<String> device(int slots, long budget) {
+            return new DeviceTier<>(pool(slots), budget, new HostTier<>(1 << 20, this::read), Runnable::run);
+        }
     }
 
     static LoraSlotPool pool(int slots) {
@@ -86,7 +91,7 @@ class TiersTest {
         for (int i = 0; i < 4; i++) {
             disk.adapters.put("a" + i, adapter("a" + i, 4, i));
         }
-        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(2, Long.MAX_VALUE);
         assertEquals(DeviceTier.NOT_READY, dev.tryPin("a0")); // starts the load (synchronous executor)
         int s0 = dev.tryPin("a0");
         int s1 = pinWhenReady(dev, "a1");
@@ -113,7 +118,7 @@ class TiersTest {
             disk.adapters.put("a" + i, adapter("a" + i, 8, i));
         }
         long budget = 2 * slotBytes(8);
-        DeviceTier<String> dev = new DeviceTier<>(pool(8), budget, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(8, budget);
         pinWhenReady(dev, "a0");
         pinWhenReady(dev, "a1");
         dev.unpin("a0");
@@ -131,7 +136,7 @@ class TiersTest {
     void adapterLargerThanTheBudgetFailsWithBothSizes() {
         Disk disk = new Disk();
         disk.adapters.put("big", adapter("big", 16, 1));
-        DeviceTier<String> dev = new DeviceTier<>(pool(4), slotBytes(8), new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(4, slotBytes(8));
         dev.tryPin("big");
         AdapterLoadException e = assertThrows(AdapterLoadException.class, () -> dev.tryPin("big"));
         assertTrue(e.getMessage().contains("device budget"), e.getMessage());
@@ -148,7 +153,7 @@ class TiersTest {
     void invalidatedWhilePinnedIsFreedAtLastUnpinAndReloadedAfresh() {
         Disk disk = new Disk();
         disk.adapters.put("x", adapter("x", 4, 1));
-        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(2, Long.MAX_VALUE);
         int slot = pinWhenReady(dev, "x");
         float before = dev.pool().scaling(slot, 0, 0);
         disk.adapters.put("x", adapter("x", 8, 2)); // re-uploaded under the same key
@@ -167,7 +172,7 @@ class TiersTest {
     void prefetchLoadsAheadAndTheListenerHears() {
         Disk disk = new Disk();
         disk.adapters.put("p", adapter("p", 4, 3));
-        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(2, Long.MAX_VALUE);
         AtomicInteger heard = new AtomicInteger();
         dev.listener(heard::incrementAndGet);
         dev.prefetch("p");
@@ -188,7 +193,7 @@ class TiersTest {
     void forkOfDeletedAdapterSharesItsLeadsPinUntilBothUnpin() {
         Disk disk = new Disk();
         disk.adapters.put("v", adapter("v", 4, 7));
-        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(2, Long.MAX_VALUE);
         int lead = pinWhenReady(dev, "v");
         dev.invalidate("v"); // DELETE while the lead runs
         assertEquals(DeviceTier.NOT_READY, dev.tryPin("v"), "a new request never gets the deleted weights");
@@ -214,7 +219,7 @@ class TiersTest {
         Disk disk = new Disk();
         disk.adapters.put("a0", adapter("a0", 4, 1));
         disk.adapters.put("v", adapter("v", 4, 2));
-        DeviceTier<String> dev = new DeviceTier<>(pool(1), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(1, Long.MAX_VALUE);
         pinWhenReady(dev, "a0"); // the only slot, pinned
         assertEquals(DeviceTier.NOT_READY, dev.tryPin("v")); // fetched, waits for a slot
         dev.invalidate("v"); // deleted while waiting
@@ -232,7 +237,7 @@ class TiersTest {
     @Test
     void failedAdapterDeletedAndUploadedAgainLoads() {
         Disk disk = new Disk();
-        DeviceTier<String> dev = new DeviceTier<>(pool(2), Long.MAX_VALUE, new HostTier<>(1 << 20, disk::read), Runnable::run);
+        DeviceTier<String> dev = disk.device(2, Long.MAX_VALUE);
         assertEquals(DeviceTier.NOT_READY, dev.tryPin("v")); // not on disk: FAILED
         dev.invalidate("v");
         disk.adapters.put("v", adapter("v", 4, 3));

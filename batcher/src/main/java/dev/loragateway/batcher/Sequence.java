@@ -1,6 +1,8 @@
 package dev.loragateway.batcher;
 
+import dev.loragateway.adapters.AdapterKey;
 import io.opentelemetry.api.trace.Span;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -53,6 +55,36 @@ final class Sequence {
         this.tokens = Arrays.copyOf(p, p.length + Math.min(Math.max(req.params().maxTokens(), 1), 64));
         this.len = p.length;
         this.cost = (long) p.length + (long) req.params().maxTokens() * width();
+    }
+
+    /**
+     * The sequences of one prompt's choices: the first choice leads, the others fork off it once the
+     * prompt is computed. The lead holds a place of the queue for each that has tokens to generate.
+     */
+    static Sequence lead(int[] prompt, List<Engine.Choice> choices, AdapterKey adapter, String tenant) {
+        List<Sequence> forks = new ArrayList<>();
+        for (Engine.Choice c : choices.subList(1, choices.size())) {
+            forks.add(new Sequence(new Engine.Request(prompt, c.params(), adapter, tenant, c.sink()), tenant, null));
+        }
+        Engine.Choice first = choices.get(0);
+        Sequence lead = new Sequence(new Engine.Request(prompt, first.params(), adapter, tenant, first.sink()), tenant,
+            forks.isEmpty() ? null : forks);
+        for (Sequence s : lead.withForks()) {
+            if (s.req.params().maxTokens() > 0) {
+                lead.queueWeight++;
+            }
+        }
+        return lead;
+    }
+
+    /** This sequence and the forks still to come off it ({@code n > 1}). */
+    List<Sequence> withForks() {
+        List<Sequence> all = new ArrayList<>();
+        all.add(this);
+        if (forks != null) {
+            all.addAll(forks);
+        }
+        return all;
     }
 
     /** Running sequences this one stands for: itself and the forks still to come. */

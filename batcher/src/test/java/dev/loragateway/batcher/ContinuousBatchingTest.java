@@ -3,6 +3,7 @@ package dev.loragateway.batcher;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import java.util.ArrayList;
@@ -10,12 +11,9 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -24,22 +22,8 @@ import org.junit.jupiter.api.Test;
  * runs dry, forks sharing a prompt; each gives the tokens it gives alone.
  */
 class ContinuousBatchingTest {
-    static EngineFixture fx;
-    static ExecutorService loader;
-    static CpuBackend refCpu;
-
-    @BeforeAll
-    static void setUp() {
-        fx = new EngineFixture(91);
-        loader = Executors.newSingleThreadExecutor();
-        refCpu = new CpuBackend(1);
-    }
-
-    @AfterAll
-    static void tearDown() {
-        loader.shutdownNow();
-        refCpu.close();
-    }
+    @AutoClose
+    static final EngineFixture fx = new EngineFixture(91);
 
     private record Submitted(String adapter, int[] prompt, SamplingParams params, List<Integer> out, CompletableFuture<Generator.Finish> f) {
     }
@@ -49,7 +33,7 @@ class ContinuousBatchingTest {
         int[] prompt = fx.randomPrompt(rnd, maxPrompt);
         SamplingParams p = SamplingParams.greedy(1 + rnd.nextInt(maxTokens));
         List<Integer> out = Collections.synchronizedList(new ArrayList<>());
-        var f = engine.submit(new Engine.Request(prompt, p, adapter, tenant, (t, lp) -> out.add(t)));
+        var f = engine.submit(new Engine.Request(prompt, p, EngineFixture.key(adapter), tenant, (t, lp) -> out.add(t)));
         return new Submitted(adapter, prompt, p, out, f);
     }
 
@@ -58,7 +42,7 @@ class ContinuousBatchingTest {
         for (int i = 0; i < subs.size(); i++) {
             Submitted s = subs.get(i);
             s.f().get(120, TimeUnit.SECONDS);
-            EngineFixture.Run ref = fx.alone(refCpu, s.adapter(), s.prompt(), s.params());
+            EngineFixture.Run ref = fx.alone(s.adapter(), s.prompt(), s.params());
             ties += EngineFixture.assertSameTokens(ref, EngineFixture.ints(s.out()), "request " + i + " (" + s.adapter() + ", prompt "
                 + s.prompt().length + ")");
         }
@@ -66,19 +50,11 @@ class ContinuousBatchingTest {
         assertTrue(ties <= subs.size() / 50, ties + " near ties in " + subs.size() + " requests");
     }
 
-    private static void awaitIdle(Engine engine, DeviceTier<Object> tier) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while ((engine.running() > 0 || engine.kvBlocksUsed() > 0 || engine.queued() > 0 || (tier != null && tier.totalPins() > 0))
-            && System.nanoTime() < deadline) {
-            Thread.sleep(5);
-        }
-    }
-
     @Test
     void twoHundredRandomArrivalsGiveTheirLoneTokens() throws Exception {
-        DeviceTier<Object> tier = fx.tier(4, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(4);
         Random rnd = new Random(1);
-        Engine.Options o = Engine.Options.defaults().withBatch(12, 1000).withMaxStepTokens(24).withKvCache(0, 8);
+        Engine.Options o = Engine.Options.builder().maxBatch(12).maxQueued(1000).maxStepTokens(24).blockSize(8).build();
         List<Submitted> subs = new ArrayList<>();
         long totalTokens;
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
@@ -91,20 +67,18 @@ class ContinuousBatchingTest {
             checkAll(subs);
             totalTokens = subs.stream().mapToLong(s -> s.out().size()).sum();
             assertTrue(engine.steps() < totalTokens / 3, engine.steps() + " steps for " + totalTokens + " tokens: little batching");
-            awaitIdle(engine, tier);
-            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
-            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+            EngineFixture.assertIdle(engine, tier);
         }
         assertTrue(subs.stream().anyMatch(s -> s.prompt().length > 24), "no prompt was long enough to be chunked");
     }
 
     @Test
     void aPoolTooSmallForEveryonePreemptsAndStillGivesTheRightTokens() throws Exception {
-        DeviceTier<Object> tier = fx.tier(9, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(9);
         Random rnd = new Random(2);
         // 24 blocks of 4 positions: room for about three of the sixteen sequences at full length
-        Engine.Options o = Engine.Options.defaults().withBatch(16, 100).withMaxStepTokens(64)
-            .withKvCache(24 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        Engine.Options o = Engine.Options.builder().maxBatch(16).maxQueued(100).maxStepTokens(64)
+            .kvCacheBytes(24 * KvBlockPool.bytesPerBlock(fx.cfg, 4)).blockSize(4).build();
         List<Submitted> subs = new ArrayList<>();
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
             assertEquals(24, engine.kvBlocksTotal());
@@ -118,9 +92,7 @@ class ContinuousBatchingTest {
             }
             checkAll(subs);
             assertTrue(engine.preemptions() > 0, "the pool never ran dry");
-            awaitIdle(engine, tier);
-            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
-            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+            EngineFixture.assertIdle(engine, tier);
         }
     }
 
@@ -129,14 +101,14 @@ class ContinuousBatchingTest {
         s.f().get(30, TimeUnit.SECONDS);
         SamplingParams p = SamplingParams.greedy(20 + rnd.nextInt(21));
         List<Integer> out = Collections.synchronizedList(new ArrayList<>());
-        var f = engine.submit(new Engine.Request(s.prompt(), p, s.adapter(), "default", (t, lp) -> out.add(t)));
+        var f = engine.submit(new Engine.Request(s.prompt(), p, EngineFixture.key(s.adapter()), "default", (t, lp) -> out.add(t)));
         return new Submitted(s.adapter(), s.prompt(), p, out, f);
     }
 
     @Test
     void aFloodingTenantDoesNotStarveAnother() throws Exception {
         Random rnd = new Random(3);
-        Engine.Options o = Engine.Options.defaults().withBatch(4, 2000);
+        Engine.Options o = Engine.Options.builder().maxBatch(4).maxQueued(2000).build();
         AtomicInteger aDone = new AtomicInteger();
         List<Integer> aDoneWhenBFinished = Collections.synchronizedList(new ArrayList<>());
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
@@ -166,7 +138,7 @@ class ContinuousBatchingTest {
 
     @Test
     void forksShareThePromptBlocks() throws Exception {
-        DeviceTier<Object> tier = fx.tier(2, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(2);
         Random rnd = new Random(4);
         int[] prompt = fx.randomPrompt(rnd, 1);
         prompt = java.util.Arrays.copyOf(prompt, 61);
@@ -174,7 +146,8 @@ class ContinuousBatchingTest {
             prompt[i] = 3 + rnd.nextInt(fx.cfg.vocabSize() - 3);
         }
         // 61 prompt positions = 16 blocks of 4; four unshared copies would need 64 blocks plus growth
-        Engine.Options o = Engine.Options.defaults().withBatch(8, 10).withKvCache(28 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        Engine.Options o = Engine.Options.builder().maxBatch(8).maxQueued(10).kvCacheBytes(28 * KvBlockPool.bytesPerBlock(fx.cfg, 4))
+            .blockSize(4).build();
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
             List<Engine.Choice> choices = new ArrayList<>();
             List<List<Integer>> outs = new ArrayList<>();
@@ -186,33 +159,32 @@ class ContinuousBatchingTest {
                 params.add(p);
                 choices.add(new Engine.Choice(p, (t, lp) -> out.add(t)));
             }
-            var futures = engine.submitForks(prompt, "r8-all", "default", choices);
+            var futures = engine.submitForks(prompt, EngineFixture.key("r8-all"), "default", choices);
             for (var f : futures) {
                 f.get(60, TimeUnit.SECONDS);
             }
             assertEquals(0, engine.preemptions(), "forks did not share the prompt's blocks");
             for (int c = 0; c < 4; c++) {
-                EngineFixture.Run ref = fx.alone(refCpu, "r8-all", prompt, params.get(c));
+                EngineFixture.Run ref = fx.alone("r8-all", prompt, params.get(c));
                 EngineFixture.assertSameTokens(ref, EngineFixture.ints(outs.get(c)), "choice " + c);
             }
             assertTrue(!outs.get(1).equals(outs.get(2)) || !outs.get(2).equals(outs.get(3)), "seeded choices all sampled alike");
-            awaitIdle(engine, tier);
-            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
-            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+            EngineFixture.assertIdle(engine, tier);
         }
     }
 
     @Test
     void aThousandRequestsSomeCancelledLeaveNothingHeld() throws Exception {
-        DeviceTier<Object> tier = fx.tier(3, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(3);
         Random rnd = new Random(5);
-        Engine.Options o = Engine.Options.defaults().withBatch(16, 2000).withMaxStepTokens(32)
-            .withKvCache(60 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4);
+        Engine.Options o = Engine.Options.builder().maxBatch(16).maxQueued(2000).maxStepTokens(32)
+            .kvCacheBytes(60 * KvBlockPool.bytesPerBlock(fx.cfg, 4)).blockSize(4).build();
         int cancelled = 0;
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
             List<CompletableFuture<Generator.Finish>> all = new ArrayList<>();
             for (int i = 0; i < 1000; i++) {
-                String adapter = rnd.nextInt(4) == 0 ? null : fx.adapters.get(rnd.nextInt(fx.adapters.size())).name();
+                AdapterKey adapter = rnd.nextInt(4) == 0 ? null
+                    : EngineFixture.key(fx.adapters.get(rnd.nextInt(fx.adapters.size())).name());
                 int[] prompt = fx.randomPrompt(rnd, 30);
                 int cancelAt = rnd.nextInt(3) == 0 ? 1 + rnd.nextInt(6) : -1;
                 cancelled += cancelAt > 0 ? 1 : 0;
@@ -244,11 +216,7 @@ class ContinuousBatchingTest {
                     // expected for some
                 }
             }
-            awaitIdle(engine, tier);
-            assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
-            assertEquals(0, tier.totalPins(), "adapter pins leaked");
-            assertEquals(0, engine.running());
-            assertEquals(0, engine.queued());
+            EngineFixture.assertIdle(engine, tier);
             assertEquals(0, engine.preemptedWaiting());
             assertTrue(engine.preemptions() > 0, "the pool never ran dry: the test covers no preemption");
         }

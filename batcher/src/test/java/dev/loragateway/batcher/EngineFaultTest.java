@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import java.util.ArrayList;
@@ -15,11 +16,8 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -28,25 +26,12 @@ import org.junit.jupiter.api.Test;
  * engine cannot serve.
  */
 class EngineFaultTest {
-    static EngineFixture fx;
-    static ExecutorService loader;
-    static CpuBackend refCpu;
+    @AutoClose
+    static final EngineFixture fx = new EngineFixture(91);
 
-    @BeforeAll
-    static void setUp() {
-        fx = new EngineFixture(91);
-        loader = Executors.newSingleThreadExecutor();
-        refCpu = new CpuBackend(1);
-    }
-
-    @AfterAll
-    static void tearDown() {
-        loader.shutdownNow();
-        refCpu.close();
-    }
-
-    private static Engine engine(DeviceTier<Object> tier, int maxStepTokens) {
-        return new Engine(fx.model, new CpuBackend(1), tier, Engine.Options.defaults().withBatch(8, 64).withMaxStepTokens(maxStepTokens));
+    private static Engine engine(DeviceTier<AdapterKey> tier, int maxStepTokens) {
+        return new Engine(fx.model, new CpuBackend(1), tier,
+            Engine.Options.builder().maxBatch(8).maxQueued(64).maxStepTokens(maxStepTokens).build());
     }
 
     /**
@@ -59,8 +44,8 @@ class EngineFaultTest {
      */
     @Test
     void deletingTheAdapterOfARunningForkedRequestKeepsTheEngineAlive() throws Exception {
-        DeviceTier<Object> tier = fx.tier(2, loader);
-        String v = "r4-qv";
+        DeviceTier<AdapterKey> tier = fx.tier(2);
+        AdapterKey v = EngineFixture.key("r4-qv");
         Random rnd = new Random(3);
         int[] prompt = new int[30]; // four prefill chunks of 8 rows: the delete lands mid-prefill
         for (int i = 0; i < prompt.length; i++) {
@@ -96,39 +81,40 @@ class EngineFaultTest {
             forkedSubmitted.countDown();
             trigger.get(30, TimeUnit.SECONDS);
             assertTrue(deleted.await(1, TimeUnit.SECONDS), "the delete never happened: nothing was tested");
-            EngineFixture.Run ref = fx.alone(refCpu, v, prompt, SamplingParams.greedy(maxTokens));
+            EngineFixture.Run ref = fx.alone(v.name(), prompt, SamplingParams.greedy(maxTokens));
             for (int c = 0; c < 2; c++) {
                 Generator.Finish expected = ref.tokens().length < maxTokens ? Generator.Finish.STOP : Generator.Finish.LENGTH;
                 assertEquals(expected, choices.get(c).get(30, TimeUnit.SECONDS), "choice " + c);
                 EngineFixture.assertSameTokens(ref, EngineFixture.ints(outs.get(c)), "choice " + c + " on the deleted adapter");
             }
-            awaitIdle(engine, tier);
+            EngineFixture.assertIdle(engine, tier);
             assertEquals(0, engine.faults(), "the engine had to survive a fault");
             assertNull(engine.unhealthy(TimeUnit.SECONDS.toNanos(5)));
             // the engine serves on, and v is loaded afresh for new requests
             var after = engine.submit(new Engine.Request(prompt, SamplingParams.greedy(4), v, (t, lp) -> true));
             after.get(30, TimeUnit.SECONDS);
-            awaitIdle(engine, tier);
+            EngineFixture.assertIdle(engine, tier);
         }
     }
 
     /** The guard for the class: an Error thrown inside a step fails that step's batch only; the loop goes on. */
     @Test
     void anErrorInsideAStepFailsItsBatchOnlyAndTheLoopGoesOn() throws Exception {
-        DeviceTier<Object> tier = fx.tier(2, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(2);
+        AdapterKey r8 = EngineFixture.key("r8-all");
         try (Engine engine = engine(tier, 64)) {
-            var doomed = engine.submit(new Engine.Request(new int[] {7, 8, 9}, SamplingParams.greedy(20), "r8-all", (t, lp) -> {
+            var doomed = engine.submit(new Engine.Request(new int[] {7, 8, 9}, SamplingParams.greedy(20), r8, (t, lp) -> {
                 throw new StackOverflowError("a fault inside a step (test)");
             }));
             ExecutionException e = assertThrows(ExecutionException.class, () -> doomed.get(30, TimeUnit.SECONDS));
             assertTrue(e.getCause() instanceof StackOverflowError, e.getCause().toString());
             assertEquals(1, engine.faults());
-            awaitIdle(engine, tier);
+            EngineFixture.assertIdle(engine, tier);
             List<Integer> out = Collections.synchronizedList(new ArrayList<>());
             int[] prompt = {7, 8, 9};
-            var next = engine.submit(new Engine.Request(prompt, SamplingParams.greedy(6), "r8-all", (t, lp) -> out.add(t)));
+            var next = engine.submit(new Engine.Request(prompt, SamplingParams.greedy(6), r8, (t, lp) -> out.add(t)));
             assertEquals(Generator.Finish.LENGTH, next.get(30, TimeUnit.SECONDS));
-            EngineFixture.assertSameTokens(fx.alone(refCpu, "r8-all", prompt, SamplingParams.greedy(6)), EngineFixture.ints(out),
+            EngineFixture.assertSameTokens(fx.alone(r8.name(), prompt, SamplingParams.greedy(6)), EngineFixture.ints(out),
                 "the request after the fault");
             assertNull(engine.unhealthy(TimeUnit.SECONDS.toNanos(5)));
         }
@@ -141,7 +127,7 @@ class EngineFaultTest {
      */
     @Test
     void moreChoicesThanABatchHoldsAreRefusedAndBlockNobody() throws Exception {
-        try (Engine engine = new Engine(fx.model, new CpuBackend(1), null, Engine.Options.defaults().withBatch(4, 64))) {
+        try (Engine engine = new Engine(fx.model, new CpuBackend(1), null, 4, 64)) {
             List<Engine.Choice> five = new ArrayList<>();
             for (int i = 0; i < 5; i++) {
                 five.add(new Engine.Choice(SamplingParams.greedy(3), (t, lp) -> true));
@@ -160,7 +146,7 @@ class EngineFaultTest {
     /** The watchdog: work waiting and no step finished for the stall time is unhealthy; a closed engine is too. */
     @Test
     void aStalledOrStoppedEngineIsUnhealthy() throws Exception {
-        DeviceTier<Object> tier = fx.tier(2, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(2);
         Engine engine = engine(tier, 64);
         CountDownLatch release = new CountDownLatch(1);
         long stall = TimeUnit.MILLISECONDS.toNanos(300);
@@ -184,7 +170,7 @@ class EngineFaultTest {
             assertTrue(why.contains("step"), why);
             release.countDown();
             assertEquals(Generator.Finish.LENGTH, stuck.get(30, TimeUnit.SECONDS));
-            awaitIdle(engine, tier);
+            EngineFixture.assertIdle(engine, tier);
             assertNull(engine.unhealthy(stall), "healthy again once the step finished");
         } finally {
             release.countDown();
@@ -195,15 +181,5 @@ class EngineFaultTest {
         assertTrue(why.contains("stopped"), why);
         assertThrows(Engine.UnavailableException.class,
             () -> engine.submit(new Engine.Request(new int[] {4}, SamplingParams.greedy(2), null, (t, lp) -> true)));
-    }
-
-    static void awaitIdle(Engine engine, DeviceTier<Object> tier) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while ((tier.totalPins() > 0 || engine.running() > 0 || engine.kvBlocksUsed() > 0) && System.nanoTime() < deadline) {
-            Thread.sleep(5);
-        }
-        assertEquals(0, tier.totalPins(), "pins leaked");
-        assertEquals(0, engine.running());
-        assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
     }
 }

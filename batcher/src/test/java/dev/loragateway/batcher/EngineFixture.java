@@ -3,12 +3,12 @@ package dev.loragateway.batcher;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -17,17 +17,24 @@ import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 
 /**
- * A small random f32 model with nine adapters, a device tier over them, and references: each
- * adapter's merged-weights twin run alone, one sequence at a time, by {@link Generator}.
+ * A small random f32 model with nine adapters, device tiers over them, and references: each
+ * adapter's merged-weights twin run alone, one sequence at a time, by {@link Generator}. Adapters
+ * are keyed as system adapters of their name ({@link #key}). Its loader thread and reference CPU
+ * backend start on first use; {@link #close} stops them.
  */
-final class EngineFixture {
+final class EngineFixture implements AutoCloseable {
     final ModelConfig cfg;
     final Map<String, float[]> base;
     final LlamaModel model;
     final List<LoraAdapter> adapters;
     private final Map<String, LlamaModel> twins = new ConcurrentHashMap<>();
+    private ExecutorService loader;
+    private CpuBackend refCpu;
 
     EngineFixture(long seed) {
         Random rnd = new Random(seed);
@@ -37,19 +44,72 @@ final class EngineFixture {
         adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
     }
 
-    DeviceTier<Object> tier(int slots, Executor loader) {
-        Map<Object, LoraAdapter> disk = new HashMap<>();
+    /** The key of the adapter named {@code name}; null (the base model) for null. */
+    static AdapterKey key(String name) {
+        return name == null ? null : AdapterKey.system(name);
+    }
+
+    /** A device tier of {@code slots} slots over the nine adapters, loading on this fixture's loader thread. */
+    DeviceTier<AdapterKey> tier(int slots) {
+        return tier(slots, loader());
+    }
+
+    /** As above, loading on {@code loader}. */
+    DeviceTier<AdapterKey> tier(int slots, Executor loader) {
+        Map<AdapterKey, LoraAdapter> disk = new HashMap<>();
         for (LoraAdapter a : adapters) {
-            disk.put(a.name(), a);
+            disk.put(key(a.name()), a);
         }
-        HostTier<Object> host = new HostTier<>(1 << 24, k -> {
+        return new AdapterTiers(cfg.shape(), slots, Long.MAX_VALUE, 1 << 24, k -> {
             LoraAdapter a = disk.get(k);
             if (a == null) {
-                throw new IllegalArgumentException("no adapter named " + k);
+                throw new IllegalArgumentException("no adapter named " + k.name());
             }
             return a;
-        });
-        return new DeviceTier<>(new LoraSlotPool(slots, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()), Long.MAX_VALUE, host, loader);
+        }, loader).device();
+    }
+
+    private synchronized Executor loader() {
+        if (loader == null) {
+            loader = Executors.newSingleThreadExecutor();
+        }
+        return loader;
+    }
+
+    /** The one-thread CPU backend the references run on. */
+    synchronized CpuBackend refCpu() {
+        if (refCpu == null) {
+            refCpu = new CpuBackend(1);
+        }
+        return refCpu;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (loader != null) {
+            loader.shutdownNow();
+        }
+        if (refCpu != null) {
+            refCpu.close();
+        }
+    }
+
+    /**
+     * Waits (up to 20 s) until {@code engine} runs, queues and holds nothing and {@code tier} (when
+     * given) holds no pin, then asserts it: finished or cancelled work leaked no block or pin.
+     */
+    static void assertIdle(Engine engine, DeviceTier<?> tier) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((engine.running() > 0 || engine.kvBlocksUsed() > 0 || engine.queued() > 0 || (tier != null && tier.totalPins() > 0))
+            && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        assertEquals(0, engine.running(), "sequences still running");
+        assertEquals(0, engine.queued(), "sequences still queued");
+        assertEquals(0, engine.kvBlocksUsed(), "KV blocks leaked");
+        if (tier != null) {
+            assertEquals(0, tier.totalPins(), "adapter pins leaked");
+        }
     }
 
     /** The model with {@code adapter} merged into its weights (the base model for null). */
@@ -74,8 +134,8 @@ final class EngineFixture {
     }
 
     /** {@code prompt} run alone through {@code adapter}'s merged twin. */
-    Run alone(CpuBackend cpu, String adapter, int[] prompt, SamplingParams params) {
-        Generator g = new Generator(new ForwardPass(twin(adapter), cpu));
+    Run alone(String adapter, int[] prompt, SamplingParams params) {
+        Generator g = new Generator(new ForwardPass(twin(adapter), refCpu()));
         List<Integer> out = new ArrayList<>();
         List<Sampler.Logprobs> lps = new ArrayList<>();
         SamplingParams withLp = new SamplingParams(params.temperature(), params.topP(), params.seed(), params.maxTokens(), 5);

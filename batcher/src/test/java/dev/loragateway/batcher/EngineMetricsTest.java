@@ -28,8 +28,8 @@ class EngineMetricsTest {
         int requests = 12;
         AtomicInteger multiToken = new AtomicInteger();
         try (SdkMeterProvider provider = SdkMeterProvider.builder().registerMetricReader(reader).build()) {
-            Engine.Options o = Engine.Options.defaults().withBatch(8, 100).withKvCache(12 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4)
-                .withMeter(provider.get("test"));
+            Engine.Options o = Engine.Options.builder().maxBatch(8).maxQueued(100)
+                .kvCacheBytes(12 * KvBlockPool.bytesPerBlock(fx.cfg, 4)).blockSize(4).meter(provider.get("test")).build();
             long steps;
             long preemptions;
             try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {

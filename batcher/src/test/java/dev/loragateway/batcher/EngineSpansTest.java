@@ -35,7 +35,7 @@ class EngineSpansTest {
 
     @Test
     void forkedChoicesEachGetASpanUnderTheCallersSpan() throws Exception {
-        Engine.Options o = Engine.Options.defaults().withBatch(8, 100).withTracer(tracers.get("test"));
+        Engine.Options o = Engine.Options.builder().maxBatch(8).maxQueued(100).tracer(tracers.get("test")).build();
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
             Span request = tracers.get("test").spanBuilder("request").startSpan();
             List<CompletableFuture<Generator.Finish>> fs;
@@ -67,8 +67,8 @@ class EngineSpansTest {
 
     @Test
     void preemptionsAreEventsAndEveryPreemptionIsCounted() throws Exception {
-        Engine.Options o = Engine.Options.defaults().withBatch(8, 100).withKvCache(12 * KvBlockPool.bytesPerBlock(fx.cfg, 4), 4)
-            .withTracer(tracers.get("test"));
+        Engine.Options o = Engine.Options.builder().maxBatch(8).maxQueued(100).kvCacheBytes(12 * KvBlockPool.bytesPerBlock(fx.cfg, 4))
+            .blockSize(4).tracer(tracers.get("test")).build();
         Random rnd = new Random(8);
         long preemptions;
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
@@ -96,7 +96,7 @@ class EngineSpansTest {
 
     @Test
     void aCancelledGenerationEndsItsSpanAsCancelled() throws Exception {
-        Engine.Options o = Engine.Options.defaults().withTracer(tracers.get("test"));
+        Engine.Options o = Engine.Options.builder().tracer(tracers.get("test")).build();
         try (Engine engine = new Engine(fx.model, new CpuBackend(2), null, o)) {
             CountDownLatch first = new CountDownLatch(1);
             CountDownLatch cancelled = new CountDownLatch(1);

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.LoraAdapter;
@@ -13,11 +14,8 @@ import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -26,35 +24,14 @@ import org.junit.jupiter.api.Test;
  * steps; pins are all released at the end.
  */
 class EngineTest {
-    static EngineFixture fx;
-    static ModelConfig cfg;
-    static LlamaModel model;
-    static List<LoraAdapter> adapters;
-    static ExecutorService loader;
-    static CpuBackend refCpu;
-
-    @BeforeAll
-    static void setUp() {
-        fx = new EngineFixture(77);
-        cfg = fx.cfg;
-        model = fx.model;
-        adapters = fx.adapters;
-        loader = Executors.newSingleThreadExecutor();
-        refCpu = new CpuBackend(1);
-    }
-
-    @AfterAll
-    static void tearDown() {
-        loader.shutdownNow();
-        refCpu.close();
-    }
-
-    private static DeviceTier<Object> tier(int slots) {
-        return fx.tier(slots, loader);
-    }
+    @AutoClose
+    static final EngineFixture fx = new EngineFixture(77);
+    static final ModelConfig cfg = fx.cfg;
+    static final LlamaModel model = fx.model;
+    static final List<LoraAdapter> adapters = fx.adapters;
 
     private static int[] alone(LlamaModel m, int[] prompt, int maxTokens) {
-        Generator g = new Generator(new ForwardPass(m, refCpu));
+        Generator g = new Generator(new ForwardPass(m, fx.refCpu()));
         List<Integer> out = new ArrayList<>();
         g.generate(prompt, new SamplingParams(0, 1, 0, maxTokens, -1), (t, lp) -> out.add(t));
         return out.stream().mapToInt(Integer::intValue).toArray();
@@ -62,7 +39,7 @@ class EngineTest {
 
     @Test
     void manyAdaptersThroughFewSlotsEqualMergedTwins() throws Exception {
-        DeviceTier<Object> tier = tier(3); // 9 adapters, 3 slots: requests must wait for slots
+        DeviceTier<AdapterKey> tier = fx.tier(3); // 9 adapters, 3 slots: requests must wait for slots
         Random rnd = new Random(5);
         try (Engine engine = new Engine(model, new CpuBackend(2), tier, 8, 100)) {
             int n = 24;
@@ -81,7 +58,7 @@ class EngineTest {
                 List<Integer> out = new ArrayList<>();
                 outs.add(out);
                 futures.add(engine.submit(new Engine.Request(prompts[i], new SamplingParams(0, 1, 0, maxTokens[i], -1),
-                    which[i], (t, lp) -> out.add(t))));
+                    EngineFixture.key(which[i]), (t, lp) -> out.add(t))));
             }
             int total = 0;
             for (int i = 0; i < n; i++) {
@@ -104,10 +81,12 @@ class EngineTest {
 
     @Test
     void unknownAdapterFailsItsRequestOnly() throws Exception {
-        DeviceTier<Object> tier = tier(2);
+        DeviceTier<AdapterKey> tier = fx.tier(2);
         try (Engine engine = new Engine(model, new CpuBackend(1), tier, 4, 10)) {
-            var bad = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), "nope", (t, lp) -> true));
-            var good = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), "r8-all", (t, lp) -> true));
+            var bad = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), EngineFixture.key("nope"),
+                (t, lp) -> true));
+            var good = engine.submit(new Engine.Request(new int[] {5, 6}, new SamplingParams(0, 1, 0, 4, -1), EngineFixture.key("r8-all"),
+                (t, lp) -> true));
             ExecutionException e = assertThrows(ExecutionException.class, () -> bad.get(30, TimeUnit.SECONDS));
             assertTrue(e.getCause() instanceof AdapterLoadException, e.getCause().toString());
             assertTrue(e.getCause().getMessage().contains("no adapter named nope"), e.getCause().getMessage());
@@ -117,23 +96,17 @@ class EngineTest {
 
     @Test
     void cancelledAndStoppedRequestsReleaseTheirPins() throws Exception {
-        DeviceTier<Object> tier = tier(4);
+        DeviceTier<AdapterKey> tier = fx.tier(4);
         try (Engine engine = new Engine(model, new CpuBackend(1), tier, 4, 10)) {
-            var longRun = engine.submit(new Engine.Request(new int[] {7, 8, 9}, new SamplingParams(0, 1, 0, 1000, -1), "r4-qv",
-                (t, lp) -> true));
+            var longRun = engine.submit(new Engine.Request(new int[] {7, 8, 9}, new SamplingParams(0, 1, 0, 1000, -1),
+                EngineFixture.key("r4-qv"), (t, lp) -> true));
             int[] seen = {0};
-            var stopped = engine.submit(new Engine.Request(new int[] {7}, new SamplingParams(0, 1, 0, 50, -1), "r16-attn",
-                (t, lp) -> ++seen[0] < 3));
+            var stopped = engine.submit(new Engine.Request(new int[] {7}, new SamplingParams(0, 1, 0, 50, -1),
+                EngineFixture.key("r16-attn"), (t, lp) -> ++seen[0] < 3));
             assertEquals(Generator.Finish.STOP, stopped.get(30, TimeUnit.SECONDS));
             assertEquals(3, seen[0]);
             longRun.cancel(false);
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while ((tier.totalPins() > 0 || engine.running() > 0 || engine.kvBlocksUsed() > 0) && System.nanoTime() < deadline) {
-                Thread.sleep(5);
-            }
-            assertEquals(0, tier.totalPins());
-            assertEquals(0, engine.running());
-            assertEquals(0, engine.kvBlocksUsed());
+            EngineFixture.assertIdle(engine, tier);
         }
     }
 

@@ -8,8 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -25,17 +24,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * 0.0133 away from the reference: recorded in the fixture as bf16_native_max_abs_diff.)
  */
 class GoldenLogitsTest {
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void start() {
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void stop() {
-        cpu.close();
-    }
+    @AutoClose
+    private static final CpuBackend cpu = new CpuBackend(2);
 
     static Path golden(String name) throws Exception {
         return Paths.get(GoldenLogitsTest.class.getResource("/golden/" + name + "/config.json").toURI()).getParent();

@@ -12,8 +12,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -23,17 +22,8 @@ import org.junit.jupiter.api.Test;
  */
 class LoraInvariantTest {
     static final int DECODE_STEPS = 10;
-    static CpuBackend cpu;
-
-    @BeforeAll
-    static void start() {
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void stop() {
-        cpu.close();
-    }
+    @AutoClose
+    static final CpuBackend cpu = new CpuBackend(2);
 
     /** One sequence's greedy run: its tokens and the log-softmax of every step's logits. */
     record Run(int[] tokens, List<float[]> logprobs) {

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import java.util.ArrayList;
@@ -53,7 +54,7 @@ class QueueBoundTest {
     }
 
     private Engine engine(int maxBatch, int maxQueued) {
-        DeviceTier<Object> tier = fx.tier(4, loader);
+        DeviceTier<AdapterKey> tier = fx.tier(4, loader);
         return new Engine(fx.model, new CpuBackend(1), tier, maxBatch, maxQueued);
     }
 
@@ -107,7 +108,7 @@ class QueueBoundTest {
 
     @Test
     void aRequestThatFitsAnEmptyQueueButNotTheCurrentOneIsQueueFullNamingBothCounts() throws Exception {
-        String adapter = fx.adapters.get(0).name();
+        AdapterKey adapter = EngineFixture.key(fx.adapters.get(0).name());
         try (Engine engine = engine(16, 32)) {
             var waiting = flat(engine.submitAll(prompts(2, 16, 2), adapter, "acme")); // exactly the bound, on an empty queue
             assertEquals(32, engine.queued(), "2 prompts × n = 16 hold 32 places");
@@ -131,7 +132,7 @@ class QueueBoundTest {
 
     @Test
     void cancelledWaitingRequestsGiveTheirPlacesBack() throws Exception {
-        String adapter = fx.adapters.get(1).name();
+        AdapterKey adapter = EngineFixture.key(fx.adapters.get(1).name());
         try (Engine engine = engine(16, 32)) {
             var first = flat(engine.submitAll(prompts(1, 16, 3), adapter, "acme"));
             var second = flat(engine.submitAll(prompts(2, 8, 3), adapter, "acme"));

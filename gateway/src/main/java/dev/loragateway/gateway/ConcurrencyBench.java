@@ -1,14 +1,14 @@
 package dev.loragateway.gateway;
 
+import dev.loragateway.adapters.AdapterKey;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.ModelShape;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
-import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -43,7 +43,7 @@ public final class ConcurrencyBench {
          * Starts a greedy generation of up to {@code maxTokens} tokens; {@code onToken} runs once
          * per generated token. The future completes after the last token reached {@code onToken}.
          */
-        CompletableFuture<?> submit(int[] prompt, int maxTokens, Object adapter, Runnable onToken);
+        CompletableFuture<?> submit(int[] prompt, int maxTokens, AdapterKey adapter, Runnable onToken);
 
         /** Forward steps run so far. */
         long steps();
@@ -53,11 +53,11 @@ public final class ConcurrencyBench {
     }
 
     /** The single place that builds the {@link Engine} and submits to it. */
-    static Server engine(LlamaModel model, CpuBackend cpu, DeviceTier<Object> adapters, int maxBatch, int maxQueued) {
+    static Server engine(LlamaModel model, CpuBackend cpu, DeviceTier<AdapterKey> adapters, int maxBatch, int maxQueued) {
         Engine engine = new Engine(model, cpu, adapters, maxBatch, maxQueued);
         return new Server() {
             @Override
-            public CompletableFuture<?> submit(int[] prompt, int maxTokens, Object adapter, Runnable onToken) {
+            public CompletableFuture<?> submit(int[] prompt, int maxTokens, AdapterKey adapter, Runnable onToken) {
                 return engine.submit(new Engine.Request(prompt, SamplingParams.greedy(maxTokens), adapter, (token, logprobs) -> {
                     onToken.run();
                     return true;
@@ -85,7 +85,7 @@ public final class ConcurrencyBench {
      * @param vocab        prompt token ids are uniform in [0, vocab)
      * @param adapters     adapter keys picked uniformly per request; empty for the base model
      */
-    public record Workload(int promptTokens, int maxTokens, double thinkMs, int vocab, List<Object> adapters) {
+    public record Workload(int promptTokens, int maxTokens, double thinkMs, int vocab, List<AdapterKey> adapters) {
         static int minPrompt(int p) {
             return Math.max(1, p / 2);
         }
@@ -102,7 +102,7 @@ public final class ConcurrencyBench {
             return p;
         }
 
-        Object adapter(SplittableRandom r) {
+        AdapterKey adapter(SplittableRandom r) {
             return adapters.isEmpty() ? null : adapters.get(r.nextInt(adapters.size()));
         }
 
@@ -173,7 +173,7 @@ public final class ConcurrencyBench {
                     while (issued.getAndIncrement() < requests) {
                         TimeUnit.NANOSECONDS.sleep(w.thinkNanos(r));
                         int[] prompt = w.prompt(r);
-                        Object adapter = w.adapter(r);
+                        AdapterKey adapter = w.adapter(r);
                         Timing t = new Timing();
                         server.submit(prompt, w.maxTokens(), adapter, t::token).get();
                         done.add(t);
@@ -301,12 +301,12 @@ public final class ConcurrencyBench {
     }
 
     public void run(CpuBackend cpu, int[] levels) throws InterruptedException {
-        List<Object> keys = new ArrayList<>();
+        List<AdapterKey> keys = new ArrayList<>();
         for (int i = 0; i < adapters; i++) {
-            keys.add("bench-lora-" + i);
+            keys.add(AdapterKey.system("bench-lora-" + i));
         }
         Workload w = new Workload(base.promptTokens(), base.maxTokens(), base.thinkMs(), base.vocab(), keys);
-        DeviceTier<Object> tier = adapters > 0 ? adapterTier(keys) : null;
+        DeviceTier<AdapterKey> tier = adapters > 0 ? adapterTier(keys) : null;
         int top = levels[levels.length - 1];
         System.out.printf("%s; max batch %d; prompts %d..%d tokens (uniform), max_tokens %d (greedy; EOS may end one early); "
                 + "think time exponential, mean %.0f ms; requests per level: %s; closed loop, levels in increasing order%n",
@@ -339,28 +339,21 @@ public final class ConcurrencyBench {
     }
 
     /** A device tier as {@code serve} builds one, over random adapters generated on a host-tier miss. */
-    private DeviceTier<Object> adapterTier(List<Object> keys) {
+    private DeviceTier<AdapterKey> adapterTier(List<AdapterKey> keys) {
         ModelShape shape = model.config().shape();
         boolean bf16 = model.embedding().dtype() == DType.BF16;
         long heap = Runtime.getRuntime().maxMemory();
-        HostTier<Object> host = new HostTier<>(heap / 8, key -> {
+        return new AdapterTiers(shape, keys.size(), heap / 4, heap / 8, key -> {
             int index = keys.indexOf(key);
             if (index < 0) {
                 throw new IllegalArgumentException("no bench adapter " + key);
             }
             return LoraBench.randomAdapter(shape, rank, bf16, new SplittableRandom(1000L + index));
-        });
-        ExecutorService loader = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "adapter-loader");
-            t.setDaemon(true);
-            return t;
-        });
-        LoraSlotPool pool = new LoraSlotPool(keys.size(), model.config().numLayers(), shape.ins(), shape.outs());
-        return new DeviceTier<>(pool, heap / 4, host, loader);
+        }, AdapterTiers.loaderThread()).device();
     }
 
     /** Loads every adapter into a slot before timing starts (as far as the slot budget allows). */
-    private static void preload(DeviceTier<Object> tier, List<Object> keys) throws InterruptedException {
+    private static void preload(DeviceTier<AdapterKey> tier, List<AdapterKey> keys) throws InterruptedException {
         long t0 = System.nanoTime();
         keys.forEach(tier::prefetch);
         long lastChange = t0;

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loragateway.adapters.AdapterKey;
+
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -108,7 +110,7 @@ class ConcurrencyBenchTest {
 
     @Test
     void promptLengthsCoverHalfToThreeHalves() {
-        ConcurrencyBench.Workload w = new ConcurrencyBench.Workload(64, 8, 0, 1000, List.of("a", "b"));
+        ConcurrencyBench.Workload w = new ConcurrencyBench.Workload(64, 8, 0, 1000, List.of(AdapterKey.system("a"), AdapterKey.system("b")));
         SplittableRandom r = new SplittableRandom(1);
         int min = Integer.MAX_VALUE;
         int max = 0;
@@ -136,7 +138,7 @@ class ConcurrencyBenchTest {
     private static final class SteppingServer implements ConcurrencyBench.Server {
         private final ScheduledExecutorService clock = Executors.newSingleThreadScheduledExecutor();
         private final List<Object[]> running = new ArrayList<>(); // {Runnable onToken, int[] left, future}
-        private final List<Object> adapters = new ArrayList<>();
+        private final List<AdapterKey> adapters = new ArrayList<>();
         private volatile long steps;
 
         SteppingServer() {
@@ -160,7 +162,7 @@ class ConcurrencyBenchTest {
         }
 
         @Override
-        public synchronized CompletableFuture<?> submit(int[] prompt, int maxTokens, Object adapter, Runnable onToken) {
+        public synchronized CompletableFuture<?> submit(int[] prompt, int maxTokens, AdapterKey adapter, Runnable onToken) {
             CompletableFuture<Void> f = new CompletableFuture<>();
             adapters.add(adapter);
             running.add(new Object[] {onToken, new int[] {maxTokens}, f});
@@ -180,7 +182,8 @@ class ConcurrencyBenchTest {
 
     @Test
     void runLevelCountsRequestsTokensAndBatching() throws Exception {
-        ConcurrencyBench.Workload w = new ConcurrencyBench.Workload(16, 5, 1, 100, List.of("x", "y", "z"));
+        List<AdapterKey> keys = List.of(AdapterKey.system("x"), AdapterKey.system("y"), AdapterKey.system("z"));
+        ConcurrencyBench.Workload w = new ConcurrencyBench.Workload(16, 5, 1, 100, keys);
         try (SteppingServer s = new SteppingServer()) {
             ConcurrencyBench.Level l = ConcurrencyBench.runLevel(s, 4, 23, w, 3);
             assertEquals(4, l.concurrency());
@@ -191,7 +194,7 @@ class ConcurrencyBenchTest {
             assertTrue(l.tpotP50() >= 2 && l.tpotP99() >= l.tpotP50(), "tokens come at least 2 ms apart: " + l.row());
             assertTrue(l.ttftP50() > 0 && l.ttftP99() >= l.ttftP50(), l.row());
             assertEquals(23, s.adapters.size());
-            assertTrue(s.adapters.containsAll(List.of("x", "y", "z")), "adapters picked among all keys");
+            assertTrue(s.adapters.containsAll(keys), "adapters picked among all keys");
         }
     }
 
@@ -199,7 +202,7 @@ class ConcurrencyBenchTest {
     void runLevelReportsAFailedRequest() {
         ConcurrencyBench.Server failing = new ConcurrencyBench.Server() {
             @Override
-            public CompletableFuture<?> submit(int[] prompt, int maxTokens, Object adapter, Runnable onToken) {
+            public CompletableFuture<?> submit(int[] prompt, int maxTokens, AdapterKey adapter, Runnable onToken) {
                 return CompletableFuture.failedFuture(new IllegalStateException("adapter could not load"));
             }
 

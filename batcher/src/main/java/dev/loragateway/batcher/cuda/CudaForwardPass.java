@@ -22,6 +22,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongUnaryOperator;
 import jcuda.driver.CUdeviceptr;
 
 /**
@@ -90,17 +91,17 @@ public final class CudaForwardPass implements StepForward {
      */
     public CudaForwardPass(LlamaModel model, CudaOps ops, LoraSlotPool slots, long loraDeviceBytes, int kvBlocks,
                            int blockSize) {
-        this(model, ops, slots, loraDeviceBytes, (long) kvBlocks * KvBlockPool.bytesPerBlock(model.config(), blockSize),
-            false, blockSize);
+        this(model, ops, slots, loraDeviceBytes, left -> (long) kvBlocks * KvBlockPool.bytesPerBlock(model.config(), blockSize),
+            blockSize);
     }
 
     /**
-     * As above with the KV cache given in bytes: exactly {@code kvBytes} (rounded down to whole
-     * blocks), or with {@code fitToDevice} at most 80% of the device memory the pool may still take
-     * once the weights and adapters are placed.
+     * As above with the KV cache sized once the weights and adapters are placed: {@code kvBytes} is
+     * given the device bytes the pool may still take then and answers the cache's bytes (rounded
+     * down to whole blocks; {@link CudaForwardBackend} asks for {@code Engine.Options.kvBytes}).
      */
-    public CudaForwardPass(LlamaModel model, CudaOps ops, LoraSlotPool slots, long loraDeviceBytes, long kvBytes,
-                           boolean fitToDevice, int blockSize) {
+    public CudaForwardPass(LlamaModel model, CudaOps ops, LoraSlotPool slots, long loraDeviceBytes, LongUnaryOperator kvBytes,
+                           int blockSize) {
         this.model = model;
         this.cfg = model.config();
         this.ops = ops;
@@ -130,13 +131,10 @@ public final class CudaForwardPass implements StepForward {
         }
         this.lora = slots == null ? null : new DeviceLoraPool(ctx, slots, loraDeviceBytes);
         long perBlock = KvBlockPool.bytesPerBlock(cfg, blockSize);
-        if (fitToDevice) {
-            long left = ctx.pool().limitBytes() - ctx.pool().usedBytes();
-            kvBytes = Math.min(kvBytes, left / 10 * 8);
-        }
-        int kvBlocks = (int) Math.min(Integer.MAX_VALUE, kvBytes / perBlock);
+        long kvCacheBytes = kvBytes.applyAsLong(ctx.pool().limitBytes() - ctx.pool().usedBytes());
+        int kvBlocks = (int) Math.min(Integer.MAX_VALUE, kvCacheBytes / perBlock);
         if (kvBlocks < 1) {
-            throw new IllegalArgumentException("a device KV cache of " + kvBytes + " bytes holds no block of " + perBlock + " bytes");
+            throw new IllegalArgumentException("a device KV cache of " + kvCacheBytes + " bytes holds no block of " + perBlock + " bytes");
         }
         long layerBytes = (long) kvBlocks * blockSize * cfg.kvDim() * F;
         this.kCache = new DeviceBuffer[cfg.numLayers()];

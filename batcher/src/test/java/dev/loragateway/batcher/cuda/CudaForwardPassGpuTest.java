@@ -1,6 +1,8 @@
 package dev.loragateway.batcher.cuda;
 
+import dev.loragateway.batcher.CpuForwardBackend;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.ForwardBackend;
 import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.batcher.Sampler;
 import dev.loragateway.batcher.Generator;
@@ -18,6 +20,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.loragateway.adapters.AdapterKey;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.DType;
@@ -367,12 +371,12 @@ class CudaForwardPassGpuTest {
             }
             which[i] = i % 6 == 5 ? null : adapters.get(rnd.nextInt(adapters.size())).name();
         }
-        long kvBytes = 40 * KvBlockPool.bytesPerBlock(cfg, 4);
-        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, Engine.Options.defaults().withBatch(8, 100)
-            .withKvCache(kvBytes, 4));
+        Engine.Options options = Engine.Options.builder().maxBatch(8).maxQueued(100).kvCacheBytes(40 * KvBlockPool.bytesPerBlock(cfg, 4))
+            .blockSize(4).build();
+        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, new CpuForwardBackend(new CpuBackend(2)), options,
+            new long[1]);
         long[] preempted = new long[1];
-        List<List<Object[]>> got = runEngine(model, adapters, prompts, which, Engine.Options.defaults().withBatch(8, 100)
-            .withKvCache(kvBytes, 4).withCuda(ops), preempted);
+        List<List<Object[]>> got = runEngine(model, adapters, prompts, which, new CudaForwardBackend(ops), options, preempted);
         int parted = 0;
         for (int i = 0; i < want.size(); i++) {
             List<Object[]> a = want.get(i);
@@ -401,24 +405,16 @@ class CudaForwardPassGpuTest {
         assertTrue(parted <= want.size() / 4, parted + " of " + want.size() + " outputs parted");
     }
 
-    private static List<List<Object[]>> runEngine(LlamaModel model, List<LoraAdapter> adapters, int[][] prompts, String[] which,
-                                                  Engine.Options options) throws Exception {
-        return runEngine(model, adapters, prompts, which, options, new long[1]);
-    }
-
     /** Every request's (token, logprobs) in order; requests 0 and 7 ask for two greedy choices (forks). */
     private static List<List<Object[]>> runEngine(LlamaModel model, List<LoraAdapter> adapters, int[][] prompts, String[] which,
-                                                  Engine.Options options, long[] preempted) throws Exception {
-        ModelConfig cfg = model.config();
-        Map<Object, LoraAdapter> disk = new java.util.HashMap<>();
-        adapters.forEach(a -> disk.put(a.name(), a));
-        var host = new dev.loragateway.adapters.HostTier<Object>(1 << 24, disk::get);
+                                                  ForwardBackend backend, Engine.Options options, long[] preempted) throws Exception {
+        Map<AdapterKey, LoraAdapter> disk = new java.util.HashMap<>();
+        adapters.forEach(a -> disk.put(AdapterKey.system(a.name()), a));
         var loader = java.util.concurrent.Executors.newSingleThreadExecutor();
-        var tier = new dev.loragateway.adapters.DeviceTier<Object>(
-            new LoraSlotPool(3, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()), Long.MAX_VALUE, host, loader);
+        var tier = new AdapterTiers(model.config().shape(), 3, Long.MAX_VALUE, 1 << 24, disk::get, loader).device();
         List<List<Object[]>> outs = new ArrayList<>();
         List<java.util.concurrent.CompletableFuture<Generator.Finish>> futures = new ArrayList<>();
-        try (Engine engine = new Engine(model, new CpuBackend(2), tier, options)) {
+        try (Engine engine = new Engine(model, backend, tier, options)) {
             for (int i = 0; i < prompts.length; i++) {
                 int choices = i == 0 || i == 7 ? 2 : 1;
                 List<Engine.Choice> cs = new ArrayList<>();
@@ -427,7 +423,8 @@ class CudaForwardPassGpuTest {
                     outs.add(out);
                     cs.add(new Engine.Choice(new SamplingParams(0, 1, 0, 6 + i % 5, 5), (t, lp) -> out.add(new Object[] {t, lp})));
                 }
-                futures.addAll(engine.submitForks(prompts[i], which[i], "t" + (i % 3), cs));
+                AdapterKey adapter = which[i] == null ? null : AdapterKey.system(which[i]);
+                futures.addAll(engine.submitForks(prompts[i], adapter, "t" + (i % 3), cs));
             }
             for (var f : futures) {
                 f.get(120, java.util.concurrent.TimeUnit.SECONDS);

@@ -3,10 +3,13 @@ package dev.loragateway.gateway.cli;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
+import dev.loragateway.batcher.CpuForwardBackend;
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.ForwardBackend;
 import dev.loragateway.batcher.KvBlockPool;
+import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.demo.DemoCache;
@@ -19,13 +22,10 @@ import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.cuda.CudaContext;
 import dev.loragateway.kernels.cuda.CudaDevice;
 import dev.loragateway.kernels.cuda.CudaOps;
-import dev.loragateway.kernels.cpu.LoraSlotPool;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
@@ -185,6 +185,16 @@ final class ServeCommand implements Callable<Integer> {
         }
     }
 
+    /** Where the engine's steps run: the CPU's threads, or the CUDA device (opened here). */
+    private static ForwardBackend forwardBackend(String chosen) {
+        if (chosen.equals("cuda")) {
+            return new CudaForwardBackend(new CudaOps(CudaContext.open(CudaDevice.probe(), CudaContext.Options.defaults())));
+        }
+        CpuBackend cpu = CpuBackend.create();
+        LOG.info("CPU backend: {} threads", cpu.threads());
+        return new CpuForwardBackend(cpu);
+    }
+
     private Integer serve(Telemetry telemetry, String chosen) throws Exception {
         Tenants tenants;
         try {
@@ -206,41 +216,38 @@ final class ServeCommand implements Callable<Integer> {
         int limit = maxModelLen != null ? maxModelLen : llama.config().maxPositionEmbeddings();
         AdapterRegistry registry = adapters(llama, id); // first: a bad --lora-modules fails before threads start
         TextTokenizer tokenizer = TextTokenizer.load(dir);
-        CpuBackend cpu = CpuBackend.create();
-        LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {} ({} threads)", id, dir,
-            llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen, cpu.threads());
+        LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {}", id, dir,
+            llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen);
         long slotBudget = adapterSlotMb != null ? adapterSlotMb * (1L << 20) : Runtime.getRuntime().maxMemory() / 4;
-        ExecutorService loader = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "adapter-loader");
-            t.setDaemon(true);
-            return t;
-        });
-        HostTier<Object> hostTier = new HostTier<>(hostCacheMb * (1L << 20), key -> registry.get((AdapterKey) key)
-            .map(registry::loadWeights)
-            .orElseThrow(() -> new IllegalArgumentException("adapter " + key + " no longer exists")));
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(gpuAdapterSlots, llama.config().numLayers(),
-            llama.config().shape().ins(), llama.config().shape().outs()), slotBudget, hostTier, loader);
-        telemetry.adapterTiers(hostTier, device);
+        AdapterTiers tiers = AdapterTiers.of(registry, gpuAdapterSlots, slotBudget, hostCacheMb * (1L << 20), AdapterTiers.loaderThread());
+        DeviceTier<AdapterKey> device = tiers.device();
+        telemetry.adapterTiers(tiers.host(), device);
         LOG.info("adapters: {} registered; slots {} with {} MB, host cache {} MB", registry.list("default").size(),
             gpuAdapterSlots, slotBudget >> 20, hostCacheMb);
         int blockSize = 16;
         long perBlock = KvBlockPool.bytesPerBlock(llama.config(), blockSize);
-        CudaOps cuda = null;
-        long kvBytes;
-        if (chosen.equals("cuda")) {
-            CudaContext ctx = CudaContext.open(CudaDevice.probe(), CudaContext.Options.defaults());
-            cuda = new CudaOps(ctx);
-            // 0: the engine sizes the device KV cache (max batch x model length, within the device's memory)
-            kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20) : 0;
-        } else {
-            kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20)
-                : Math.min(Runtime.getRuntime().maxMemory() / 4, perBlock * maxBatch * (((long) limit + blockSize - 1) / blockSize));
+        // 0: the backend sizes the KV cache (max batch x max model length, within its memory: Engine.Options.kvBytes)
+        long kvBytes = kvCacheMb != null ? kvCacheMb * (1L << 20) : 0;
+        if (kvBytes > 0) { // taken as it is, on either backend
             checkKvHolds(kvBytes / perBlock * blockSize, kvBytes, perBlock, limit, blockSize);
         }
-        Engine.Options options = Engine.Options.defaults().withBatch(maxBatch, maxQueued)
-            .withKvCache(kvBytes, blockSize).withMaxStepTokens(maxNumBatchedTokens)
-            .withMeter(telemetry.meter()).withTracer(telemetry.tracer());
-        Engine engine = new Engine(llama, cpu, device, cuda == null ? options : options.withCuda(cuda));
+        Engine.Options options = Engine.Options.builder().maxBatch(maxBatch).maxQueued(maxQueued).kvCacheBytes(kvBytes)
+            .blockSize(blockSize).maxModelLen(limit).maxStepTokens(maxNumBatchedTokens)
+            .meter(telemetry.meter()).tracer(telemetry.tracer()).build();
+        ForwardBackend forward = forwardBackend(chosen);
+        Engine engine = new Engine(llama, forward, device, options);
+        long kvPositions = (long) engine.kvBlocksTotal() * blockSize;
+        if (kvPositions < limit) {
+            try {
+                checkKvHolds(kvPositions, kvPositions / blockSize * perBlock, perBlock, limit, blockSize);
+            } catch (ParameterException e) {
+                engine.close();
+                throw e;
+            }
+            LOG.warn("max model length lowered from {} to {}: the KV cache holds no more (raise --kv-cache-mb{})", limit, kvPositions,
+                chosen.equals("cuda") ? "" : " or the heap");
+            limit = (int) kvPositions;
+        }
         String failed = SelfCheck.run(engine, registry, chosen);
         if (failed != null) {
             System.err.println("lora-gateway: " + failed);
@@ -249,15 +256,8 @@ final class ServeCommand implements Callable<Integer> {
             telemetry.close();
             return SelfCheck.EXIT_CODE;
         }
-        long kvPositions = (long) engine.kvBlocksTotal() * blockSize;
-        if (kvPositions < limit) {
-            checkKvHolds(kvPositions, kvPositions / blockSize * perBlock, perBlock, limit, blockSize);
-            LOG.warn("max model length lowered from {} to {}: the KV cache holds no more (raise --kv-cache-mb{})", limit, kvPositions,
-                cuda == null ? " or the heap" : "");
-            limit = (int) kvPositions;
-        }
         LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
-            blockSize, engine.kvBlocksTotal() * perBlock >> 20, cuda == null ? "" : " on the device", limit, maxNumBatchedTokens);
+            blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectReader;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
@@ -88,7 +89,7 @@ public final class ApiServer {
     private final TenantLimits limits = new TenantLimits();
     private RequestObserver observer = RequestObserver.NONE;
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
-    private DeviceTier<Object> deviceTier;
+    private DeviceTier<AdapterKey> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
     private MetricsEndpoint metrics; // null: /metrics is a 404
     private HttpServer metricsServer;
@@ -155,7 +156,7 @@ public final class ApiServer {
      * The engine's device tier, told to forget adapters that are deleted or replaced so that a name
      * uploaded again never runs on stale weights; call before {@link #listen}.
      */
-    public ApiServer deviceTier(DeviceTier<Object> tier) {
+    public ApiServer deviceTier(DeviceTier<AdapterKey> tier) {
         this.deviceTier = tier;
         return this;
     }
@@ -183,7 +184,7 @@ public final class ApiServer {
         return this;
     }
 
-    private Optional<Object> adapterKey(String tenant, String model) {
+    private Optional<AdapterKey> adapterKey(String tenant, String model) {
         return adapters == null ? Optional.empty() : adapters.find(tenant, model).map(AdapterInfo::key);
     }
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Sampler;
 import dev.loragateway.gateway.text.ChatTemplate;
@@ -81,7 +82,7 @@ final class ChatCompletions {
     Completions.Request parse(JsonNode body, String tenant) {
         Completions.requireObject(body);
         String model = Json.string(body, "model", true);
-        Object adapter = completions.adapter(model, tenant);
+        AdapterKey adapter = completions.adapter(model, tenant);
         List<Map<String, Object>> messages = ChatMessages.parse(body.get("messages"));
         boolean logprobs = Json.bool(body, "logprobs", false);
         if (!Json.absent(body, "top_logprobs") && !logprobs) {

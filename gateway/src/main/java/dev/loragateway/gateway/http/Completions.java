@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.Sampler;
@@ -31,14 +32,14 @@ final class Completions {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A validated request. */
-    record Request(String model, Object adapter, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
+    record Request(String model, AdapterKey adapter, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
                    double topP, List<String> stop, Long seed, int logprobs, boolean echo, int n, boolean stream,
                    boolean includeUsage) {
     }
 
     private final TextTokenizer tokenizer;
     private final String modelId;
-    private final java.util.function.BiFunction<String, String, Optional<Object>> adapters;
+    private final java.util.function.BiFunction<String, String, Optional<AdapterKey>> adapters;
     private final int maxModelLen;
     private final int vocabSize;
 
@@ -47,7 +48,7 @@ final class Completions {
      *     model's, if that tenant may use such an adapter
      *     may use such an adapter
      */
-    Completions(TextTokenizer tokenizer, String modelId, java.util.function.BiFunction<String, String, Optional<Object>> adapters,
+    Completions(TextTokenizer tokenizer, String modelId, java.util.function.BiFunction<String, String, Optional<AdapterKey>> adapters,
                 int maxModelLen, int vocabSize) {
         this.tokenizer = tokenizer;
         this.modelId = modelId;
@@ -59,7 +60,7 @@ final class Completions {
     Request parse(JsonNode body, String tenant) {
         requireObject(body);
         String model = Json.string(body, "model", true);
-        Object adapter = adapter(model, tenant);
+        AdapterKey adapter = adapter(model, tenant);
         JsonNode p = body.get("prompt");
         if (p == null || p.isNull()) {
             throw ApiError.badRequest("'prompt' is required", "prompt");
@@ -112,7 +113,7 @@ final class Completions {
     }
 
     /** The adapter key {@code model} names for {@code tenant}: null for the base model; 404 when the caller has no such model. */
-    Object adapter(String model, String tenant) {
+    AdapterKey adapter(String model, String tenant) {
         return model.equals(modelId) ? null : adapters.apply(tenant, model).orElseThrow(() -> ApiError.modelNotFound(model));
     }
 
@@ -183,7 +184,7 @@ final class Completions {
      * {@code seed}, {@code n}, {@code stream}, {@code stream_options}, {@code user}), around what the
      * route has already read.
      */
-    Request request(JsonNode body, String model, Object adapter, List<int[]> prompts, List<String> texts, int maxTokens,
+    Request request(JsonNode body, String model, AdapterKey adapter, List<int[]> prompts, List<String> texts, int maxTokens,
                     int logprobs, boolean echo) {
         double temperature = Json.number(body, "temperature", 1.0, 0, 2);
         double topP = Json.number(body, "top_p", 1.0, 0, 1);

@@ -101,7 +101,7 @@ public final class Telemetry implements AutoCloseable {
         return new Builder();
     }
 
-    /** Where instruments go: give it to the engine ({@code Engine.Options.withMeter}). */
+    /** Where instruments go: give it to the engine ({@code Engine.Options.builder().meter}). */
     public Meter meter() {
         return meter;
     }

@@ -9,8 +9,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.ModelConfig;
@@ -22,7 +22,6 @@ import dev.loragateway.gateway.http.UploadFixtures.Multipart;
 import dev.loragateway.gateway.http.UploadFixtures.Peft;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.cpu.CpuBackend;
-import dev.loragateway.kernels.cpu.LoraSlotPool;
 import io.vertx.core.Vertx;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
@@ -64,7 +63,7 @@ class AdaptersHttpTest {
     static final List<Server> servers = new ArrayList<>();
 
     /** One gateway: a registry over {@code data} (reloaded), the demo adapters as system adapters, a device tier. */
-    record Server(String url, Engine engine, DeviceTier<Object> device, ExecutorService loader) {
+    record Server(String url, Engine engine, DeviceTier<AdapterKey> device, ExecutorService loader) {
         void close() {
             engine.close();
             loader.shutdownNow();
@@ -97,10 +96,8 @@ class AdaptersHttpTest {
             registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
         }
         ExecutorService loader = Executors.newSingleThreadExecutor();
-        HostTier<Object> host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
         // slots to spare: nothing is evicted, so only invalidation keeps a replaced adapter's weights from being served
-        DeviceTier<Object> device = new DeviceTier<>(new LoraSlotPool(16, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()),
-            Long.MAX_VALUE, host, loader);
+        DeviceTier<AdapterKey> device = AdapterTiers.of(registry, 16, Long.MAX_VALUE, 1 << 26, loader).device();
         Engine engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         ApiServer api = new ApiServer(vertx, engine, TextTokenizer.load(dir), "demo", 256, registry)
             .tenants(Tenants.load(dir.resolve("api-keys.json"))).deviceTier(device).maxAdapterBytes(MAX_UPLOAD);

@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -73,8 +74,8 @@ class ChatHttpTest {
         tokenizer = stack.tokenizer;
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<Object> host = stack.host;
-        DeviceTier<Object> device = stack.device;
+        HostTier<AdapterKey> host = stack.host;
+        DeviceTier<AdapterKey> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         base = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();

@@ -2,6 +2,7 @@ package dev.loragateway.gateway.http;
 
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.AdapterTiers;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.LlamaModel;
@@ -9,7 +10,6 @@ import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.demo.DemoAdapters;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.cpu.LoraSlotPool;
 import java.nio.file.Path;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -25,8 +25,8 @@ public final class DemoStack {
     public final ModelConfig cfg;
     public final TextTokenizer tokenizer;
     public final AdapterRegistry registry;
-    public final HostTier<Object> host;
-    public final DeviceTier<Object> device;
+    public final HostTier<AdapterKey> host;
+    public final DeviceTier<AdapterKey> device;
     public final ExecutorService loader = Executors.newSingleThreadExecutor();
 
     private DemoStack(Path dir, int slots, boolean systemAdapters) throws Exception {
@@ -41,8 +41,9 @@ public final class DemoStack {
                 registry.registerSystem(s.name(), dir.resolve("adapters").resolve(s.name()));
             }
         }
-        host = new HostTier<>(1 << 26, k -> registry.loadWeights(registry.get((AdapterKey) k).orElseThrow()));
-        device = new DeviceTier<>(new LoraSlotPool(slots, cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs()), Long.MAX_VALUE, host, loader);
+        AdapterTiers tiers = AdapterTiers.of(registry, slots, Long.MAX_VALUE, 1 << 26, loader);
+        host = tiers.host();
+        device = tiers.device();
     }
 
     /** The demo model in {@code dir} with {@code slots} device slots for adapters. */

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -64,9 +65,9 @@ class LoraHttpTest {
         TextTokenizer tokenizer = stack.tokenizer;
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<Object> host = stack.host;
+        HostTier<AdapterKey> host = stack.host;
         // 3 slots for 4 adapters: some requests wait for a slot
-        DeviceTier<Object> device = stack.device;
+        DeviceTier<AdapterKey> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         lora = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", 256, registry).listen("127.0.0.1", 0).await();

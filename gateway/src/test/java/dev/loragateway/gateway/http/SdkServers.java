@@ -2,6 +2,7 @@ package dev.loragateway.gateway.http;
 
 import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -55,8 +56,8 @@ final class SdkServers implements AutoCloseable {
         tokenizer = stack.tokenizer;
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<Object> host = stack.host;
-        DeviceTier<Object> device = stack.device;
+        HostTier<AdapterKey> host = stack.host;
+        DeviceTier<AdapterKey> device = stack.device;
         engine = new Engine(model, new CpuBackend(2), device, 16, 64);
         vertx = Vertx.vertx();
         openBase = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.LoraAdapter;
@@ -68,7 +69,7 @@ class TenantIsolationHttpTest {
             ] }""");
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        DeviceTier<Object> device = stack.device;
+        DeviceTier<AdapterKey> device = stack.device;
         Engine engine = new Engine(model, new CpuBackend(2), device, 12, 256);
         engines.add(engine);
         vertx = Vertx.vertx();

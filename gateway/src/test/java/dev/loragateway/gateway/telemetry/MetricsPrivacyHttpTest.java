@@ -74,8 +74,8 @@ class MetricsPrivacyHttpTest {
               "operator_keys": ["%s"] }""".formatted(OPERATOR_KEY));
         telemetry = Telemetry.builder().accessLog(ACCESS::add).build();
         telemetry.adapterTiers(stack.host, stack.device);
-        engine = new Engine(stack.model, new CpuBackend(2), stack.device, Engine.Options.defaults().withBatch(8, 64)
-            .withMeter(telemetry.meter()).withTracer(telemetry.tracer()));
+        engine = new Engine(stack.model, new CpuBackend(2), stack.device, Engine.Options.builder().maxBatch(8).maxQueued(64)
+            .meter(telemetry.meter()).tracer(telemetry.tracer()).build());
         vertx = Vertx.vertx();
         ApiServer server = new ApiServer(vertx, engine, stack.tokenizer, "demo", 256, stack.registry).tenants(Tenants.load(keys))
             .deviceTier(stack.device).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree);

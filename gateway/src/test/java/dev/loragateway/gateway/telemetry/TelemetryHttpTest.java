@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.adapters.HostTier;
@@ -85,12 +86,12 @@ class TelemetryHttpTest {
         TextTokenizer tokenizer = stack.tokenizer;
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<Object> host = stack.host;
-        DeviceTier<Object> device = stack.device;
+        HostTier<AdapterKey> host = stack.host;
+        DeviceTier<AdapterKey> device = stack.device;
         telemetry = Telemetry.builder().addSpanProcessor(SimpleSpanProcessor.create(SPANS)).accessLog(ACCESS::add).build();
         telemetry.adapterTiers(host, device);
-        engine = new Engine(model, new CpuBackend(2), device, Engine.Options.defaults().withBatch(8, 64)
-            .withMeter(telemetry.meter()).withTracer(telemetry.tracer()));
+        engine = new Engine(model, new CpuBackend(2), device, Engine.Options.builder().maxBatch(8).maxQueued(64)
+            .meter(telemetry.meter()).tracer(telemetry.tracer()).build());
         vertx = Vertx.vertx();
         int port = new ApiServer(vertx, engine, tokenizer, "demo", 256, registry).observer(telemetry.requests())
             .metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer()).listen("127.0.0.1", 0).await();
