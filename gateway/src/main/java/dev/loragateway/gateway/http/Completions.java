@@ -11,9 +11,12 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
- * forms (string, strings, token ids, lists of token ids), generation of {@code n} choices per
- * prompt, and the OpenAI response body.
+ * What a completion request is, for {@code POST /v1/completions} and, through its shared parts, for
+ * {@code /v1/chat/completions}: validation (every failure a 400 naming the field) of the fields
+ * both routes read alike ({@link #request}), of the model name (a 404 when the caller has no such
+ * model), of the prompt's size against {@code --max-model-len}; the completions prompt forms
+ * (string, strings, token ids, lists of token ids); and the completions response body. The
+ * {@link RequestPath} runs the request; {@link CompletionsRoute} streams it.
  */
 final class Completions {
     static final int MAX_N = 16;
