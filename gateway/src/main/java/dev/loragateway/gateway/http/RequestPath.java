@@ -20,6 +20,7 @@ import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
@@ -149,21 +150,11 @@ final class RequestPath {
         long now = System.currentTimeMillis() / 1000;
         HttpServerResponse resp = ctx.response();
         if (!req.stream()) {
-            Submitted sub = submit(ctx, req, tenant, null);
-            resp.closeHandler(v -> sub.cancel());
-            sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
-                inFlight.decrementAndGet();
-                if (resp.closed()) {
-                    return;
-                }
-                if (failure != null) {
-                    fail(ctx, failure);
-                } else {
-                    ObjectNode b = endpoint.response(req, runs, id, now);
-                    ctx.put(ApiServer.USAGE, ApiServer.usage(b.get("usage")));
-                    ApiServer.json(resp, 200, b);
-                }
-            }));
+            whenDone(resp, context, submit(ctx, req, tenant, null), failure -> fail(ctx, failure), runs -> {
+                ObjectNode b = endpoint.response(req, runs, id, now);
+                ctx.put(ApiServer.USAGE, ApiServer.usage(b.get("usage")));
+                ApiServer.json(resp, 200, b);
+            });
             return;
         }
         Stream stream = endpoint.stream(req, id, now);
@@ -191,6 +182,29 @@ final class RequestPath {
         for (ObjectNode chunk : stream.opening()) {
             resp.write("data: " + chunk + "\n\n");
         }
+        whenDone(resp, context, sub, failure -> {
+            resp.write("data: " + ApiError.of(failure, ctx.get(ApiServer.REQUEST_ID)).toJson() + "\n\n");
+            resp.end("data: [DONE]\n\n");
+        }, runs -> {
+            ObjectNode usage = usage(req, runs);
+            ctx.put(ApiServer.USAGE, ApiServer.usage(usage));
+            if (req.includeUsage()) {
+                ObjectNode u = head(req, id, now, endpoint.chunkObject());
+                u.putArray("choices");
+                u.set("usage", usage);
+                resp.write("data: " + u + "\n\n");
+            }
+            resp.end("data: [DONE]\n\n");
+        });
+    }
+
+    /**
+     * Cancels {@code sub} when the client goes away; once all its choices are done, on the event
+     * loop: the request leaves the in-flight count and, unless the client is gone, {@code failed}
+     * or {@code answered} ends the response.
+     */
+    private void whenDone(HttpServerResponse resp, Context context, Submitted sub, Consumer<Throwable> failed,
+                          Consumer<List<ChoiceRun>> answered) {
         resp.closeHandler(v -> sub.cancel());
         sub.done().whenComplete((runs, failure) -> context.runOnContext(v -> {
             inFlight.decrementAndGet();
@@ -198,18 +212,10 @@ final class RequestPath {
                 return;
             }
             if (failure != null) {
-                resp.write("data: " + ApiError.of(failure, ctx.get(ApiServer.REQUEST_ID)).toJson() + "\n\n");
+                failed.accept(failure);
             } else {
-                ObjectNode usage = usage(req, runs);
-                ctx.put(ApiServer.USAGE, ApiServer.usage(usage));
-                if (req.includeUsage()) {
-                    ObjectNode u = head(req, id, now, endpoint.chunkObject());
-                    u.putArray("choices");
-                    u.set("usage", usage);
-                    resp.write("data: " + u + "\n\n");
-                }
+                answered.accept(runs);
             }
-            resp.end("data: [DONE]\n\n");
         }));
     }
 
