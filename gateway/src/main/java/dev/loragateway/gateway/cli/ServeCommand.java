@@ -12,6 +12,7 @@ import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.LlamaModel;
+import dev.loragateway.batcher.LocalExecutor;
 import dev.loragateway.gateway.demo.DemoCache;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
@@ -259,7 +260,7 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, engine, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
+        ApiServer server = new ApiServer(vertx, new LocalExecutor(engine), tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
             .httpLimits(httpLimits());
         int bound;

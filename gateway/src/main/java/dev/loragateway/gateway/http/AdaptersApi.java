@@ -1,6 +1,5 @@
 package dev.loragateway.gateway.http;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterConflictException;
 import dev.loragateway.adapters.AdapterInfo;
@@ -43,7 +42,6 @@ import org.slf4j.LoggerFactory;
  */
 final class AdaptersApi {
     private static final Logger LOG = LoggerFactory.getLogger(AdaptersApi.class);
-    private static final ObjectMapper JSON = new ObjectMapper();
     /**
      * Retry-After of a 429 over {@code max_adapters}. Waiting frees no quota (deleting an adapter
      * does), but the contract gives every 429 the header.
@@ -80,7 +78,7 @@ final class AdaptersApi {
     }
 
     private void list(RoutingContext ctx) {
-        ObjectNode root = JSON.createObjectNode().put("object", "list");
+        ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
         var data = root.putArray("data");
         registry.list(ApiServer.tenant(ctx).id()).forEach(a -> data.add(adapterObject(a)));
         ApiServer.json(ctx.response(), 200, root);
@@ -121,7 +119,7 @@ final class AdaptersApi {
             } else if (!ar.result()) {
                 ApiServer.error(ctx.response(), notFound(id)); // deleted meanwhile by another request
             } else {
-                ApiServer.json(ctx.response(), 200, JSON.createObjectNode().put("id", id).put("object", "adapter").put("deleted", true));
+                ApiServer.json(ctx.response(), 200, Json.MAPPER.createObjectNode().put("id", id).put("object", "adapter").put("deleted", true));
             }
         });
     }
@@ -144,7 +142,7 @@ final class AdaptersApi {
 
     /** The API's adapter object. */
     ObjectNode adapterObject(AdapterInfo a) {
-        ObjectNode o = JSON.createObjectNode().put("id", a.name()).put("object", "adapter").put("owned_by", a.tenant())
+        ObjectNode o = Json.MAPPER.createObjectNode().put("id", a.name()).put("object", "adapter").put("owned_by", a.tenant())
             .put("parent", baseId).put("rank", a.rank());
         if (a.alpha() == Math.rint(a.alpha()) && Math.abs(a.alpha()) < 1e15) {
             o.put("alpha", (long) a.alpha());

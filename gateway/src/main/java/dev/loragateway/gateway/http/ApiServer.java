@@ -1,18 +1,14 @@
 package dev.loragateway.gateway.http;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.ObjectReader;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.adapters.AdapterLoadException;
 import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.NonFiniteLogitsException;
+import dev.loragateway.batcher.InferenceExecutor;
+import dev.loragateway.batcher.LocalExecutor;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
@@ -31,26 +27,19 @@ import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
 import io.vertx.ext.web.handler.BodyHandler;
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
 import java.util.Optional;
 import java.util.UUID;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The HTTP edge: thin Vert.x handlers that parse, hand work to the {@link Engine} (never blocking
- * an event loop), and answer in OpenAI's shapes, errors included.
+ * The HTTP edge: thin Vert.x handlers that parse, hand work to an {@link InferenceExecutor} (the
+ * local engine, or a cluster router) through the one {@link RequestPath} (never blocking an event
+ * loop), and answer in OpenAI's shapes, errors included ({@link ApiError#of}).
  */
 public final class ApiServer {
     private static final Logger LOG = LoggerFactory.getLogger(ApiServer.class);
-    private static final ObjectMapper JSON = new ObjectMapper();
-    /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
-    private static final ObjectReader BODY_READER = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final long MAX_JSON_BODY = 16L << 20;
     /** The worker pool that parses, renders and tokenizes inference requests, and its size: at most that many at once. */
     static final String PROMPT_POOL = "lora-gateway-prompts";
@@ -59,14 +48,12 @@ public final class ApiServer {
     static final long DEFAULT_MAX_ADAPTER_BYTES = 512L << 20;
 
     private final Vertx vertx;
-    private final Engine engine;
-    private final TextTokenizer tokenizer;
     private final String modelId;
-    private final Completions completions;
+    private final RequestPath requests;
     private final ChatCompletions chat;
     private final long created = System.currentTimeMillis() / 1000;
     private final AtomicInteger inFlight = new AtomicInteger();
-    private final CompletionsRoute completionsRoute;
+    private final CompletionsRoute completions;
     private volatile boolean draining;
     private HttpServer server;
 
@@ -79,8 +66,6 @@ public final class ApiServer {
     static final String MODEL = "lg.model";
     static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
     static final String SPAN = "lg.span";
-    /** The error code of a request whose sequence had no finite logits ({@link NonFiniteLogitsException}). */
-    static final String NON_FINITE_LOGITS = "non_finite_logits";
     /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
     static final int MAX_LOGGED_MODEL = 256;
 
@@ -96,33 +81,39 @@ public final class ApiServer {
     private final Health healthCheck;
     private HttpLimits httpLimits = HttpLimits.defaults();
 
-    /** A server for the base model only. */
+    /** A server for the base model only, running requests on the local {@code engine}. */
     public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen) {
-        this(vertx, engine, tokenizer, modelId, maxModelLen, null);
+        this(vertx, new LocalExecutor(engine), tokenizer, modelId, maxModelLen, null);
+    }
+
+    /** A server running requests on the local {@code engine}; see {@link #ApiServer(Vertx, InferenceExecutor, TextTokenizer, String, int, AdapterRegistry)}. */
+    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
+        this(vertx, new LocalExecutor(engine), tokenizer, modelId, maxModelLen, adapters);
     }
 
     /**
+     * @param executor where completions and chat completions run (and what {@code /health} asks)
      * @param adapters the adapters a request's {@code model} may name (null: none); the engine's
-     *     device tier is keyed by their {@link dev.loragateway.adapters.AdapterKey}
+     *     device tier is keyed by their {@link AdapterKey}
      * @throws IllegalArgumentException when {@code adapters} does not keep {@code modelId} from
      *     adapter names (an adapter of that name could never be reached)
      */
-    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
+    public ApiServer(Vertx vertx, InferenceExecutor executor, TextTokenizer tokenizer, String modelId, int maxModelLen,
+                     AdapterRegistry adapters) {
         if (adapters != null && !modelId.equals(adapters.baseModelId())) {
             throw new IllegalArgumentException("the adapter registry reserves the name '" + adapters.baseModelId()
                 + "' for the base model, but the server's model id is '" + modelId + "'");
         }
         this.vertx = vertx;
-        this.engine = engine;
-        this.tokenizer = tokenizer;
         this.modelId = modelId;
         this.adapters = adapters;
-        this.completions = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, engine.model().config().vocabSize());
+        Completions parsing = new Completions(tokenizer, modelId, this::adapterKey, maxModelLen, executor.config().vocabSize());
         // shared by name: every server of this Vert.x instance tokenizes on the same bounded pool
         WorkerExecutor prompts = vertx.createSharedWorkerExecutor(PROMPT_POOL, PROMPT_THREADS);
-        this.chat = new ChatCompletions(vertx, engine, tokenizer, completions, inFlight, prompts);
-        this.completionsRoute = new CompletionsRoute(vertx, engine, completions, inFlight, prompts);
-        this.healthCheck = new Health(engine);
+        this.requests = new RequestPath(vertx, executor, tokenizer, inFlight, prompts);
+        this.completions = new CompletionsRoute(parsing);
+        this.chat = new ChatCompletions(tokenizer, parsing);
+        this.healthCheck = new Health(executor);
     }
 
     /**
@@ -210,9 +201,9 @@ public final class ApiServer {
             }).routes(router);
         }
         router.post("/v1/completions").handler(this::inferenceLimits);
-        router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(completionsRoute::handle);
+        router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(ctx -> requests.handle(ctx, completions));
         router.post("/v1/chat/completions").handler(this::inferenceLimits);
-        router.post("/v1/chat/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(chat::handle);
+        router.post("/v1/chat/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(ctx -> requests.handle(ctx, chat));
         router.errorHandler(404, ctx -> error(ctx.response(), new ApiError(404, "not_found_error",
             "no route " + ctx.request().method() + " " + ctx.request().path(), null, null)));
         router.errorHandler(405, ctx -> error(ctx.response(), new ApiError(405, "invalid_request_error",
@@ -331,7 +322,7 @@ public final class ApiServer {
         ApiError e = new ApiError(408, "invalid_request_error", "the request body stalled: no byte of it arrived for " + s
             + " s (--body-timeout-s " + s + ")", null, "request_timeout");
         resp.setStatusCode(408).putHeader("Content-Type", "application/json").putHeader("Connection", "close")
-            .end(errorBody(e).toString()).onComplete(v -> ctx.request().connection().close());
+            .end(e.toJson().toString()).onComplete(v -> ctx.request().connection().close());
     }
 
     private RequestObserver.Record record(RoutingContext ctx) {
@@ -419,11 +410,11 @@ public final class ApiServer {
             error(ctx.response(), new ApiError(503, "unavailable", "the server cannot serve: " + problem, null, "engine_unhealthy"));
             return;
         }
-        json(ctx.response(), 200, JSON.createObjectNode().put("status", "ok"));
+        json(ctx.response(), 200, Json.MAPPER.createObjectNode().put("status", "ok"));
     }
 
     private void models(RoutingContext ctx) {
-        ObjectNode root = JSON.createObjectNode().put("object", "list");
+        ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
         com.fasterxml.jackson.databind.node.ArrayNode data = root.putArray("data");
         data.add(baseModel());
         if (adapters != null) {
@@ -450,12 +441,12 @@ public final class ApiServer {
     }
 
     private ObjectNode baseModel() {
-        ObjectNode m = JSON.createObjectNode().put("id", modelId).put("object", "model").put("created", created).put("owned_by", "system");
+        ObjectNode m = Json.MAPPER.createObjectNode().put("id", modelId).put("object", "model").put("created", created).put("owned_by", "system");
         return m.putNull("parent").put("root", modelId);
     }
 
     private ObjectNode adapterModel(AdapterInfo a) {
-        return JSON.createObjectNode().put("id", a.name()).put("object", "model").put("created", a.created())
+        return Json.MAPPER.createObjectNode().put("id", a.name()).put("object", "model").put("created", a.created())
             .put("owned_by", a.tenant()).put("parent", modelId).put("root", modelId);
     }
 
@@ -463,65 +454,13 @@ public final class ApiServer {
         return new int[] {u.path("prompt_tokens").asInt(), u.path("completion_tokens").asInt()};
     }
 
-    /** Parses the body as strict UTF-8 JSON; anything else is a 400 that says what is wrong. */
-    static JsonNode body(RoutingContext ctx) {
-        var buf = ctx.body().buffer();
-        if (buf == null || buf.length() == 0) {
-            throw ApiError.badRequest("the request body is empty; send a JSON object", null);
-        }
-        String text;
-        try {
-            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
-                .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(buf.getBytes())).toString();
-        } catch (CharacterCodingException e) {
-            throw ApiError.badRequest("the request body is not valid UTF-8", null);
-        }
-        try {
-            return BODY_READER.readTree(text);
-        } catch (JsonProcessingException e) {
-            throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
-        }
-    }
-
+    /** Answers {@code failure} as {@link ApiError#of} maps it. */
     static void fail(HttpServerResponse resp, Throwable failure) {
-        Throwable t = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
-        if (t instanceof ApiError) {
-            error(resp, (ApiError) t);
-        } else if (t instanceof IllegalArgumentException) {
-            error(resp, ApiError.badRequest(t.getMessage() != null ? t.getMessage() : "the request is invalid ("
-                + t.getClass().getSimpleName() + " without a message)", null));
-        } else if (t instanceof AdapterLoadException) {
-            error(resp, new ApiError(503, "unavailable", t.getMessage(), "model", "adapter_unavailable"));
-        } else if (t instanceof Engine.UnavailableException) {
-            error(resp, new ApiError(503, "unavailable", t.getMessage(), null, null));
-        } else if (t instanceof NonFiniteLogitsException) { // the model's fault, said plainly: no stack trace to log
-            LOG.warn("request failed: {}", t.getMessage());
-            error(resp, new ApiError(500, "internal_error", t.getMessage(), null, NON_FINITE_LOGITS));
-        } else {
-            LOG.error("request failed", t);
-            error(resp, new ApiError(500, "internal_error", "internal error", null, null));
-        }
+        error(resp, ApiError.of(failure, null));
     }
 
     static void error(HttpServerResponse resp, ApiError e) {
-        json(resp, e.status(), errorBody(e));
-    }
-
-    static ObjectNode errorBody(ApiError e) {
-        ObjectNode root = JSON.createObjectNode();
-        ObjectNode err = root.putObject("error");
-        err.put("message", e.getMessage()).put("type", e.type());
-        if (e.param() == null) {
-            err.putNull("param");
-        } else {
-            err.put("param", e.param());
-        }
-        if (e.code() == null) {
-            err.putNull("code");
-        } else {
-            err.put("code", e.code());
-        }
-        return root;
+        json(resp, e.status(), e.toJson());
     }
 
     static void json(HttpServerResponse resp, int status, JsonNode body) {

@@ -1,25 +1,18 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Sampler;
 import dev.loragateway.gateway.text.ChatTemplate;
 import dev.loragateway.gateway.text.ChatTemplateException;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.gateway.text.TokenBytes;
-import io.vertx.core.Context;
-import io.vertx.core.Vertx;
-import io.vertx.core.WorkerExecutor;
-import io.vertx.core.http.HttpServerResponse;
-import io.vertx.ext.web.RoutingContext;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,32 +33,19 @@ import org.slf4j.LoggerFactory;
  * then one {@code delta: {}} chunk with the finish reason; then the usage chunk ({@code choices: []})
  * when {@code stream_options.include_usage}, and {@code [DONE]}.
  */
-final class ChatCompletions {
+final class ChatCompletions implements RequestPath.Endpoint {
     private static final Logger LOG = LoggerFactory.getLogger(ChatCompletions.class);
-    private static final ObjectMapper JSON = new ObjectMapper();
     static final int MAX_TOP_LOGPROBS = 20; // as OpenAI's chat API
 
-    private final Vertx vertx;
-    private final Engine engine;
     private final TextTokenizer tokenizer;
     private final Completions completions;
-    private final AtomicInteger inFlight;
-    private final WorkerExecutor prompts;
     private final ChatTemplate template; // null when the model has none, or it does not parse
     private final String noTemplate;     // then: why
 
-    /**
-     * @param inFlight the server's count of running requests (draining waits for it)
-     * @param prompts the worker threads that parse, render and tokenize requests
-     */
-    ChatCompletions(Vertx vertx, Engine engine, TextTokenizer tokenizer, Completions completions, AtomicInteger inFlight,
-                    WorkerExecutor prompts) {
-        this.vertx = vertx;
-        this.prompts = prompts;
-        this.engine = engine;
+    /** @param completions the validation of the fields chat shares with {@code /v1/completions} */
+    ChatCompletions(TextTokenizer tokenizer, Completions completions) {
         this.tokenizer = tokenizer;
         this.completions = completions;
-        this.inFlight = inFlight;
         ChatTemplate t = null;
         String why = "the model has no chat_template (tokenizer_config.json or chat_template.jinja); use /v1/completions";
         try {
@@ -79,7 +59,8 @@ final class ChatCompletions {
     }
 
     /** A validated request, as a completion of the rendered prompt (one prompt; {@code logprobs}: top_logprobs or -1). */
-    Completions.Request parse(JsonNode body, String tenant) {
+    @Override
+    public Completions.Request parse(JsonNode body, String tenant) {
         Completions.requireObject(body);
         String model = Json.string(body, "model", true);
         AdapterKey adapter = completions.adapter(model, tenant);
@@ -121,73 +102,46 @@ final class ChatCompletions {
         }
     }
 
-    /** The route's handler (after authentication and the tenant's concurrency limit). */
-    void handle(RoutingContext ctx) {
-        String tenant = ApiServer.tenant(ctx).id();
-        Context context = vertx.getOrCreateContext();
-        // decoding the body, rendering the template and tokenizing take time that grows with the
-        // messages: off the event loop, so that /health and other requests are answered meanwhile
-        Inference.parseThenRun(ctx, inFlight, prompts, () -> parse(ApiServer.body(ctx), tenant), req -> {
-            ctx.put(ApiServer.MODEL, req.model());
-            String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
-            long now = System.currentTimeMillis() / 1000;
-            if (req.stream()) {
-                stream(ctx, req, tenant, id, now, context);
-            } else {
-                Completions.Submitted sub = completions.submit(engine, req, tenant, null);
-                Inference.answer(ctx, context, inFlight, sub, runs -> response(req, runs, id, now));
-            }
-        });
+    @Override
+    public String idPrefix() {
+        return "chatcmpl-";
     }
 
-    private void stream(RoutingContext ctx, Completions.Request req, String tenant, String id, long now, Context context) {
-        HttpServerResponse resp = ctx.response();
-        Completions.Submitted sub = completions.submit(engine, req, tenant, new Completions.ChoiceListener() {
-            @Override
-            public void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
-                // built on the event loop: the engine thread only hands over immutable pieces
-                send(() -> chunk(req, id, now, index, JSON.createObjectNode().put("content", text), tokens, null));
-            }
-
-            @Override
-            public void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) {
-                send(() -> chunk(req, id, now, index, JSON.createObjectNode(), rest, reason));
-            }
-
-            private void send(java.util.function.Supplier<ObjectNode> chunk) {
-                context.runOnContext(v -> {
-                    if (!resp.closed()) {
-                        resp.write("data: " + chunk.get() + "\n\n");
-                    }
-                });
-            }
-        });
-        resp.setChunked(true).putHeader("Content-Type", "text/event-stream").putHeader("Cache-Control", "no-cache");
-        // the role chunks go out before any delta: deltas run on this context after this handler
-        for (int i = 0; i < req.n(); i++) {
-            ObjectNode role = JSON.createObjectNode().put("role", "assistant").put("content", "");
-            resp.write("data: " + chunk(req, id, now, i, role, List.of(), null) + "\n\n");
-        }
-        Inference.endStream(ctx, context, inFlight, sub, id, runs -> {
-            ObjectNode usage = usage(req, runs);
-            ctx.put(ApiServer.USAGE, ApiServer.usage(usage));
-            if (req.includeUsage()) {
-                ObjectNode u = head(req, id, now, "chat.completion.chunk");
-                u.putArray("choices");
-                u.set("usage", usage);
-                resp.write("data: " + u + "\n\n");
-            }
-        });
+    @Override
+    public String chunkObject() {
+        return "chat.completion.chunk";
     }
 
-    private static ObjectNode head(Completions.Request req, String id, long now, String object) {
-        return JSON.createObjectNode().put("id", id).put("object", object).put("created", now).put("model", req.model());
+    @Override
+    public RequestPath.Stream stream(Completions.Request req, String id, long now) {
+        return new RequestPath.Stream() {
+            @Override
+            public List<ObjectNode> opening() {
+                List<ObjectNode> roles = new ArrayList<>();
+                for (int i = 0; i < req.n(); i++) {
+                    ObjectNode role = Json.MAPPER.createObjectNode().put("role", "assistant").put("content", "");
+                    roles.add(chunk(req, id, now, i, role, List.of(), null));
+                }
+                return roles;
+            }
+
+            // built on the event loop: the executor's thread only hands over immutable pieces
+            @Override
+            public Supplier<ObjectNode> delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
+                return () -> chunk(req, id, now, index, Json.MAPPER.createObjectNode().put("content", text), tokens, null);
+            }
+
+            @Override
+            public Supplier<ObjectNode> finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) {
+                return () -> chunk(req, id, now, index, Json.MAPPER.createObjectNode(), rest, reason);
+            }
+        };
     }
 
     /** One streamed chunk of choice {@code index}; {@code tokens} are its log-probabilities (when asked for). */
     private ObjectNode chunk(Completions.Request req, String id, long now, int index, ObjectNode delta,
                              List<ChoiceRun.TokenInfo> tokens, String finish) {
-        ObjectNode c = head(req, id, now, "chat.completion.chunk");
+        ObjectNode c = RequestPath.head(req, id, now, chunkObject());
         ObjectNode ch = c.putArray("choices").addObject().put("index", index);
         ch.set("delta", delta);
         if (req.logprobs() >= 0 && !tokens.isEmpty()) {
@@ -206,8 +160,9 @@ final class ChatCompletions {
         return c;
     }
 
-    ObjectNode response(Completions.Request req, List<ChoiceRun> runs, String id, long now) {
-        ObjectNode root = head(req, id, now, "chat.completion");
+    @Override
+    public ObjectNode response(Completions.Request req, List<ChoiceRun> runs, String id, long now) {
+        ObjectNode root = RequestPath.head(req, id, now, "chat.completion");
         ArrayNode choices = root.putArray("choices");
         for (int i = 0; i < runs.size(); i++) {
             ChoiceRun run = runs.get(i);
@@ -220,24 +175,13 @@ final class ChatCompletions {
             }
             c.put("finish_reason", run.finishReason);
         }
-        root.set("usage", usage(req, runs));
+        root.set("usage", RequestPath.usage(req, runs));
         return root;
-    }
-
-    /** The prompt counts once: the {@code n} choices share its prefill. */
-    private static ObjectNode usage(Completions.Request req, List<ChoiceRun> runs) {
-        int prompt = req.prompts().get(0).length;
-        int completion = 0;
-        for (ChoiceRun run : runs) {
-            completion += run.completionTokens;
-        }
-        return JSON.createObjectNode().put("prompt_tokens", prompt).put("completion_tokens", completion)
-            .put("total_tokens", prompt + completion);
     }
 
     /** OpenAI's {@code logprobs: {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}}. */
     private ObjectNode logprobs(List<ChoiceRun.TokenInfo> tokens) {
-        ObjectNode lp = JSON.createObjectNode();
+        ObjectNode lp = Json.MAPPER.createObjectNode();
         ArrayNode content = lp.putArray("content");
         for (ChoiceRun.TokenInfo t : tokens) {
             Sampler.Logprobs l = t.logprobs();

@@ -1,25 +1,22 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.Sampler;
-import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.gateway.text.TextTokenizer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * {@code POST /v1/completions}: request validation (every failure a 400 naming the field), prompt
- * forms (string, strings, token ids, lists of token ids), generation of {@code n} choices per
- * prompt, and the OpenAI response body.
+ * What a completion request is, for {@code POST /v1/completions} and, through its shared parts, for
+ * {@code /v1/chat/completions}: validation (every failure a 400 naming the field) of the fields
+ * both routes read alike ({@link #request}), of the model name (a 404 when the caller has no such
+ * model), of the prompt's size against {@code --max-model-len}; the completions prompt forms
+ * (string, strings, token ids, lists of token ids); and the completions response body. The
+ * {@link RequestPath} runs the request; {@link CompletionsRoute} streams it.
  */
 final class Completions {
     static final int MAX_N = 16;
@@ -29,7 +26,6 @@ final class Completions {
      * that merge characters (NFC) or drop them make a text shorter than its tokens' bytes.
      */
     static final int PROMPT_BYTES_SLACK = 2;
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A validated request. */
     record Request(String model, AdapterKey adapter, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
@@ -46,7 +42,6 @@ final class Completions {
     /**
      * @param adapters the adapter key of (tenant, model name) for a name that is not the base
      *     model's, if that tenant may use such an adapter
-     *     may use such an adapter
      */
     Completions(TextTokenizer tokenizer, String modelId, java.util.function.BiFunction<String, String, Optional<AdapterKey>> adapters,
                 int maxModelLen, int vocabSize) {
@@ -259,96 +254,10 @@ final class Completions {
         return out;
     }
 
-    /** Sampling parameters of choice {@code i}; without a seed, a random one per request. */
-    SamplingParams params(Request r, long baseSeed, int choice) {
-        return new SamplingParams(r.temperature(), r.topP(), baseSeed + choice, r.maxTokens(), r.logprobs());
-    }
-
-    static long baseSeed(Request r) {
-        return r.seed() != null ? r.seed() : ThreadLocalRandom.current().nextLong();
-    }
-
-    /** A submitted completion: its choices (filled in as tokens arrive) and the future of all of them. */
-    record Submitted(List<ChoiceRun> runs, List<CompletableFuture<Generator.Finish>> futures, CompletableFuture<List<ChoiceRun>> done) {
-        /** Stops every choice at the engine's next step (the client went away). */
-        void cancel() {
-            futures.forEach(f -> f.cancel(false));
-        }
-    }
-
-    /**
-     * Submits every choice to the engine, where they join the running batch; {@code onDelta(choice,
-     * text)} streams text when non-null. {@code done} completes with the choices in index order.
-     * The request is queued all or none: its prompts × n sequences count against the engine's
-     * queue bound together.
-     *
-     * @throws Engine.QueueFullException when the engine's queue has no room for them now (nothing is submitted)
-     * @throws Engine.RequestTooLargeException when they are more than the whole queue holds (a 400)
-     */
-    Submitted submit(Engine engine, Request r, String tenant, ChoiceListener onDelta) {
-        long seed = baseSeed(r);
-        List<ChoiceRun> runs = new ArrayList<>();
-        List<Engine.Prompt> prompts = new ArrayList<>();
-        for (int pi = 0; pi < r.prompts().size(); pi++) {
-            int[] prompt = r.prompts().get(pi);
-            List<Engine.Choice> choices = new ArrayList<>();
-            for (int c = 0; c < r.n(); c++) {
-                int index = pi * r.n() + c;
-                ChoiceRun.Sink sink = onDelta == null ? null : (d, tokens) -> onDelta.delta(index, d, tokens);
-                ChoiceRun run = new ChoiceRun(tokenizer, engine.model().config(), r.stop(), prompt, sink);
-                runs.add(run);
-                choices.add(new Engine.Choice(params(r, seed, index), run));
-            }
-            prompts.add(new Engine.Prompt(prompt, choices)); // the n choices prefill once and fork, sharing the prompt's KV blocks
-        }
-        List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the engine's, for cancelling
-        engine.submitAll(prompts, r.adapter(), tenant).forEach(futures::addAll);  // choice index order
-        List<CompletableFuture<Generator.Finish>> finished = new ArrayList<>();  // after each choice's finish()
-        for (int index = 0; index < futures.size(); index++) {
-            ChoiceRun run = runs.get(index);
-            int i = index;
-            finished.add(futures.get(index).thenApply(end -> {
-                run.finish(end);
-                if (onDelta != null) {
-                    onDelta.finished(i, run.finishReason, run.unreported());
-                }
-                return end;
-            }));
-        }
-        CompletableFuture<List<ChoiceRun>> done = CompletableFuture.allOf(finished.toArray(new CompletableFuture<?>[0]))
-            .thenApply(v -> runs);
-        return new Submitted(runs, futures, done);
-    }
-
-    /**
-     * Receives streamed text of one choice, a choice's calls in order (from the engine thread, but
-     * for a {@code finished} that may run on the submitting thread); a listener overrides the short
-     * forms or, to stream log-probabilities, the long ones.
-     */
-    interface ChoiceListener {
-        default void delta(int index, String text) {
-        }
-
-        /** {@code tokens}: the choice's tokens handed out with this text (empty without logprobs). */
-        default void delta(int index, String text, List<ChoiceRun.TokenInfo> tokens) {
-            delta(index, text);
-        }
-
-        /** Choice {@code index} is done (after its last delta). */
-        default void finished(int index, String reason) {
-        }
-
-        /** {@code rest}: tokens of the choice not handed out with a delta (their text was cut by a stop string). */
-        default void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest) {
-            finished(index, reason);
-        }
-    }
-
+    /** The non-streamed body: each choice's text (after its prompt when {@code echo}), its logprobs, its finish reason; usage. */
     ObjectNode response(Request r, List<ChoiceRun> runs, String id, long created) {
-        ObjectNode root = JSON.createObjectNode();
-        root.put("id", id).put("object", "text_completion").put("created", created).put("model", r.model());
+        ObjectNode root = RequestPath.head(r, id, created, "text_completion");
         ArrayNode choices = root.putArray("choices");
-        int completion = 0;
         for (int i = 0; i < runs.size(); i++) {
             ChoiceRun run = runs.get(i);
             int pi = i / r.n();
@@ -361,9 +270,8 @@ final class Completions {
                 c.putNull("logprobs");
             }
             c.put("finish_reason", run.finishReason);
-            completion += run.completionTokens;
         }
-        root.set("usage", usage(r, completion));
+        root.set("usage", RequestPath.usage(r, runs));
         return root;
     }
 
@@ -372,19 +280,9 @@ final class Completions {
         return t != null ? t : tokenizer.decode(r.prompts().get(pi), false);
     }
 
-    ObjectNode usage(Request r, int completionTokens) {
-        int prompt = 0;
-        for (int[] p : r.prompts()) {
-            prompt += p.length; // each prompt counts once, whatever n (as OpenAI and vLLM count)
-        }
-        ObjectNode u = JSON.createObjectNode();
-        u.put("prompt_tokens", prompt).put("completion_tokens", completionTokens).put("total_tokens", prompt + completionTokens);
-        return u;
-    }
-
     /** The legacy completions {@code logprobs} object of {@code list}, text offsets counted from {@code offset}. */
     ObjectNode logprobs(List<ChoiceRun.TokenInfo> list, int offset) {
-        ObjectNode lp = JSON.createObjectNode();
+        ObjectNode lp = Json.MAPPER.createObjectNode();
         ArrayNode tokens = lp.putArray("tokens");
         ArrayNode tlp = lp.putArray("token_logprobs");
         ArrayNode top = lp.putArray("top_logprobs");

@@ -1,13 +1,13 @@
 package dev.loragateway.gateway.http;
 
-import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.InferenceExecutor;
 import java.time.Duration;
 import java.util.Objects;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * What {@code GET /health} reports: "ok" only while the engine can serve. The engine cannot serve
+ * What {@code GET /health} reports: "ok" only while the executor (the engine) can serve. It cannot serve
  * when its loop has ended, or when work waits and no step has finished for the watchdog's time
  * ({@code --watchdog-s}); then the answer is 503 with the reason, and the reason is logged once
  * each time it changes (not once per probe).
@@ -17,12 +17,12 @@ final class Health {
     /** Default watchdog time: a generous bound on one step of a large model on a CPU. */
     static final Duration DEFAULT_WATCHDOG = Duration.ofSeconds(60);
 
-    private final Engine engine;
+    private final InferenceExecutor executor;
     private volatile long stallNanos = DEFAULT_WATCHDOG.toNanos();
     private String lastProblem; // guarded by this
 
-    Health(Engine engine) {
-        this.engine = engine;
+    Health(InferenceExecutor executor) {
+        this.executor = executor;
     }
 
     void watchdog(Duration d) {
@@ -34,7 +34,7 @@ final class Health {
 
     /** Why the server cannot serve now, or null when it can. */
     String problem() {
-        String p = engine.unhealthy(stallNanos);
+        String p = executor.unhealthy(stallNanos);
         synchronized (this) {
             if (!Objects.equals(p, lastProblem) && (p == null) != (lastProblem == null)) {
                 if (p == null) {

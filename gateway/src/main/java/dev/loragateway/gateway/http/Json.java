@@ -1,10 +1,47 @@
 package dev.loragateway.gateway.http;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
+import io.vertx.ext.web.RoutingContext;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 
-/** Typed reads of request fields; a wrong type is a 400 that names the field and what it expected. */
-final class Json {
+/**
+ * The gateway's one {@link ObjectMapper}, the strict parse of a request body, and typed reads of
+ * request fields; a wrong type is a 400 that names the field and what it expected.
+ */
+public final class Json {
+    /** Shared by every JSON read and write of the gateway (an {@code ObjectMapper} is thread-safe once configured). */
+    public static final ObjectMapper MAPPER = new ObjectMapper();
+    /** Request bodies: one JSON value and nothing after it ({@code {...} garbage} is malformed, not ignored). */
+    private static final ObjectReader BODY_READER = MAPPER.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+
     private Json() {
+    }
+
+    /** Parses the body as strict UTF-8 JSON; anything else is a 400 that says what is wrong. */
+    static JsonNode body(RoutingContext ctx) {
+        var buf = ctx.body().buffer();
+        if (buf == null || buf.length() == 0) {
+            throw ApiError.badRequest("the request body is empty; send a JSON object", null);
+        }
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(buf.getBytes())).toString();
+        } catch (CharacterCodingException e) {
+            throw ApiError.badRequest("the request body is not valid UTF-8", null);
+        }
+        try {
+            return BODY_READER.readTree(text);
+        } catch (JsonProcessingException e) {
+            throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
+        }
     }
 
     static boolean absent(JsonNode body, String field) {

@@ -3,6 +3,7 @@ package dev.loragateway.gateway.telemetry;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.gateway.http.Json;
 import dev.loragateway.gateway.http.RequestObserver;
 import java.time.Instant;
 import java.util.function.Consumer;
@@ -24,7 +25,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class AccessLog implements RequestObserver {
     public static final String LOGGER = "lora_gateway.access";
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = Json.MAPPER;
 
     private final Consumer<String> sink;
 

@@ -5,13 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.gateway.auth.Tenants;
-import dev.loragateway.gateway.demo.DemoModel;
-import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.cpu.CpuBackend;
-import io.vertx.core.Vertx;
 import java.io.InputStream;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -30,15 +24,11 @@ class AuthHttpTest {
     private static final HttpClient HTTP = HttpClient.newHttpClient();
     @TempDir
     static Path dir;
-    private static Vertx vertx;
-    private static Engine engine;
+    private static DemoServer server;
     private static String base;
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        engine = new Engine(model, new CpuBackend(2), 64);
         Path keys = dir.resolve("keys.json");
         Files.writeString(keys, """
             { "tenants": [
@@ -46,16 +36,14 @@ class AuthHttpTest {
                 { "id": "slow", "keys": ["sk-slow-1"], "max_requests_per_second": 0.2 },
                 { "id": "single", "keys": ["sk-single-1"], "max_concurrent_requests": 1 }
             ] }""");
-        vertx = Vertx.vertx();
-        int port = new ApiServer(vertx, engine, TextTokenizer.load(dir), "demo", 4096).tenants(Tenants.load(keys))
-            .listen("127.0.0.1", 0).await();
-        base = "http://127.0.0.1:" + port;
+        Tenants tenants = Tenants.load(keys);
+        server = DemoServer.start(dir, 64, 4096, s -> s.tenants(tenants));
+        base = server.base;
     }
 
     @AfterAll
     static void stop() {
-        vertx.close().await();
-        engine.close();
+        server.close();
     }
 
     private static HttpResponse<String> send(String method, String path, String key, String body) throws Exception {

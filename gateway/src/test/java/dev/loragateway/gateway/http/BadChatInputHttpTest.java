@@ -4,13 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.LlamaModel;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.ChatTemplate;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.cpu.CpuBackend;
-import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -45,21 +40,16 @@ class BadChatInputHttpTest {
 
     @TempDir
     static Path dir;
-    private static Vertx vertx;
-    private static Engine engine;
+    private static DemoServer server;
     private static String base;
     private static TextTokenizer tokenizer;
     private static JsonNode goodChoices;
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        engine = new Engine(model, new CpuBackend(2), 8);
-        vertx = Vertx.vertx();
-        tokenizer = TextTokenizer.load(dir);
-        int port = new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN).listen("127.0.0.1", 0).await();
-        base = "http://127.0.0.1:" + port;
+        server = DemoServer.start(dir, 8, MAX_LEN);
+        tokenizer = server.tokenizer;
+        base = server.base;
         HttpResponse<String> r = post(GOOD);
         assertEquals(200, r.statusCode(), r.body());
         goodChoices = JSON.readTree(r.body()).get("choices");
@@ -67,8 +57,7 @@ class BadChatInputHttpTest {
 
     @AfterAll
     static void stop() {
-        vertx.close().await();
-        engine.close();
+        server.close();
     }
 
     @AfterEach

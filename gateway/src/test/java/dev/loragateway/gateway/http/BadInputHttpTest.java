@@ -7,13 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.LlamaModel;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
-import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.gateway.http.RawHttp.Raw;
-import io.vertx.core.Vertx;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.URI;
@@ -54,8 +49,7 @@ class BadInputHttpTest {
 
     @TempDir
     static Path dir;
-    private static Vertx vertx;
-    private static Engine engine;
+    private static DemoServer server;
     private static TextTokenizer tokenizer;
     private static int vocab;
     private static int port;
@@ -66,14 +60,11 @@ class BadInputHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        LlamaModel model = LlamaModel.load(dir);
-        tokenizer = TextTokenizer.load(dir);
-        vocab = model.config().vocabSize();
-        engine = new Engine(model, new CpuBackend(2), 8);
-        vertx = Vertx.vertx();
-        port = new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN).listen("127.0.0.1", 0).await();
-        base = "http://127.0.0.1:" + port;
+        server = DemoServer.start(dir, 8, MAX_LEN);
+        tokenizer = server.tokenizer;
+        vocab = server.model.config().vocabSize();
+        port = server.port;
+        base = server.base;
         HttpResponse<String> r = post("/v1/completions", GOOD);
         assertEquals(200, r.statusCode(), r.body());
         JsonNode body = JSON.readTree(r.body());
@@ -84,8 +75,7 @@ class BadInputHttpTest {
 
     @AfterAll
     static void stop() {
-        vertx.close().await();
-        engine.close();
+        server.close();
     }
 
     /** After every bad input: the server answers the good request as before, and its health is ok. */

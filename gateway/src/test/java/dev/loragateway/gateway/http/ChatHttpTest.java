@@ -10,13 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.adapters.AdapterRegistry;
-import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.batcher.Engine;
-import dev.loragateway.batcher.LlamaModel;
-import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.gateway.demo.DemoAdapters;
 import dev.loragateway.gateway.text.ChatTemplate;
 import dev.loragateway.gateway.text.TextTokenizer;
@@ -69,16 +63,11 @@ class ChatHttpTest {
     @BeforeAll
     static void start() throws Exception {
         DemoStack stack = DemoStack.create(dir, 2, true);
-        LlamaModel model = stack.model;
-        ModelConfig cfg = stack.cfg;
         tokenizer = stack.tokenizer;
-        AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<AdapterKey> host = stack.host;
-        DeviceTier<AdapterKey> device = stack.device;
-        engine = new Engine(model, new CpuBackend(2), device, 16, 64);
+        engine = new Engine(stack.model, new CpuBackend(2), stack.device, 16, 64);
         vertx = Vertx.vertx();
-        base = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();
+        base = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, stack.registry).listen("127.0.0.1", 0).await();
 
         Path plain = Files.createDirectories(dir.resolve("no-template"));
         Files.copy(dir.resolve("tokenizer.json"), plain.resolve("tokenizer.json"));

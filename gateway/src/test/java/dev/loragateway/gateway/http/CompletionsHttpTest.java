@@ -6,15 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.ForwardPass;
 import dev.loragateway.batcher.KvCache;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.StepBatch;
-import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.cpu.CpuBackend;
-import io.vertx.core.Vertx;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -32,8 +29,7 @@ class CompletionsHttpTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     @TempDir
     static Path dir;
-    private static Vertx vertx;
-    private static Engine engine;
+    private static DemoServer server;
     private static LlamaModel model;
     private static TextTokenizer tokenizer;
     private static String base;
@@ -42,24 +38,19 @@ class CompletionsHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoModel.write(dir, DemoModel.Options.tiny());
-        model = LlamaModel.load(dir);
-        tokenizer = TextTokenizer.load(dir);
-        engine = new Engine(model, new CpuBackend(2), 8);
-        vertx = Vertx.vertx();
-        int port = new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN).listen("127.0.0.1", 0).await();
-        base = "http://127.0.0.1:" + port;
+        server = DemoServer.start(dir, 8, MAX_LEN);
+        model = server.model;
+        tokenizer = server.tokenizer;
+        base = server.base;
     }
 
     @AfterAll
     static void stop() {
-        vertx.close().await();
-        engine.close();
+        server.close();
     }
 
     static HttpResponse<String> post(String path, String body) throws Exception {
-        return HTTP.send(HttpRequest.newBuilder(URI.create(base + path)).header("Content-Type", "application/json")
-            .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+        return server.post(path, body);
     }
 
     /** Greedy tokens straight from the forward pass, stopping at EOS (excluded). */

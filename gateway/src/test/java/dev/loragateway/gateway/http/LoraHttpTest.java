@@ -6,10 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.adapters.AdapterRegistry;
-import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.adapters.LoraModule;
 import dev.loragateway.adapters.PeftAdapterReader;
@@ -59,18 +55,13 @@ class LoraHttpTest {
 
     @BeforeAll
     static void start() throws Exception {
-        DemoStack stack = DemoStack.create(dir, 3, true);
-        LlamaModel model = stack.model;
+        DemoStack stack = DemoStack.create(dir, 3, true); // 3 slots for 4 adapters: some requests wait for a slot
         ModelConfig cfg = stack.cfg;
         TextTokenizer tokenizer = stack.tokenizer;
-        AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<AdapterKey> host = stack.host;
-        // 3 slots for 4 adapters: some requests wait for a slot
-        DeviceTier<AdapterKey> device = stack.device;
-        engine = new Engine(model, new CpuBackend(2), device, 16, 64);
+        engine = new Engine(stack.model, new CpuBackend(2), stack.device, 16, 64);
         vertx = Vertx.vertx();
-        lora = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", 256, registry).listen("127.0.0.1", 0).await();
+        lora = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", 256, stack.registry).listen("127.0.0.1", 0).await();
 
         Map<String, Tensor> weights = SafeTensors.openDirectory(dir);
         for (DemoAdapters.Spec s : DemoAdapters.ALL) {

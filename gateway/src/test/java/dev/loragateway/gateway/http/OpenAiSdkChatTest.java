@@ -21,8 +21,6 @@ import com.openai.models.completions.Completion;
 import com.openai.models.completions.CompletionCreateParams;
 import com.openai.models.completions.CompletionUsage;
 import dev.loragateway.gateway.text.ChatTemplate;
-import dev.loragateway.gateway.text.TextTokenizer;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -31,10 +29,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.stream.Collectors;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code POST /v1/chat/completions} through the official OpenAI Java SDK, as the contract states it:
@@ -45,29 +40,9 @@ import org.junit.jupiter.api.io.TempDir;
  * SDK's exception types.
  */
 
-class OpenAiSdkChatTest {
+class OpenAiSdkChatTest extends SdkTestBase {
     private static final String SYSTEM = "You are the gateway's helpful assistant.";
     private static final String USER = "Which adapters do you serve today?";
-
-    @TempDir
-    static Path dir;
-    private static SdkServers servers;
-    private static TextTokenizer tokenizer;
-    private static OpenAIClient client;
-    private static OpenAIClient twin;
-
-    @BeforeAll
-    static void start() throws Exception {
-        servers = new SdkServers(dir);
-        tokenizer = servers.tokenizer;
-        client = servers.client(servers.openBase, "sk-anything");
-        twin = servers.client(servers.twinBase, "sk-anything");
-    }
-
-    @AfterAll
-    static void stop() {
-        servers.close();
-    }
 
     static ChatCompletionCreateParams.Builder chat(String model, long maxTokens) {
         return ChatCompletionCreateParams.builder().model(model).addSystemMessage(SYSTEM).addUserMessage(USER)

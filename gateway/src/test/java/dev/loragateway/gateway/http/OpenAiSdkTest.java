@@ -21,12 +21,10 @@ import com.openai.models.completions.CompletionCreateParams;
 import com.openai.models.completions.CompletionUsage;
 import com.openai.models.models.Model;
 import dev.loragateway.gateway.demo.DemoAdapters;
-import dev.loragateway.gateway.text.TextTokenizer;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -34,10 +32,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.stream.Collectors;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The official OpenAI Java SDK against a real server on the demo model: legacy completions plain
@@ -48,31 +43,11 @@ import org.junit.jupiter.api.io.TempDir;
  * <p>Every SDK answer is {@code validate()}d: the SDK's own schema check, so a field of the wrong
  * type or a missing required field fails here as it would for a user of the SDK.
  */
-class OpenAiSdkTest {
+class OpenAiSdkTest extends SdkTestBase {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String PROMPT = "The gateway serves adapters to";
     private static final String ADAPTER = SdkServers.ADAPTER;
     private static final int MAX_LEN = SdkServers.MAX_LEN;
-
-    @TempDir
-    static Path dir;
-    private static SdkServers servers;
-    private static TextTokenizer tokenizer;
-    private static OpenAIClient client; // auth off, the demo adapters registered
-    private static OpenAIClient twin;   // a base-only server of ADAPTER's merged weights
-
-    @BeforeAll
-    static void start() throws Exception {
-        servers = new SdkServers(dir);
-        tokenizer = servers.tokenizer;
-        client = servers.client(servers.openBase, "sk-anything");
-        twin = servers.client(servers.twinBase, "sk-anything");
-    }
-
-    @AfterAll
-    static void stop() {
-        servers.close();
-    }
 
     static CompletionCreateParams.Builder params(String model, String prompt, long maxTokens) {
         return CompletionCreateParams.builder().model(model).prompt(prompt).maxTokens(maxTokens);

@@ -4,8 +4,6 @@ import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
-import dev.loragateway.adapters.DeviceTier;
-import dev.loragateway.adapters.HostTier;
 import dev.loragateway.adapters.LoraAdapter;
 import dev.loragateway.adapters.PeftAdapterReader;
 import dev.loragateway.batcher.Engine;
@@ -51,14 +49,11 @@ final class SdkServers implements AutoCloseable {
 
     SdkServers(Path dir) throws Exception {
         DemoStack stack = DemoStack.create(dir, 4, true);
-        LlamaModel model = stack.model;
         ModelConfig cfg = stack.cfg;
         tokenizer = stack.tokenizer;
         AdapterRegistry registry = stack.registry;
         loader = stack.loader;
-        HostTier<AdapterKey> host = stack.host;
-        DeviceTier<AdapterKey> device = stack.device;
-        engine = new Engine(model, new CpuBackend(2), device, 16, 64);
+        engine = new Engine(stack.model, new CpuBackend(2), stack.device, 16, 64);
         vertx = Vertx.vertx();
         openBase = "http://127.0.0.1:" + new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN, registry).listen("127.0.0.1", 0).await();
         Path keys = dir.resolve("api-keys.json");
