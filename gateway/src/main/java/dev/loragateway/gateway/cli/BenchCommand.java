@@ -112,7 +112,7 @@ final class BenchCommand implements Callable<Integer> {
         if (parent == null || !parent.hasSubcommand()) {
             return; // run by the flag form (call above), which handed its options on
         }
-        List<String> given = new ArrayList<>(parent.matchedOptions().stream().map(OptionSpec::longestName).toList());
+        List<String> given = parent.matchedOptions().stream().map(OptionSpec::longestName).toList();
         if (!given.isEmpty()) {
             throw new ParameterException(sub.commandLine(), String.join(", ", given) + " given before '" + sub.name()
                 + "': options go after the subcommand (bench " + sub.name() + " [OPTIONS])");
