@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# gpu-check.sh: run the kernels module's CUDA tests on a GPU machine that has no network, no Maven
-# and no Java.
+# gpu-check.sh: run the CUDA tests (kernels, the batcher's CUDA forward pass, the GPU bench) and the
+# GPU bench on a GPU machine that has no network, no Maven and no Java.
 #
 #   kernels/gpu-check.sh pack [DIR]
 #       On the dev machine (a JDK 17+ with its jmods, Maven, and Maven Central or a filled ~/.m2).
-#       Compiles the kernels module and its tests (a reactor build, nothing installed) and writes DIR
-#       (default kernels/target/gpu-check, about 43 MB):
+#       Compiles the kernels, adapter-store, batcher and bench modules and their tests (a reactor
+#       build, nothing installed) and writes DIR (default kernels/target/gpu-check, about 44 MB):
 #         runtime/    a jlink'd Java runtime with only the modules the tests need (jdeps decides)
 #         lib/        kernels.jar (with cuda/lora-gateway.fatbin when the build made one),
-#                     kernels-tests.jar, their runtime jars (JCuda with only its driver-API native),
-#                     junit-platform-console-standalone.jar
+#                     adapter-store.jar, batcher.jar, bench.jar, the kernels, batcher and bench
+#                     test jars, their runtime jars (JCuda with only its driver-API native,
+#                     picocli), junit-platform-console-standalone.jar
 #         gpu-check.sh  this script, so DIR/gpu-check.sh run works on its own
 #   kernels/gpu-check.sh run [DIR] [--all] [-- LAUNCHER-ARGS...]
-#       On the GPU machine. Runs the tests of dev.loragateway.kernels.cuda (--all: every kernels
-#       test) with DIR's runtime and prints a tree of results (skipped tests say why; no XML
+#       On the GPU machine. Runs the tests of dev.loragateway.kernels.cuda, CudaForwardPassGpuTest
+#       and the GPU bench's (dev.loragateway.bench.gpu) (--all: every kernels test) with DIR's runtime and prints a tree of results (skipped tests say why; no XML
 #       reports: the runtime leaves out java.xml). Exit status 0 when nothing failed. Arguments
 #       after -- go to JUnit's ConsoleLauncher, e.g. -- --select-method
 #       dev.loragateway.kernels.cuda.CudaContextGpuTest#aHandWrittenPtxKernelRuns
 #       (then they replace the default selection).
 #   kernels/gpu-check.sh bench [DIR] [-- BENCH-ARGS...]
-#       On the GPU machine. Runs the GPU bench (dev.loragateway.kernels.cuda.bench.GpuBenchMain, the
-#       same tables and --gpu-* options as `lora-gateway bench --gpu`, see docs/gpu.md) with DIR's
+#       On the GPU machine. Runs the GPU bench (dev.loragateway.bench.gpu.GpuBenchMain, the
+#       same tables and --gpu-* options as `lora-gateway bench gpu`, see docs/gpu.md) with DIR's
 #       runtime, e.g. -- --gpu-quick, or -- --gpu-only sgmv --gpu-ranks 16. Prints Markdown tables;
 #       exit status 0, or 2 (the probe's reason on stderr) without a usable device.
 #
@@ -61,8 +62,8 @@ pack() {
     mkdir -p "$(dirname "$out")"
     out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 
-    echo "gpu-check: compiling kernels, batcher (the CUDA forward pass) and their tests"
-    (cd "$root" && mvn_ol test-compile "$DEPENDENCY_PLUGIN:build-classpath" -pl batcher -am \
+    echo "gpu-check: compiling kernels, batcher (the CUDA forward pass), bench (the GPU bench) and their tests"
+    (cd "$root" && mvn_ol test-compile "$DEPENDENCY_PLUGIN:build-classpath" -pl bench -am \
         -DincludeScope=runtime -Dmdep.outputFile=target/gpu-check-cp.txt)
 
     rm -rf "$out"
@@ -74,7 +75,7 @@ pack() {
     local jar
     local m
     jars=()
-    for m in kernels adapter-store batcher; do
+    for m in kernels adapter-store batcher bench; do
         IFS=: read -r -a part < "$root/$m/target/gpu-check-cp.txt" || true  # no trailing newline: read says EOF
         jars+=("${part[@]}")
     done
@@ -104,6 +105,8 @@ pack() {
     "$jdk/bin/jar" --create --file "$out/lib/adapter-store.jar" -C "$root/adapter-store/target/classes" .
     "$jdk/bin/jar" --create --file "$out/lib/batcher.jar" -C "$root/batcher/target/classes" .
     "$jdk/bin/jar" --create --file "$out/lib/batcher-tests.jar" -C "$root/batcher/target/test-classes" .
+    "$jdk/bin/jar" --create --file "$out/lib/bench.jar" -C "$root/bench/target/classes" .
+    "$jdk/bin/jar" --create --file "$out/lib/bench-tests.jar" -C "$root/bench/target/test-classes" .
     if [[ -f $root/kernels/target/classes/cuda/lora-gateway.fatbin ]]; then
         echo "gpu-check: the pack carries cuda/lora-gateway.fatbin"
     else
@@ -186,7 +189,8 @@ run() {
     pack=$(find_pack "$pack")
     local cp
     cp=$(pack_classpath "$pack")
-    local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.cuda.CudaForwardPassGpuTest)
+    local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.cuda.CudaForwardPassGpuTest
+        --select-package dev.loragateway.bench.gpu)
     $all && select=(--select-package dev.loragateway.kernels)
     ((${#extra[@]})) && select=()
     describe_machine "$pack"
@@ -212,7 +216,7 @@ bench() {
     cp=$(pack_classpath "$pack")
     describe_machine "$pack"
     exec "$pack/runtime/bin/java" --add-modules=jdk.incubator.vector -XX:MaxRAMPercentage=60 -Djava.io.tmpdir="$pack/tmp" \
-        -cp "$cp" dev.loragateway.kernels.cuda.bench.GpuBenchMain "${extra[@]}"
+        -cp "$cp" dev.loragateway.bench.gpu.GpuBenchMain "${extra[@]}"
 }
 
 case ${1:-} in

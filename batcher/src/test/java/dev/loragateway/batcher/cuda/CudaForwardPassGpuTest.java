@@ -335,18 +335,6 @@ class CudaForwardPassGpuTest {
         }
     }
 
-    @Test
-    void theDecodeBenchRunsTheRealPassOnATinyShape() {
-        var bench = dev.loragateway.kernels.cuda.bench.DecodeBench.find().orElseThrow();
-        assertTrue(bench instanceof CudaDecodeBench, bench.describe());
-        var shape = dev.loragateway.kernels.cuda.bench.ModelShape.TINY;
-        try (var model = bench.build(ctx, shape, new dev.loragateway.kernels.cuda.bench.DecodeBench.Spec(4, 2, 4, 20))) {
-            double seconds = model.decode(new int[] {-1, 0, 1, 0}, 2, 3);
-            assertTrue(seconds > 0 && seconds < 60, "3 steps took " + seconds + " s");
-            assertThrows(IllegalArgumentException.class, () -> model.decode(new int[5], 1, 1));
-        }
-    }
-
     /**
      * The engine on the device: 24 requests over 9 bf16 adapters through 3 slots (slots are rewritten,
      * so the device copies must follow), n = 2 forks sharing a prompt's KV blocks, and a KV pool small

@@ -10,7 +10,7 @@ import java.io.StringWriter;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
 
-/** {@code bench --gpu}: options checked before anything runs, and the probe's reason without a device. */
+/** {@code bench gpu} and its flag form {@code bench --gpu}: options checked before anything runs, and the probe's reason without a device. */
 class BenchCommandGpuTest {
     final StringWriter out = new StringWriter();
     final StringWriter err = new StringWriter();
@@ -26,9 +26,12 @@ class BenchCommandGpuTest {
     void withoutADeviceGpuExitsTwoNamingTheProbesReason() {
         CudaDevice.Probe probe = CudaDevice.probe();
         assumeFalse(probe.usable(), "this machine has a usable CUDA device: " + probe.describe());
-        assertEquals(2, bench("--gpu", "--gpu-quick"));
-        assertEquals("gpu bench: no usable CUDA device: " + probe.reason(), err.toString().strip());
-        assertEquals("", out.toString());
+        for (String gpu : new String[] {"--gpu", "gpu"}) { // the flag form and the subcommand
+            err.getBuffer().setLength(0);
+            assertEquals(2, bench(gpu, "--gpu-quick"));
+            assertEquals("gpu bench: no usable CUDA device: " + probe.reason(), err.toString().strip());
+            assertEquals("", out.toString());
+        }
     }
 
     @Test
