@@ -173,20 +173,28 @@ describe_machine() {
     "$1/runtime/bin/java" -version 2>&1 | head -1
 }
 
-run() {
-    local pack=""
-    local all=false
-    local extra=()
+# parses [DIR] [--all] [-- ARGS...] into PACK (the pack folder, found), ALL and EXTRA; $1 says whether --all is allowed
+parse_args() {
+    local allow_all=$1
+    shift
+    PACK=""
+    ALL=false
+    EXTRA=()
     while (($#)); do
         case $1 in
-            --all) all=true ;;
-            --) shift; extra=("$@"); break ;;
+            --all) $allow_all || die "unknown option $1 (options go after --)"; ALL=true ;;
+            --) shift; EXTRA=("$@"); break ;;
             -*) die "unknown option $1" ;;
-            *) pack=$1 ;;
+            *) PACK=$1 ;;
         esac
         shift
     done
-    pack=$(find_pack "$pack")
+    PACK=$(find_pack "$PACK")
+}
+
+run() {
+    parse_args true "$@"
+    local pack=$PACK all=$ALL extra=("${EXTRA[@]}")
     local cp
     cp=$(pack_classpath "$pack")
     local select=(--select-package dev.loragateway.kernels.cuda --select-class dev.loragateway.batcher.cuda.CudaForwardPassGpuTest
@@ -201,17 +209,8 @@ run() {
 }
 
 bench() {
-    local pack=""
-    local extra=()
-    while (($#)); do
-        case $1 in
-            --) shift; extra=("$@"); break ;;
-            -*) die "unknown option $1 (bench options go after --)" ;;
-            *) pack=$1 ;;
-        esac
-        shift
-    done
-    pack=$(find_pack "$pack")
+    parse_args false "$@"
+    local pack=$PACK extra=("${EXTRA[@]}")
     local cp
     cp=$(pack_classpath "$pack")
     describe_machine "$pack"
