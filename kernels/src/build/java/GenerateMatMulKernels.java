@@ -17,10 +17,10 @@ import java.util.function.UnaryOperator;
  * target/generated-sources/matmul. The output is not committed, so it cannot drift from this file.
  * A file is rewritten only when its text changes (an unchanged build recompiles nothing).
  *
- * <p>Why generated rather than written with helpers: C2 keeps a vector in a register only within one
- * compiled method, and Java 17's C2 does not inline helper methods into methods this large
- * (NodeCountInliningCutoff), so each kernel spells out its accumulators and fmas flat. The only calls
- * left in them are the one-line {@code WeightLoads} methods, which C2 does inline.
+ * <p>Why generated rather than written with helpers: Java 17's C2 neither inlines helpers into
+ * methods this large (NodeCountInliningCutoff) nor keeps vectors passed between calls in registers,
+ * so each kernel spells out its accumulators and fmas flat. The only calls left in them are the
+ * one-line {@code WeightLoads} methods, which C2 does inline.
  *
  * <p>The shape of one kernel, for R rows and C weight rows ({@code a[r][c]} accumulators):
  * <pre>
@@ -30,8 +30,9 @@ import java.util.function.UnaryOperator;
  * s[r][c] = reduce(a[r][c])   (4x4: one lane-swap tree when L == 16, else reduceLanes)
  * the inner tail (in mod B) scalar; out[r][c] = s[r][c], or += when add (a later k chunk)
  * </pre>
- * The statement order inside the loop is the one measured fastest per shape and is kept as it was
- * when these kernels were written by hand.
+ * The statement order inside the loop differs by shape (the 4x4 block loads all inputs first, the
+ * others all weights first): it is the order of the hand-kept kernels this generator replaced, whose
+ * text it reproduces exactly (only comments differ), so their measurements still hold.
  */
 public final class GenerateMatMulKernels {
     private static final String PKG = "dev.loragateway.kernels.cpu";
