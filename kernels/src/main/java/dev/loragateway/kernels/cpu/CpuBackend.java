@@ -63,6 +63,17 @@ public final class CpuBackend implements AutoCloseable {
             team.run(outDim, 16, (j0, j1) -> MatMulBatched.batched(bdt, ld, ld.open(wb), in, xq, rows, out, outDim, j0, j1));
             return;
         }
+        columns(x, rows, w, out);
+    }
+
+    /**
+     * The GEMV path of {@link #matmul} for any row count: each input row de-interleaved for 16-bit
+     * weights ({@link MatMul#permute}), then {@link MatMul#columns}. {@code matmul} takes it for one
+     * row; MatMulPerf times it for more as the pre-tiling baseline.
+     */
+    void columns(float[] x, int rows, Tensor w, float[] out) {
+        int outDim = w.dim(0);
+        int in = w.dim(1);
         float[] src = x;
         if (w.dtype() != DType.F32) {
             if (permuted.length < rows * in) {

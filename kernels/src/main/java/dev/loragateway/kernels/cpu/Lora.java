@@ -1,6 +1,7 @@
 package dev.loragateway.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -32,30 +33,8 @@ final class Lora {
      */
     static void bgmvShrink(LoraSlotPool pool, int layer, int m, int[] slot, int r0, int r1,
                            float[] x, int xs, float[] t, int ts) {
-        int in = pool.in(m);
         for (int i = r0; i < r1; i++) {
-            int s = slot[i];
-            if (s < 0) {
-                continue;
-            }
-            int r = pool.rank(s, layer, m);
-            if (r == 0) {
-                continue;
-            }
-            int a = pool.offA(s, layer, m);
-            float sc = pool.scaling(s, layer, m);
-            if (pool.isBf16(s)) {
-                int[] p = pool.packed(s);
-                int stride = Bf16Rows.words(in);
-                for (int k = 0; k < r; k++) {
-                    t[i * ts + k] = sc * Bf16Rows.dot(p, a + k * stride, x, i * xs, in);
-                }
-            } else {
-                float[] d = pool.data(s);
-                for (int k = 0; k < r; k++) {
-                    t[i * ts + k] = sc * Ops.dot(d, a + k * in, x, i * xs, in);
-                }
-            }
+            shrink(pool, slot[i], layer, m, i, i + 1, x, xs, t, ts);
         }
     }
 
@@ -68,17 +47,8 @@ final class Lora {
      */
     static void bgmvExpand(LoraSlotPool pool, int layer, int m, int[] slot, int r0, int r1,
                            float[] t, int ts, float[] y, int ys) {
-        int out = pool.out(m);
         for (int i = r0; i < r1; i++) {
-            int s = slot[i];
-            if (s < 0) {
-                continue;
-            }
-            int r = pool.rank(s, layer, m);
-            if (r == 0) {
-                continue;
-            }
-            expand(pool, s, pool.offB(s, layer, m), r, out, t, i, i + 1, ts, y, ys);
+            expand(pool, slot[i], layer, m, i, i + 1, t, ts, y, ys);
         }
     }
 
@@ -93,46 +63,8 @@ final class Lora {
      */
     static void sgmvShrink(LoraSlotPool pool, int layer, int m, int[] segStart, int[] segSlot, int s0, int s1,
                            int r0, int r1, float[] x, int xs, float[] t, int ts) {
-        int in = pool.in(m);
         for (int g = s0; g < s1; g++) {
-            int s = segSlot[g];
-            if (s < 0) {
-                continue;
-            }
-            int r = pool.rank(s, layer, m);
-            if (r == 0) {
-                continue;
-            }
-            int lo = Math.max(segStart[g], r0);
-            int hi = Math.min(segStart[g + 1], r1);
-            int a = pool.offA(s, layer, m);
-            float sc = pool.scaling(s, layer, m);
-            if (pool.isBf16(s)) {
-                int[] p = pool.packed(s);
-                int stride = Bf16Rows.words(in);
-                for (int k = 0; k < r; k++) {
-                    int ak = a + k * stride;
-                    int i = lo;
-                    for (; i + 2 <= hi; i += 2) {
-                        Bf16Rows.dot2(p, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
-                    }
-                    for (; i < hi; i++) {
-                        t[i * ts + k] = sc * Bf16Rows.dot(p, ak, x, i * xs, in);
-                    }
-                }
-                continue;
-            }
-            float[] d = pool.data(s);
-            for (int k = 0; k < r; k++) {
-                int ak = a + k * in;
-                int i = lo;
-                for (; i + 2 <= hi; i += 2) {
-                    dot2(d, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
-                }
-                for (; i < hi; i++) {
-                    t[i * ts + k] = sc * Ops.dot(d, ak, x, i * xs, in);
-                }
-            }
+            shrink(pool, segSlot[g], layer, m, Math.max(segStart[g], r0), Math.min(segStart[g + 1], r1), x, xs, t, ts);
         }
     }
 
@@ -145,30 +77,69 @@ final class Lora {
      */
     static void sgmvExpand(LoraSlotPool pool, int layer, int m, int[] segStart, int[] segSlot, int s0, int s1,
                            int r0, int r1, float[] t, int ts, float[] y, int ys) {
-        int out = pool.out(m);
         for (int g = s0; g < s1; g++) {
-            int s = segSlot[g];
-            if (s < 0) {
-                continue;
+            expand(pool, segSlot[g], layer, m, Math.max(segStart[g], r0), Math.min(segStart[g + 1], r1), t, ts, y, ys);
+        }
+    }
+
+    /** The rank slot {@code s} applies to (layer, m): 0 for no slot (−1) or a module its adapter does not target. */
+    private static int rank(LoraSlotPool pool, int s, int layer, int m) {
+        return s < 0 ? 0 : pool.rank(s, layer, m);
+    }
+
+    /**
+     * Shrink for rows {@code [lo, hi)} that all use slot {@code s} (one BGMV row, or one SGMV segment):
+     * each row of A is read once and applied to two rows at a time.
+     */
+    private static void shrink(LoraSlotPool pool, int s, int layer, int m, int lo, int hi,
+                               float[] x, int xs, float[] t, int ts) {
+        int r = rank(pool, s, layer, m);
+        if (r == 0 || lo >= hi) {
+            return;
+        }
+        int in = pool.in(m);
+        int a = pool.offA(s, layer, m);
+        float sc = pool.scaling(s, layer, m);
+        if (pool.isBf16(s)) {
+            int[] p = pool.packed(s);
+            int stride = Bf16Rows.words(in);
+            for (int k = 0; k < r; k++) {
+                int ak = a + k * stride;
+                int i = lo;
+                for (; i + 2 <= hi; i += 2) {
+                    Bf16Rows.dot2(p, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
+                }
+                for (; i < hi; i++) {
+                    t[i * ts + k] = sc * Bf16Rows.dot(p, ak, x, i * xs, in);
+                }
             }
-            int r = pool.rank(s, layer, m);
-            if (r == 0) {
-                continue;
+            return;
+        }
+        float[] d = pool.data(s);
+        for (int k = 0; k < r; k++) {
+            int ak = a + k * in;
+            int i = lo;
+            for (; i + 2 <= hi; i += 2) {
+                dot2(d, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
             }
-            int lo = Math.max(segStart[g], r0);
-            int hi = Math.min(segStart[g + 1], r1);
-            if (lo < hi) {
-                expand(pool, s, pool.offB(s, layer, m), r, out, t, lo, hi, ts, y, ys);
+            for (; i < hi; i++) {
+                t[i * ts + k] = sc * Ops.dot(d, ak, x, i * xs, in);
             }
         }
     }
 
-    private static void expand(LoraSlotPool pool, int s, int bt, int r, int out, float[] t, int lo, int hi, int ts,
-                               float[] y, int ys) {
+    /** Expand for rows {@code [lo, hi)} that all use slot {@code s}. */
+    private static void expand(LoraSlotPool pool, int s, int layer, int m, int lo, int hi,
+                               float[] t, int ts, float[] y, int ys) {
+        int r = rank(pool, s, layer, m);
+        if (r == 0 || lo >= hi) {
+            return;
+        }
+        int bt = pool.offB(s, layer, m);
         if (pool.isBf16(s)) {
-            Bf16Rows.expandRows(pool.packed(s), bt, r, out, t, lo, hi, ts, y, ys);
+            Bf16Rows.expandRows(pool.packed(s), bt, r, pool.out(m), t, lo, hi, ts, y, ys);
         } else {
-            expandRows(pool.data(s), bt, r, out, t, lo, hi, ts, y, ys);
+            expandRows(pool.data(s), bt, r, pool.out(m), t, lo, hi, ts, y, ys);
         }
     }
 
@@ -183,8 +154,8 @@ final class Lora {
             a0 = wv.fma(FloatVector.fromArray(FS, x, x0 + j), a0);
             a1 = wv.fma(FloatVector.fromArray(FS, x, x1 + j), a1);
         }
-        float s0 = a0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
-        float s1 = a1.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
         for (; j < n; j++) {
             s0 += w[wo + j] * x[x0 + j];
             s1 += w[wo + j] * x[x1 + j];

@@ -64,8 +64,8 @@ final class MatMul {
         for (; r + 4 <= rows; r += 4) {
             for (int j = j0; j < j1; j++) {
                 switch (dtype) {
-                    case BF16: bf16x4(ld, w, j, in, x, r, out, outStride); break;
-                    case F16: f16x4(ld, w, j, in, x, r, out, outStride); break;
+                    case BF16: half16x4(ld, w, j, in, x, r, out, outStride, false); break;
+                    case F16: half16x4(ld, w, j, in, x, r, out, outStride, true); break;
                     default: f32x4(ld, w, j, in, x, r, out, outStride); break;
                 }
             }
@@ -83,6 +83,14 @@ final class MatMul {
         }
     }
 
+
+    /** Column j of four output rows from {@code o}, {@code outStride} apart. */
+    private static void store4(float[] out, int o, int outStride, float s0, float s1, float s2, float s3) {
+        out[o] = s0;
+        out[o + outStride] = s1;
+        out[o + 2 * outStride] = s2;
+        out[o + 3 * outStride] = s3;
+    }
 
     // ---- F32 -------------------------------------------------------------------------------
 
@@ -135,13 +143,20 @@ final class MatMul {
             s2 += wk * x[x2 + k];
             s3 += wk * x[x3 + k];
         }
-        out[r * outStride + j] = s0;
-        out[(r + 1) * outStride + j] = s1;
-        out[(r + 2) * outStride + j] = s2;
-        out[(r + 3) * outStride + j] = s3;
+        store4(out, r * outStride + j, outStride, s0, s1, s2, s3);
     }
 
     // ---- BF16 ------------------------------------------------------------------------------
+    // bfloat16 → float is the 16 bits moved to the top: lane << 16 for the even weight of a pair,
+    // lane & 0xFFFF0000 for the odd one.
+
+    private static FloatVector bf16Even(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    private static FloatVector bf16Odd(IntVector v) {
+        return v.and(0xFFFF0000).reinterpretAsFloats();
+    }
 
     static float bf16x1(WeightLoads ld, Object w, int j, int in, float[] xp, int xo) {
         int base = j * in * 2;
@@ -169,48 +184,6 @@ final class MatMul {
             s += DType.bf16ToFloat(ld.bits16(w, base + k * 2)) * xp[xo + k];
         }
         return s;
-    }
-
-    static void bf16x4(WeightLoads ld, Object w, int j, int in, float[] xp, int r, float[] out, int outStride) {
-        int base = j * in * 2;
-        int x0 = r * in;
-        int x1 = x0 + in;
-        int x2 = x1 + in;
-        int x3 = x2 + in;
-        FloatVector e0 = FloatVector.zero(FS), o0 = FloatVector.zero(FS);
-        FloatVector e1 = FloatVector.zero(FS), o1 = FloatVector.zero(FS);
-        FloatVector e2 = FloatVector.zero(FS), o2 = FloatVector.zero(FS);
-        FloatVector e3 = FloatVector.zero(FS), o3 = FloatVector.zero(FS);
-        int full = blocked16(in);
-        int k = 0;
-        for (; k < full; k += BLOCK16) {
-            IntVector v = ld.pairs(w, base + k * 2);
-            FloatVector we = v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            FloatVector wo = v.and(0xFFFF0000).reinterpretAsFloats();
-            e0 = we.fma(FloatVector.fromArray(FS, xp, x0 + k), e0);
-            o0 = wo.fma(FloatVector.fromArray(FS, xp, x0 + k + L), o0);
-            e1 = we.fma(FloatVector.fromArray(FS, xp, x1 + k), e1);
-            o1 = wo.fma(FloatVector.fromArray(FS, xp, x1 + k + L), o1);
-            e2 = we.fma(FloatVector.fromArray(FS, xp, x2 + k), e2);
-            o2 = wo.fma(FloatVector.fromArray(FS, xp, x2 + k + L), o2);
-            e3 = we.fma(FloatVector.fromArray(FS, xp, x3 + k), e3);
-            o3 = wo.fma(FloatVector.fromArray(FS, xp, x3 + k + L), o3);
-        }
-        float s0 = e0.add(o0).reduceLanes(VectorOperators.ADD);
-        float s1 = e1.add(o1).reduceLanes(VectorOperators.ADD);
-        float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD);
-        float s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
-        for (; k < in; k++) {
-            float wk = DType.bf16ToFloat(ld.bits16(w, base + k * 2));
-            s0 += wk * xp[x0 + k];
-            s1 += wk * xp[x1 + k];
-            s2 += wk * xp[x2 + k];
-            s3 += wk * xp[x3 + k];
-        }
-        out[r * outStride + j] = s0;
-        out[(r + 1) * outStride + j] = s1;
-        out[(r + 2) * outStride + j] = s2;
-        out[(r + 3) * outStride + j] = s3;
     }
 
     // ---- F16 -------------------------------------------------------------------------------
@@ -248,7 +221,14 @@ final class MatMul {
         return s;
     }
 
-    static void f16x4(WeightLoads ld, Object w, int j, int in, float[] xp, int r, float[] out, int outStride) {
+    // ---- BF16 or F16, four rows ----------------------------------------------------------------
+
+    /**
+     * Input rows {@code [r, r + 4)} against weight row j, BF16 or (when {@code f16}) F16: one method
+     * for both, as the 4-row GEMV only runs off the server's path (the kernel-form probe, the
+     * baseline of MatMulPerf; two or more rows take {@link MatMulBatched}).
+     */
+    static void half16x4(WeightLoads ld, Object w, int j, int in, float[] xp, int r, float[] out, int outStride, boolean f16) {
         int base = j * in * 2;
         int x0 = r * in;
         int x1 = x0 + in;
@@ -262,8 +242,8 @@ final class MatMul {
         int k = 0;
         for (; k < full; k += BLOCK16) {
             IntVector v = ld.pairs(w, base + k * 2);
-            FloatVector we = f16Even(v);
-            FloatVector wo = f16Odd(v);
+            FloatVector we = f16 ? f16Even(v) : bf16Even(v);
+            FloatVector wo = f16 ? f16Odd(v) : bf16Odd(v);
             e0 = we.fma(FloatVector.fromArray(FS, xp, x0 + k), e0);
             o0 = wo.fma(FloatVector.fromArray(FS, xp, x0 + k + L), o0);
             e1 = we.fma(FloatVector.fromArray(FS, xp, x1 + k), e1);
@@ -278,15 +258,13 @@ final class MatMul {
         float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD);
         float s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
         for (; k < in; k++) {
-            float wk = DType.f16ToFloat(ld.bits16(w, base + k * 2));
+            short bits = ld.bits16(w, base + k * 2);
+            float wk = f16 ? DType.f16ToFloat(bits) : DType.bf16ToFloat(bits);
             s0 += wk * xp[x0 + k];
             s1 += wk * xp[x1 + k];
             s2 += wk * xp[x2 + k];
             s3 += wk * xp[x3 + k];
         }
-        out[r * outStride + j] = s0;
-        out[(r + 1) * outStride + j] = s1;
-        out[(r + 2) * outStride + j] = s2;
-        out[(r + 3) * outStride + j] = s3;
+        store4(out, r * outStride + j, outStride, s0, s1, s2, s3);
     }
 }

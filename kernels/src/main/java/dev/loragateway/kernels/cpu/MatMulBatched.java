@@ -3,14 +3,8 @@ package dev.loragateway.kernels.cpu;
 import dev.loragateway.kernels.DType;
 
 import static dev.loragateway.kernels.cpu.MatMul.*;
-import static dev.loragateway.kernels.cpu.MatMulBf16Kernels.*;
-import static dev.loragateway.kernels.cpu.MatMulF16Kernels.*;
-import static dev.loragateway.kernels.cpu.MatMulF32Kernels.*;
 
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
@@ -28,10 +22,12 @@ final class MatMulBatched {
     // tree. Columns are walked in tiles of about TILE_BYTES of weights so a tile, fetched once from
     // memory, is reused from L2 by every row block; long rows are cut into K_CHUNK pieces (partial
     // sums added into out) so a block's inputs stay in L1.
-    // The kernels below the drivers are generated (4, 2, 1 rows times 4 or 1 weight rows per dtype);
-    // they repeat one pattern and are kept flat because C2 neither inlines helpers into methods this
-    // large (NodeCountInliningCutoff) nor keeps boxed vectors in registers. The exception is the weight
-    // loads (WeightLoads: one line each, bound statically by class hierarchy analysis), which it inlines.
+    // The walk over tiles and chunks (one driver per dtype, `batched`) and the register-block kernels
+    // (4, 2, 1 rows times 4 or 1 weight rows per dtype) are generated into MatMul{Bf16,F16,F32}Kernels
+    // by kernels/src/build/java/GenerateMatMulKernels.java during the build (not committed). They
+    // repeat one pattern and are kept flat because C2 neither inlines helpers into methods this large
+    // (NodeCountInliningCutoff) nor keeps boxed vectors in registers. The exception is the weight loads
+    // (WeightLoads: one line each, bound statically by class hierarchy analysis), which it inlines.
 
     /** Weight bytes per column tile (per thread): fits L2 with the packed input. */
     static final int TILE_BYTES = 128 << 10;
@@ -81,9 +77,9 @@ final class MatMulBatched {
      */
     static void batched(DType dtype, WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
         switch (dtype) {
-            case BF16: bf16Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
-            case F16: f16Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
-            default: f32Batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
+            case BF16: MatMulBf16Kernels.batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
+            case F16: MatMulF16Kernels.batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
+            default: MatMulF32Kernels.batched(ld, w, in, xq, rows, out, outStride, j0, j1); break;
         }
     }
 
@@ -106,140 +102,4 @@ final class MatMulBatched {
         }
         return VectorMask.fromArray(FS, b, 0);
     }
-
-    private static void bf16Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
-        int rowBytes = in * 2;
-        int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
-        int tile = Math.max(16, TILE_BYTES / (kc * 2) / 16 * 16);
-        for (int t0 = j0; t0 < j1; t0 += tile) {
-            int t1 = Math.min(j1, t0 + tile);
-            for (int k0 = 0; k0 < in; ) {
-                int kn = in - k0 < kc + kc / 2 ? in - k0 : kc; // a short last chunk joins this one
-                boolean add = k0 > 0;
-                int r = 0;
-                for (; r + 4 <= rows; r += 4) {
-                    int xo = r * in + k0 * 4;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        bf16K4x4t(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        bf16K4x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 2 <= rows; r += 2) {
-                    int xo = r * in + k0 * 2;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        bf16K2x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        bf16K2x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 1 <= rows; r += 1) {
-                    int xo = r * in + k0 * 1;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        bf16K1x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        bf16K1x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                k0 += kn;
-            }
-        }
-    }
-
-    private static void f16Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
-        int rowBytes = in * 2;
-        int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
-        int tile = Math.max(16, TILE_BYTES / (kc * 2) / 16 * 16);
-        for (int t0 = j0; t0 < j1; t0 += tile) {
-            int t1 = Math.min(j1, t0 + tile);
-            for (int k0 = 0; k0 < in; ) {
-                int kn = in - k0 < kc + kc / 2 ? in - k0 : kc; // a short last chunk joins this one
-                boolean add = k0 > 0;
-                int r = 0;
-                for (; r + 4 <= rows; r += 4) {
-                    int xo = r * in + k0 * 4;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f16K4x4t(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f16K4x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 2 <= rows; r += 2) {
-                    int xo = r * in + k0 * 2;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f16K2x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f16K2x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 1 <= rows; r += 1) {
-                    int xo = r * in + k0 * 1;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f16K1x4(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f16K1x1(ld, w, j * rowBytes + k0 * 2, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                k0 += kn;
-            }
-        }
-    }
-
-    private static void f32Batched(WeightLoads ld, Object w, int in, float[] xq, int rows, float[] out, int outStride, int j0, int j1) {
-        int rowBytes = in * 4;
-        int kc = in <= K_CHUNK + K_CHUNK / 2 ? in : K_CHUNK;
-        int tile = Math.max(16, TILE_BYTES / (kc * 4) / 16 * 16);
-        for (int t0 = j0; t0 < j1; t0 += tile) {
-            int t1 = Math.min(j1, t0 + tile);
-            for (int k0 = 0; k0 < in; ) {
-                int kn = in - k0 < kc + kc / 2 ? in - k0 : kc; // a short last chunk joins this one
-                boolean add = k0 > 0;
-                int r = 0;
-                for (; r + 4 <= rows; r += 4) {
-                    int xo = r * in + k0 * 4;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f32K4x4t(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f32K4x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 2 <= rows; r += 2) {
-                    int xo = r * in + k0 * 2;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f32K2x4(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f32K2x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                for (; r + 1 <= rows; r += 1) {
-                    int xo = r * in + k0 * 1;
-                    int j = t0;
-                    for (; j + 4 <= t1; j += 4) {
-                        f32K1x4(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                    for (; j < t1; j++) {
-                        f32K1x1(ld, w, j * rowBytes + k0 * 4, rowBytes, kn, xq, xo, out, r * outStride + j, outStride, add);
-                    }
-                }
-                k0 += kn;
-            }
-        }
-    }
-
 }

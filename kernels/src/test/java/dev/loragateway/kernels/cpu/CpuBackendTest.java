@@ -9,7 +9,6 @@ import dev.loragateway.kernels.DType;
 import static dev.loragateway.kernels.Fixtures.INNER;
 import static dev.loragateway.kernels.Fixtures.ROWS;
 import static dev.loragateway.kernels.Fixtures.assertUntouchedOutside;
-import static dev.loragateway.kernels.Fixtures.assertWithin;
 import static dev.loragateway.kernels.Fixtures.gaussian;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -109,24 +108,7 @@ class CpuBackendTest {
         }
         String shape = dtype + " rows=" + rows + " in=" + in + " out=" + outDim + " threads=" + cpu.threads()
             + (bias == null ? "" : " +bias");
-        for (int r = 0; r < rows; r++) {
-            for (int j = 0; j < outDim; j++) {
-                double sum = 0;
-                double magnitude = 0;
-                for (int k = 0; k < in; k++) {
-                    double p = (double) x[r * in + k] * wr[j * in + k];
-                    sum += p;
-                    magnitude += Math.abs(p);
-                }
-                if (bias != null) {
-                    sum += bias[j];
-                    magnitude += Math.abs(bias[j]);
-                }
-                final int rr = r;
-                final int jj = j;
-                assertWithin(sum, out[r * outDim + j], 1e-5 * magnitude + 1e-6, () -> shape + " out[" + rr + "][" + jj + "]");
-            }
-        }
+        MatMulReference.assertMatches(x, rows, in, wr, bias, out, outDim, shape);
         assertUntouchedOutside(out, 0, rows * outDim, Float.NaN, shape + " out");
         assertArrayEquals(xBefore, x, shape + ": the input must not be modified");
     }

@@ -7,7 +7,6 @@ import dev.loragateway.kernels.Tensor;
 import dev.loragateway.kernels.DType;
 
 import static dev.loragateway.kernels.Fixtures.assertUntouchedOutside;
-import static dev.loragateway.kernels.Fixtures.assertWithin;
 import static dev.loragateway.kernels.Fixtures.gaussian;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
@@ -66,20 +65,7 @@ class MatMulBatchTest {
         Arrays.fill(out, Float.NaN);
         cpu.matmul(x, rows, wt, out);
         String shape = dtype + " rows=" + rows + " in=" + in + " out=" + outDim + " threads=" + cpu.threads();
-        for (int r = 0; r < rows; r++) {
-            for (int j = 0; j < outDim; j++) {
-                double sum = 0;
-                double magnitude = 0;
-                for (int k = 0; k < in; k++) {
-                    double p = (double) x[r * in + k] * wr[j * in + k];
-                    sum += p;
-                    magnitude += Math.abs(p);
-                }
-                final int rr = r;
-                final int jj = j;
-                assertWithin(sum, out[r * outDim + j], 1e-5 * magnitude + 1e-6, () -> shape + " out[" + rr + "][" + jj + "]");
-            }
-        }
+        MatMulReference.assertMatches(x, rows, in, wr, null, out, outDim, shape);
         assertUntouchedOutside(out, 0, rows * outDim, Float.NaN, shape + " out");
         assertArrayEquals(xBefore, x, shape + ": the input must not be modified");
     }

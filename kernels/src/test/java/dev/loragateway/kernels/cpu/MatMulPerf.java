@@ -36,40 +36,21 @@ public final class MatMulPerf {
     private MatMulPerf() {
     }
 
-    /** The pre-tiling {@code CpuBackend.matmul}, on {@link MatMul#columns}. */
+    /** The pre-tiling {@code CpuBackend.matmul}, on {@link MatMul#columns} ({@link CpuBackend#columns}). */
     static final class Baseline implements AutoCloseable {
-        private final ParallelFor team;
-        private final CpuKernelForm form;
-        private float[] permuted = new float[0];
+        private final CpuBackend cpu;
 
         Baseline(int threads, CpuKernelForm form) {
-            team = new ParallelFor(threads);
-            this.form = form;
+            cpu = new CpuBackend(threads, form);
         }
 
         void matmul(float[] x, int rows, Tensor w, float[] out) {
-            int outDim = w.dim(0);
-            int in = w.dim(1);
-            float[] src = x;
-            if (w.dtype() != DType.F32) {
-                if (permuted.length < rows * in) {
-                    permuted = new float[rows * in];
-                }
-                for (int r = 0; r < rows; r++) {
-                    MatMul.permute(x, r * in, in, permuted, r * in);
-                }
-                src = permuted;
-            }
-            final float[] xs = src;
-            var buf = w.buffer();
-            DType dt = w.dtype();
-            WeightLoads ld = form.loads();
-            team.run(outDim, 16, (j0, j1) -> MatMul.columns(dt, ld, ld.open(buf), in, xs, rows, out, outDim, j0, j1));
+            cpu.columns(x, rows, w, out);
         }
 
         @Override
         public void close() {
-            team.close();
+            cpu.close();
         }
     }
 
