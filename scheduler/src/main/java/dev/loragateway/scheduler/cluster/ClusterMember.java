@@ -195,6 +195,11 @@ public final class ClusterMember implements ClusterView, AutoCloseable {
         board.addListener(onChange);
     }
 
+    /** True while this node's status is being published (false once closed or the member stopped). */
+    public boolean publishing() {
+        return board.publishing();
+    }
+
     /** The cluster secret's bytes (empty without one), for the internal listener to check; a copy. */
     public byte[] secret() {
         return secret.clone();

@@ -6,6 +6,7 @@ import com.hazelcast.cluster.MembershipListener;
 import com.hazelcast.core.EntryEvent;
 import com.hazelcast.core.EntryListener;
 import com.hazelcast.core.HazelcastInstance;
+import com.hazelcast.core.LifecycleEvent;
 import com.hazelcast.map.MapEvent;
 import com.hazelcast.replicatedmap.ReplicatedMap;
 import dev.loragateway.scheduler.NodeState;
@@ -72,6 +73,18 @@ final class NodeStatusBoard implements ClusterView {
         });
         long period = refresh.toMillis();
         publisher.scheduleAtFixedRate(this::publishQuietly, period, period, TimeUnit.MILLISECONDS);
+        // a member that stops (terminated, or shut down by Hazelcast itself) stops publishing too
+        hz.getLifecycleService().addLifecycleListener(event -> {
+            if (event.getState() == LifecycleEvent.LifecycleState.SHUTTING_DOWN
+                || event.getState() == LifecycleEvent.LifecycleState.SHUTDOWN) {
+                publisher.shutdownNow();
+            }
+        });
+    }
+
+    /** True while the periodic publisher runs (false once closed or the member has stopped). */
+    boolean publishing() {
+        return !publisher.isShutdown();
     }
 
     /** Publishes this node's state soon (on the publisher thread); calls made while one waits coalesce. */

@@ -177,6 +177,8 @@ class ClusterMemberTest {
         assertTrue(eventMs < longTtl.toMillis() / 4, "the event came " + eventMs + " ms after the kill");
         awaitTrue(() -> !a.hazelcast().getReplicatedMap(NodeStatusBoard.MAP_NAME).containsKey("n1"),
             Duration.ofSeconds(1), "n1's entry removed");
+        assertFalse(members.get(1).publishing(), "a terminated member stops its publisher");
+        assertTrue(a.publishing());
     }
 
     @Test
