@@ -122,6 +122,8 @@ class ClusterMemberTest {
         }
         long seenMs = (System.nanoTime() - t0) / 1_000_000;
         assertTrue(seenMs < 1000, "publishNow took " + seenMs + " ms to reach everyone");
+        System.out.printf("cluster: slowest member start %d ms; publishNow seen everywhere after %d ms%n",
+            slowestStartMs, seenMs);
         assertTrue(changes.get() > 0, "the view's listener was told");
 
         // without publishNow the periodic refresh carries it within one period (200 ms) plus replication
@@ -174,6 +176,8 @@ class ClusterMemberTest {
         awaitTrue(() -> ids(a).equals(List.of("n0")), Duration.ofSeconds(1), "n1 gone after the event");
         long goneMs = (System.nanoTime() - removedAtNanos.get()) / 1_000_000;
         assertTrue(goneMs < 1000, "n1 left the view " + goneMs + " ms after the event");
+        System.out.printf("cluster: terminated member's membership event after %d ms, out of the view %d ms later%n",
+            eventMs, goneMs);
         assertTrue(eventMs < longTtl.toMillis() / 4, "the event came " + eventMs + " ms after the kill");
         awaitTrue(() -> !a.hazelcast().getReplicatedMap(NodeStatusBoard.MAP_NAME).containsKey("n1"),
             Duration.ofSeconds(1), "n1's entry removed");
