@@ -9,7 +9,7 @@ import java.util.Objects;
  * (for the access log and for tests), e.g. {@code "consolidate: load 5, adapter resident, 12 of 40 free KV blocks"}.
  *
  * @param node     the chosen node's state as placement saw it
- * @param kvBlocks KV blocks the request takes there ({@link Room#kvBlocks})
+ * @param kvBlocks KV blocks the request takes there over its life (prompt blocks shared by its {@code n} choices counted once)
  * @param policy   the policy's name
  * @param reason   one line: the score that won
  */
