@@ -67,7 +67,7 @@ public final class Generator {
         }
         pass.step(batch, logits);
         for (int n = 0; ; ) {
-            int token = sampler.sample(logits, 0, vocab);
+            int token = sampler.sample(logits, 0, vocab, prompt.length + n);
             Sampler.Logprobs lp = params.logprobs() >= 0
                 ? Sampler.logprobs(logits, 0, vocab, token, params.logprobs()) : null;
             n++;

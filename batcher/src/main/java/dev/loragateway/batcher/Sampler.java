@@ -1,7 +1,5 @@
 package dev.loragateway.batcher;
 
-import java.util.SplittableRandom;
-
 /**
  * Picks tokens from logits: greedy (temperature 0), temperature, and top-p (nucleus) sampling,
  * seeded per request, and reports log-probabilities of the chosen token and the top k.
@@ -21,6 +19,13 @@ import java.util.SplittableRandom;
  * Reported log-probabilities are at least {@link #LOGPROB_FLOOR}, as vLLM reports them, so that
  * every one is a finite JSON number.
  *
+ * <p>Randomness is a function of (seed, position) only: the uniform number that picks the token at
+ * position {@code p} of a sequence (its index among prompt and generated tokens) is a hash of the
+ * seed and {@code p}, not the next draw of a stream. So a sequence recomputed after preemption, or
+ * resumed on another node from its prompt plus the tokens it had already produced, samples exactly
+ * the tokens it would have sampled where it was. Each choice of a request has its own seed
+ * (the request's seed + the choice's index).
+ *
  * <p>One sampler per sequence; it reuses its scratch arrays across steps.
  */
 public final class Sampler {
@@ -32,21 +37,27 @@ public final class Sampler {
     }
 
     private final SamplingParams params;
-    private final SplittableRandom random;
+    /** Positions drawn by {@link #sample(float[], int, int)}, which numbers its calls itself. */
+    private int draws;
     private float[] probs = new float[0];
     private int[] order = new int[0];
 
     public Sampler(SamplingParams params) {
         this.params = params;
-        this.random = new SplittableRandom(params.seed());
+    }
+
+    /** {@link #sample(float[], int, int, int)} at positions 0, 1, 2, ... of this sampler's calls. */
+    public int sample(float[] logits, int off, int vocab) {
+        return sample(logits, off, vocab, draws++);
     }
 
     /**
-     * Chooses the next token from {@code logits[off..off+vocab)} (not modified).
+     * Chooses the token at {@code position} of the sequence from {@code logits[off..off+vocab)}
+     * (not modified); the same seed, position and logits always give the same token.
      *
      * @throws NonFiniteLogitsException when no logit is above -∞ (all NaN or -∞)
      */
-    public int sample(float[] logits, int off, int vocab) {
+    public int sample(float[] logits, int off, int vocab, int position) {
         if (params.isGreedy()) {
             return argmax(logits, off, vocab);
         }
@@ -78,7 +89,7 @@ public final class Sampler {
         }
         // sum >= 1: the largest logit contributes exp(0) (or 1 for +∞)
         if (params.topP() >= 1) {
-            double u = random.nextDouble() * sum;
+            double u = uniform(params.seed(), position) * sum;
             double acc = 0;
             for (int i = 0; i < vocab; i++) {
                 acc += probs[i];
@@ -88,7 +99,20 @@ public final class Sampler {
             }
             return argmax(logits, off, vocab); // rounding left u unreached: the most likely token
         }
-        return sampleTopP(vocab, sum);
+        return sampleTopP(vocab, sum, uniform(params.seed(), position));
+    }
+
+    /**
+     * A uniform number in [0, 1) that depends only on {@code seed} and {@code position}: the
+     * SplitMix64 finaliser (Steele, Lea and Flood's mixing constants) of the seed advanced by
+     * {@code position + 1} golden-ratio steps, its top 53 bits as a double.
+     */
+    static double uniform(long seed, int position) {
+        long z = seed + (position + 1L) * 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        return (z >>> 11) * 0x1.0p-53;
     }
 
     /** The largest logit that is not NaN (NaN compares false), or -∞ when there is none. */
@@ -103,7 +127,7 @@ public final class Sampler {
     }
 
     /** Nucleus: the smallest set of most likely tokens whose mass reaches top_p, renormalised. */
-    private int sampleTopP(int vocab, double sum) {
+    private int sampleTopP(int vocab, double sum, double uniform) {
         int n = 0;
         double threshold = params.topP() * sum;
         // candidates in descending probability; a partial selection stops once the mass is reached
@@ -131,7 +155,7 @@ public final class Sampler {
                 }
             }
         }
-        double u = random.nextDouble() * mass;
+        double u = uniform * mass;
         double acc = 0;
         for (int i = 0; i < n; i++) {
             acc += probs[order[i]];

@@ -347,7 +347,7 @@ final class StepPlanner implements FairQueue.Gate {
         int vocab = cfg.vocabSize();
         Generator.Finish end = null;
         try {
-            int token = s.sampler.sample(logits, k * vocab, vocab);
+            int token = s.sampler.sample(logits, k * vocab, vocab, s.len); // the position it takes
             SamplingParams p = s.req.params();
             Sampler.Logprobs lp = p.logprobs() >= 0 ? Sampler.logprobs(logits, k * vocab, vocab, token, p.logprobs()) : null;
             s.generated++;

@@ -126,4 +126,39 @@ class EngineTest {
             fs.forEach(f -> f.cancel(false));
         }
     }
+
+    /**
+     * Issue 14 (migration by recompute): a seeded request resubmitted with its prompt plus the tokens
+     * it had already produced, and the rest of its budget, produces exactly the tokens the first run
+     * went on to produce, as the front node's resubmission to another node needs.
+     */
+    @Test
+    void aSeededStreamResumedFromItsTokensGoesOnAsItWould() throws Exception {
+        try (Engine engine = new Engine(model, new CpuBackend(2), fx.tier(3), 8, 100)) {
+            Random rnd = new Random(9);
+            for (int trial = 0; trial < 4; trial++) {
+                int[] prompt = new int[3 + rnd.nextInt(6)];
+                for (int j = 0; j < prompt.length; j++) {
+                    prompt[j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+                }
+                String adapter = trial % 2 == 0 ? null : adapters.get(trial).name();
+                SamplingParams full = new SamplingParams(1.0, 0.95, 1000 + trial, 16, -1);
+                List<Integer> whole = new ArrayList<>();
+                engine.submit(new Engine.Request(prompt, full, EngineFixture.key(adapter), (t, lp) -> whole.add(t)))
+                    .get(60, TimeUnit.SECONDS);
+                int cut = Math.min(whole.size() - 1, 1 + trial * 3);
+                if (cut < 1) {
+                    continue; // ended at once (EOS): nothing to resume
+                }
+                int[] resumedPrompt = java.util.Arrays.copyOf(prompt, prompt.length + cut);
+                for (int j = 0; j < cut; j++) {
+                    resumedPrompt[prompt.length + j] = whole.get(j);
+                }
+                List<Integer> rest = new ArrayList<>();
+                engine.submit(new Engine.Request(resumedPrompt, new SamplingParams(1.0, 0.95, 1000 + trial, 16 - cut, -1),
+                    EngineFixture.key(adapter), (t, lp) -> rest.add(t))).get(60, TimeUnit.SECONDS);
+                assertEquals(whole.subList(cut, whole.size()), rest, "trial " + trial + " resumed after " + cut + " tokens");
+            }
+        }
+    }
 }

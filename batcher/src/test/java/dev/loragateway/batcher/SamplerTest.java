@@ -316,4 +316,37 @@ class SamplerTest {
         }
         return a;
     }
+
+    /**
+     * Issue 14 (migration): the token at a position depends only on the seed and that position, not
+     * on what the sampler drew before, so a stream resumed elsewhere from its tokens so far goes on
+     * as it would have. Also the uniforms are uniform (a coarse histogram over 20,000 positions).
+     */
+    @Test
+    void theTokenAtAPositionDependsOnlyOnSeedAndPosition() {
+        float[] l = randomLogits(new Random(11), 37);
+        for (SamplingParams p : List.of(new SamplingParams(0.8, 1, 7, 1, -1), new SamplingParams(1.3, 0.7, -3, 1, -1))) {
+            Sampler sequential = new Sampler(p);
+            int[] all = new int[300];
+            for (int pos = 0; pos < all.length; pos++) {
+                all[pos] = sequential.sample(l, 0, l.length, pos);
+            }
+            for (int start : new int[] {1, 17, 150, 299}) {
+                Sampler resumed = new Sampler(p); // fresh, as on another node
+                for (int pos = start; pos < all.length; pos++) {
+                    assertEquals(all[pos], resumed.sample(l, 0, l.length, pos), p + ", resumed at " + start + ", position " + pos);
+                }
+            }
+            assertEquals(all[42], new Sampler(p).sample(l, 0, l.length, 42), "one draw alone");
+        }
+        int[] bins = new int[10];
+        for (int pos = 0; pos < 20_000; pos++) {
+            double u = Sampler.uniform(12345, pos);
+            assertTrue(u >= 0 && u < 1, "uniform " + u);
+            bins[(int) (u * 10)]++;
+        }
+        for (int b : bins) {
+            assertTrue(Math.abs(b - 2000) < 200, "histogram of uniforms " + java.util.Arrays.toString(bins));
+        }
+    }
 }

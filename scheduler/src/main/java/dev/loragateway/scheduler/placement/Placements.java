@@ -1,0 +1,47 @@
+package dev.loragateway.scheduler.placement;
+
+import java.util.List;
+
+/** The placement policies by their {@code --placement} names. */
+public final class Placements {
+
+    /** The policy {@code serve} uses without {@code --placement}. */
+    public static final String DEFAULT = Consolidate.NAME;
+
+    /** Every {@code --placement} name, the default first. */
+    public static final List<String> NAMES =
+        List.of(Consolidate.NAME, LeastLoaded.NAME, RoundRobin.NAME, AdapterAffinity.NAME);
+
+    private Placements() {
+    }
+
+    /**
+     * A new policy named {@code name} (each call a new instance: round-robin keeps its turn per
+     * instance).
+     *
+     * @throws IllegalArgumentException for a name not in {@link #NAMES}, naming the allowed ones
+     */
+    public static Placement byName(String name) {
+        if (name != null) {
+            switch (name) {
+                case Consolidate.NAME:
+                    return new Consolidate();
+                case LeastLoaded.NAME:
+                    return new LeastLoaded();
+                case RoundRobin.NAME:
+                    return new RoundRobin();
+                case AdapterAffinity.NAME:
+                    return new AdapterAffinity();
+                default:
+                    break;
+            }
+        }
+        throw new IllegalArgumentException("unknown placement '" + name + "': use one of "
+            + String.join(", ", NAMES));
+    }
+
+    /** The default policy, {@value #DEFAULT}. */
+    public static Placement defaultPlacement() {
+        return byName(DEFAULT);
+    }
+}
