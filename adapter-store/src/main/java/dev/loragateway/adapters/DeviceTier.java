@@ -200,6 +200,17 @@ public final class DeviceTier<K> {
         return n;
     }
 
+    /** The keys of the adapters resident in slots now (what the cluster's placement prefers). */
+    public synchronized java.util.List<K> residentKeys() {
+        java.util.List<K> keys = new java.util.ArrayList<>();
+        for (var e : entries.entrySet()) {
+            if (e.getValue().state == State.RESIDENT) {
+                keys.add(e.getKey());
+            }
+        }
+        return keys;
+    }
+
     public synchronized int residentCount() {
         int n = 0;
         for (Entry e : entries.values()) {

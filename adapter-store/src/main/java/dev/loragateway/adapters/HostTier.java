@@ -60,6 +60,11 @@ public final class HostTier<K> {
     }
 
     /** Bytes held now. */
+    /** The keys of the adapters parsed in host memory now. */
+    public java.util.Set<K> keys() {
+        return java.util.Set.copyOf(cache.asMap().keySet());
+    }
+
     public long bytes() {
         return cache.policy().eviction().map(e -> e.weightedSize().orElse(0L)).orElse(0L);
     }

@@ -191,6 +191,8 @@ public final class Engine implements AutoCloseable {
     private volatile int kvUsed;
     /** When the loop last finished a step, or last found nothing to do (the watchdog's clock). */
     private volatile long lastProgress = System.nanoTime();
+    /** A moving average (1/8 weight per step) of a step's time, ns; 0 before the first step. */
+    private volatile long stepNanosAverage;
     /** When the step now running started, or 0 between steps. */
     private volatile long stepStarted;
     /** Why the loop ended when it ended abnormally, else null. */
@@ -270,6 +272,11 @@ public final class Engine implements AutoCloseable {
     }
 
     /** KV blocks in the pool. */
+    /** The recent average time of one step in ms (0 before the first): what a node publishes to the cluster. */
+    public double stepMillis() {
+        return stepNanosAverage / 1e6;
+    }
+
     public int kvBlocksTotal() {
         return kv.total();
     }
@@ -531,6 +538,8 @@ public final class Engine implements AutoCloseable {
             stepStarted = System.nanoTime();
             planner.step();
             lastProgress = System.nanoTime();
+            long took = lastProgress - stepStarted;
+            stepNanosAverage = stepNanosAverage == 0 ? took : (stepNanosAverage * 7 + took) / 8;
         } catch (RuntimeException | Error e) {
             planner.failStep(e);
         } finally {

@@ -11,6 +11,9 @@ import dev.loragateway.batcher.ForwardBackend;
 import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
+import dev.loragateway.gateway.cluster.LocalNodeState;
+import dev.loragateway.scheduler.cluster.ClusterMember;
+import dev.loragateway.scheduler.cluster.ClusterOptions;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.LocalExecutor;
 import dev.loragateway.gateway.demo.DemoCache;
@@ -120,11 +123,30 @@ final class ServeCommand implements Callable<Integer> {
             + ", lowered to fit the open-file limit).")
     Integer maxConnections;
 
-    @Option(names = "--cluster-name", description = "Join a cluster of gateways of this name.")
+    @Option(names = "--cluster-name", paramLabel = "NAME",
+        description = "Join a cluster of gateways of this name (an embedded Hazelcast member; default: no cluster, nothing starts).")
     String clusterName;
 
-    @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...", description = "Cluster members to contact.")
+    @Option(names = "--cluster-members", split = ",", paramLabel = "HOST:PORT,...",
+        description = "Cluster members to contact, each HOST:PORT (TCP-IP join; a first node may list itself).")
     java.util.List<String> clusterMembers;
+
+    @Option(names = "--cluster-port", paramLabel = "N", description = "This node's Hazelcast member port (default: 5701).")
+    Integer clusterPort;
+
+    @Option(names = "--cluster-host", paramLabel = "ADDR", description = "Address the cluster member binds (default: --host).")
+    String clusterHost;
+
+    @Option(names = "--cluster-secret-file", paramLabel = "FILE",
+        description = "Shared secret of the members and of the internal listener between nodes (required unless every address is loopback).")
+    Path clusterSecretFile;
+
+    @Option(names = "--node-id", paramLabel = "ID", description = "This node's name in /v1/cluster, logs and metrics (default: host:port).")
+    String nodeId;
+
+    @Option(names = "--placement", defaultValue = "consolidate", paramLabel = "POLICY",
+        description = "How the cluster places requests: consolidate, least-loaded, round-robin or adapter-affinity (default: ${DEFAULT-VALUE}).")
+    String placement;
 
     @Option(names = "--watchdog-s", defaultValue = "60",
         description = "GET /health answers 503 when work waits and no engine step has finished for this many seconds, "
@@ -279,15 +301,38 @@ final class ServeCommand implements Callable<Integer> {
                     + ": " + e.getMessage());
             }
         }
+        ClusterMember member = null;
+        if (clusterName != null) {
+            String node = nodeId != null ? nodeId : host + ":" + bound;
+            try {
+                ClusterOptions co = ClusterOptions.parse(clusterName, String.join(",", clusterMembers), clusterPort,
+                    clusterHost != null ? clusterHost : host, clusterSecretFile, node);
+                member = ClusterMember.start(co, new LocalNodeState(node, () -> "", chosen, engine, device, tiers.host(), server::draining));
+            } catch (RuntimeException e) { // bad options, an unreadable secret, a taken port or node id
+                vertx.close();
+                engine.close();
+                throw new ParameterException(spec.commandLine(), "cluster: " + e.getMessage());
+            }
+            server.cluster(member, placement);
+            telemetry.cluster(member::nodes);
+            LOG.info("cluster {}: node {} joined, {} member(s) now; placement {}", clusterName, node, member.nodes().size(), placement);
+        }
+        ClusterMember joined = member;
         // SIGTERM: stop taking work at once, on the signal thread, then drain through the shutdown hook
         Signals.onTerm(() -> {
             server.refuseNewWork();
+            if (joined != null) {
+                joined.publishNow(); // the others see it draining and place nothing more here
+            }
             Thread exit = new Thread(() -> System.exit(0), "sigterm");
             exit.start();
         });
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             LOG.info("draining: new requests get 503, running ones finish");
             server.drain();
+            if (joined != null) {
+                joined.close();
+            }
             engine.close();
             vertx.close().await();
             telemetry.close(); // pushes the spans and metrics still buffered
@@ -342,8 +387,16 @@ final class ServeCommand implements Callable<Integer> {
         if (adapterSlotMb != null) {
             positive("--adapter-slot-mb", adapterSlotMb);
         }
-        if (clusterName != null || clusterMembers != null) {
-            throw new ParameterException(cl, "--cluster-name/--cluster-members are not supported yet in this build");
+        try {
+            dev.loragateway.scheduler.placement.Placements.byName(placement);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(cl, "--placement: " + e.getMessage());
+        }
+        if (clusterName == null && (clusterMembers != null || clusterPort != null || clusterSecretFile != null || clusterHost != null)) {
+            throw new ParameterException(cl, "--cluster-members, --cluster-port, --cluster-host and --cluster-secret-file need --cluster-name");
+        }
+        if (clusterName != null && (clusterMembers == null || clusterMembers.isEmpty())) {
+            throw new ParameterException(cl, "--cluster-name needs --cluster-members HOST:PORT,... (a first node may list itself)");
         }
     }
 

@@ -55,6 +55,8 @@ public final class ApiServer {
     private final AtomicInteger inFlight = new AtomicInteger();
     private final CompletionsRoute completions;
     private volatile boolean draining;
+    private volatile dev.loragateway.scheduler.cluster.ClusterView cluster;
+    private volatile String placement;
     private HttpServer server;
 
     /** Tenant of every caller when auth is off. */
@@ -152,6 +154,21 @@ public final class ApiServer {
         return this;
     }
 
+    /**
+     * Cluster mode: {@code GET /v1/cluster} lists {@code view}'s members and the placement policy
+     * (without it that route is a 404 naming the flag); call before {@link #listen}.
+     */
+    public ApiServer cluster(dev.loragateway.scheduler.cluster.ClusterView view, String placement) {
+        this.cluster = view;
+        this.placement = placement;
+        return this;
+    }
+
+    /** True once {@link #refuseNewWork} ran: what this node publishes to the cluster as draining. */
+    public boolean draining() {
+        return draining;
+    }
+
     /** The largest adapter upload body ({@code --max-adapter-mb}); larger gets 413; call before {@link #listen}. */
     public ApiServer maxAdapterBytes(long bytes) {
         this.maxAdapterBytes = bytes;
@@ -193,6 +210,7 @@ public final class ApiServer {
         router.route("/v1/*").handler(this::authenticate);
         router.get("/v1/models").handler(this::models);
         router.get("/v1/models/:id").handler(this::model);
+        router.get("/v1/cluster").handler(this::clusterRoute);
         if (adapters != null) {
             new AdaptersApi(vertx, adapters, modelId, maxAdapterBytes, key -> {
                 if (deviceTier != null) {
@@ -421,6 +439,34 @@ public final class ApiServer {
             for (AdapterInfo a : adapters.list(tenant(ctx).id())) {
                 data.add(adapterModel(a));
             }
+        }
+        json(ctx.response(), 200, root);
+    }
+
+    /** {@code GET /v1/cluster}: every live member's published state, and the placement policy. */
+    private void clusterRoute(RoutingContext ctx) {
+        if (cluster == null) {
+            error(ctx.response(), new ApiError(404, "not_found_error",
+                "this gateway is not in a cluster (start it with --cluster-name and --cluster-members)", null, "not_in_cluster"));
+            return;
+        }
+        ObjectNode root = Json.MAPPER.createObjectNode().put("object", "cluster").put("node", cluster.localNodeId())
+            .put("placement", placement);
+        com.fasterxml.jackson.databind.node.ArrayNode members = root.putArray("members");
+        // adapter keys name their tenant: a caller sees the system adapters and its own (all of them with auth off)
+        String own = tenant(ctx).id() + "/";
+        java.util.function.Predicate<String> visible = k -> !tenants.enabled() || k.startsWith(AdapterKey.SYSTEM_OWNER + ":")
+            || k.startsWith(own);
+        for (dev.loragateway.scheduler.NodeState n : cluster.nodes()) {
+            ObjectNode m = members.addObject().put("id", n.nodeId()).put("address", n.address()).put("backend", n.backend())
+                .put("running", n.running()).put("queued", n.queued()).put("max_batch", n.maxBatch())
+                .put("free_kv_blocks", n.freeKvBlocks()).put("total_kv_blocks", n.totalKvBlocks())
+                .put("step_ms", Math.round(n.stepMillis() * 1000) / 1000.0).put("draining", n.draining()).put("idle", n.idle());
+            m.put("resident_adapter_count", n.residentAdapters().size()).put("warm_adapter_count", n.warmAdapters().size());
+            com.fasterxml.jackson.databind.node.ArrayNode resident = m.putArray("resident_adapters");
+            n.residentAdapters().stream().filter(visible).sorted().forEach(resident::add);
+            com.fasterxml.jackson.databind.node.ArrayNode warm = m.putArray("warm_adapters");
+            n.warmAdapters().stream().filter(visible).sorted().forEach(warm::add);
         }
         json(ctx.response(), 200, root);
     }

@@ -126,6 +126,21 @@ public final class Telemetry implements AutoCloseable {
         AdapterTierMetrics.register(meter, host, device);
     }
 
+    /**
+     * Cluster mode: {@code lora_gateway_cluster_nodes} (live members), {@code ..._nodes_busy} (running
+     * or queueing work) and {@code ..._nodes_idle} (empty: consolidation left them nothing, so they
+     * are safe to release, the autoscaling signal), read from {@code nodes} at each collection.
+     */
+    public void cluster(java.util.function.Supplier<List<dev.loragateway.scheduler.NodeState>> nodes) {
+        meter.gaugeBuilder("lora_gateway.cluster.nodes").ofLongs().setDescription("Live members of the cluster").setUnit("{node}")
+            .buildWithCallback(m -> m.record(nodes.get().size()));
+        meter.gaugeBuilder("lora_gateway.cluster.nodes_busy").ofLongs().setDescription("Members running or queueing work")
+            .setUnit("{node}").buildWithCallback(m -> m.record(nodes.get().stream().filter(n -> !n.idle()).count()));
+        meter.gaugeBuilder("lora_gateway.cluster.nodes_idle").ofLongs()
+            .setDescription("Members with nothing running or queued: safe to release").setUnit("{node}")
+            .buildWithCallback(m -> m.record(nodes.get().stream().filter(dev.loragateway.scheduler.NodeState::idle).count()));
+    }
+
     /** Every instrument's current value as Prometheus text ({@link #CONTENT_TYPE}). */
     public String scrape() {
         return write(prometheus.collect());

@@ -1,0 +1,197 @@
+package dev.loragateway.gateway.cluster;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loragateway.batcher.Engine;
+import dev.loragateway.gateway.ServerProcesses;
+import dev.loragateway.gateway.cli.Main;
+import dev.loragateway.gateway.demo.DemoModel;
+import dev.loragateway.gateway.http.ApiServer;
+import dev.loragateway.gateway.http.DemoStack;
+import dev.loragateway.kernels.cpu.CpuBackend;
+import io.vertx.core.Vertx;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Issue 14, membership: {@code serve} processes started with the cluster flags form one Hazelcast
+ * cluster on 127.0.0.1; {@code GET /v1/cluster} on any of them lists every member with its state and
+ * the placement policy; {@code /metrics} counts the members and the idle ones; a member killed with
+ * SIGKILL leaves every view; a member with another secret never joins. Without the flags nothing
+ * of this starts and {@code /v1/cluster} is a 404 that names the flag.
+ */
+class ClusterProcessTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path dir;
+
+    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+    private final List<Process> processes = new ArrayList<>();
+
+    @AfterEach
+    void stop() {
+        processes.forEach(Process::destroyForcibly);
+    }
+
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void threeNodesFormOneClusterAKilledNodeLeavesAndAnotherSecretNeverJoins() throws Exception {
+        Path model = dir.resolve("model");
+        DemoModel.write(model, DemoModel.Options.tiny());
+        Path secret = Files.writeString(dir.resolve("secret"), "s3cret-of-the-cluster\n");
+        Path other = Files.writeString(dir.resolve("other-secret"), "another-secret\n");
+        int[] ports = freePorts(4);
+        String members = "127.0.0.1:" + ports[0] + ",127.0.0.1:" + ports[1] + ",127.0.0.1:" + ports[2] + ",127.0.0.1:" + ports[3];
+        List<Process> nodes = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+            nodes.add(start(model, "node-" + i, members, ports[i], secret, i == 2 ? "round-robin" : null));
+        }
+        Process stranger = start(model, "stranger", members, ports[3], other, null);
+        List<String> urls = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+            urls.add(ServerProcesses.awaitListening(nodes.get(i), dir.resolve("node-" + i + ".log")));
+        }
+        String strangerUrl = ServerProcesses.awaitListening(stranger, dir.resolve("stranger.log"));
+
+        for (String url : urls) {
+            JsonNode c = awaitCluster(url, ids -> ids.size() == 3);
+            assertEquals(new TreeSet<>(List.of("node-0", "node-1", "node-2")), ids(c), c.toString());
+            JsonNode m = c.get("members").get(0);
+            assertEquals("cpu", m.get("backend").asText(), c.toString());
+            assertTrue(m.get("total_kv_blocks").asInt() > 0 && m.get("max_batch").asInt() == 32, c.toString());
+            assertTrue(m.get("idle").asBoolean(), c.toString());
+        }
+        assertEquals("consolidate", get(urls.get(0) + "/v1/cluster").get("placement").asText());
+        assertEquals("round-robin", get(urls.get(2) + "/v1/cluster").get("placement").asText());
+        String metrics = http.send(HttpRequest.newBuilder(URI.create(urls.get(0) + "/metrics")).build(),
+            HttpResponse.BodyHandlers.ofString()).body();
+        assertTrue(metrics.contains("lora_gateway_cluster_nodes 3"), metrics);
+        assertTrue(metrics.contains("lora_gateway_cluster_nodes_idle 3"), metrics);
+        assertTrue(metrics.contains("lora_gateway_cluster_nodes_busy 0"), metrics);
+
+        // another secret: a cluster of its own, seen by nobody else
+        assertEquals(new TreeSet<>(List.of("stranger")), ids(get(strangerUrl + "/v1/cluster")));
+
+        // SIGKILL (no drain, no goodbye): the others drop it
+        nodes.get(2).destroyForcibly();
+        for (int i = 0; i < 2; i++) {
+            JsonNode c = awaitCluster(urls.get(i), ids -> ids.size() == 2);
+            assertEquals(new TreeSet<>(List.of("node-0", "node-1")), ids(c), c.toString());
+        }
+        assertEquals(new TreeSet<>(List.of("stranger")), ids(get(strangerUrl + "/v1/cluster")), "the stranger never joined");
+        // a node still serves on its own
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(urls.get(0) + "/v1/completions"))
+            .header("Content-Type", "application/json")
+            .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"demo\",\"prompt\":\"Hi\",\"max_tokens\":4,\"temperature\":0}")).build(),
+            HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode(), r.body());
+    }
+
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void withoutTheClusterFlagsV1ClusterIsA404NamingThem() throws Exception {
+        DemoStack stack = DemoStack.create(dir, 2, false);
+        Vertx vertx = Vertx.vertx();
+        Engine engine = new Engine(stack.model, new CpuBackend(1), stack.device, 4, 16);
+        try {
+            String base = "http://127.0.0.1:" + new ApiServer(vertx, engine, stack.tokenizer, "demo", 256, stack.registry)
+                .listen("127.0.0.1", 0).await();
+            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/cluster")).build(),
+                HttpResponse.BodyHandlers.ofString());
+            assertEquals(404, r.statusCode(), r.body());
+            JsonNode err = JSON.readTree(r.body()).get("error");
+            assertEquals("not_in_cluster", err.get("code").asText(), r.body());
+            assertTrue(err.get("message").asText().contains("--cluster-name"), r.body());
+        } finally {
+            engine.close();
+            vertx.close().await();
+            stack.loader.shutdownNow();
+        }
+    }
+
+    private JsonNode awaitCluster(String url, Predicate<TreeSet<String>> done) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
+        JsonNode last = null;
+        while (System.nanoTime() < deadline) {
+            last = get(url + "/v1/cluster");
+            if (done.test(ids(last))) {
+                return last;
+            }
+            Thread.sleep(100);
+        }
+        fail("the cluster view of " + url + " did not settle: " + last);
+        return null;
+    }
+
+    private static TreeSet<String> ids(JsonNode cluster) {
+        TreeSet<String> ids = new TreeSet<>();
+        cluster.get("members").forEach(m -> ids.add(m.get("id").asText()));
+        return ids;
+    }
+
+    private JsonNode get(String url) throws Exception {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(),
+            HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode(), url + ": " + r.body());
+        return JSON.readTree(r.body());
+    }
+
+    private static int[] freePorts(int n) throws IOException {
+        int[] ports = new int[n];
+        List<ServerSocket> held = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) {
+                ServerSocket s = new ServerSocket(0);
+                held.add(s);
+                ports[i] = s.getLocalPort();
+            }
+        } finally {
+            for (ServerSocket s : held) {
+                s.close();
+            }
+        }
+        return ports;
+    }
+
+    private Process start(Path model, String node, String members, int clusterPort, Path secret, String placement) throws IOException {
+        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "--add-modules", "jdk.incubator.vector"));
+        if (Runtime.version().feature() >= 22) {
+            cmd.add("--enable-native-access=ALL-UNNAMED");
+        }
+        cmd.addAll(List.of("-Xmx384m", "-Dlora.relaunched=true", "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve",
+            "--host", "127.0.0.1", "--port", "0", "--data-dir", dir.resolve("data-" + node).toString(), "--model", model.toString(),
+            "--model-id", "demo", "--backend", "cpu", "--cluster-name", "t14", "--cluster-members", members,
+            "--cluster-port", String.valueOf(clusterPort), "--cluster-secret-file", secret.toString(), "--node-id", node));
+        if (placement != null) {
+            cmd.addAll(List.of("--placement", placement));
+        }
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(dir.resolve(node + ".log").toFile());
+        pb.environment().put("OPT_OUT_TRACKING", "true");
+        pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
+        Process p = pb.start();
+        processes.add(p);
+        return p;
+    }
+}
