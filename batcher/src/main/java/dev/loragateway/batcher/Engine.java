@@ -193,6 +193,7 @@ public final class Engine implements AutoCloseable {
     private volatile long lastProgress = System.nanoTime();
     /** A moving average (1/8 weight per step) of a step's time, ns; 0 before the first step. */
     private volatile long stepNanosAverage;
+    private volatile Runnable onAdmitOrFinish;
     /** When the step now running started, or 0 between steps. */
     private volatile long stepStarted;
     /** Why the loop ended when it ended abnormally, else null. */
@@ -568,9 +569,28 @@ public final class Engine implements AutoCloseable {
 
     /** What other threads read of the engine thread's state. */
     private void publish() {
-        runningNow = planner.runningCount();
+        int running = planner.runningCount();
+        boolean changed = running != runningNow;
+        runningNow = running;
         preemptedNow = planner.preemptedCount();
         kvUsed = kv.used();
+        Runnable listener = onAdmitOrFinish;
+        if (changed && listener != null) {
+            try {
+                listener.run();
+            } catch (RuntimeException e) {
+                LOG.warn("engine state listener failed", e);
+            }
+        }
+    }
+
+    /**
+     * Runs {@code listener} on the engine thread whenever the running batch grows or shrinks (a
+     * sequence admitted or finished): a cluster member publishes its state then. It must return at
+     * once (queue work elsewhere) and never call back into the engine's submit.
+     */
+    public void onAdmitOrFinish(Runnable listener) {
+        this.onAdmitOrFinish = listener;
     }
 
     /** Stops taking work, finishes what is running and queued, then frees the pass and the backend. */

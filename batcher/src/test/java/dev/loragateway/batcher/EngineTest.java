@@ -161,4 +161,25 @@ class EngineTest {
             }
         }
     }
+
+    /** A cluster member republishes its state when the batch changes: the engine says so on admission and finish. */
+    @Test
+    void theStateListenerHearsEveryAdmissionAndFinish() throws Exception {
+        try (Engine engine = new Engine(model, new CpuBackend(1), fx.tier(3), 8, 100)) {
+            java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+            java.util.Set<String> threads = java.util.concurrent.ConcurrentHashMap.newKeySet();
+            engine.onAdmitOrFinish(() -> {
+                calls.incrementAndGet();
+                threads.add(Thread.currentThread().getName());
+            });
+            engine.submit(new Engine.Request(new int[] {5, 6, 7}, new SamplingParams(0, 1, 0, 3, -1), null, (t, lp) -> true))
+                .get(60, TimeUnit.SECONDS);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (calls.get() < 2 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(2, calls.get(), "one call when it joined the batch, one when it left");
+            assertEquals(1, threads.size(), "always the engine thread: " + threads);
+        }
+    }
 }

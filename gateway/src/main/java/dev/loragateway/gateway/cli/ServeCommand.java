@@ -313,6 +313,7 @@ final class ServeCommand implements Callable<Integer> {
                 engine.close();
                 throw new ParameterException(spec.commandLine(), "cluster: " + e.getMessage());
             }
+            engine.onAdmitOrFinish(member::publishNow); // as well as every 200 ms
             server.cluster(member, placement);
             telemetry.cluster(member::nodes);
             LOG.info("cluster {}: node {} joined, {} member(s) now; placement {}", clusterName, node, member.nodes().size(), placement);
