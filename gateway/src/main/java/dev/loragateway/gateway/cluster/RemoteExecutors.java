@@ -19,7 +19,7 @@ import java.util.function.Function;
  */
 public final class RemoteExecutors implements Function<String, RemoteExecutor>, AutoCloseable {
     /** How long a submit waits for the executing node to admit the request (it answers as soon as its engine queued it). */
-    public static final long ADMIT_MILLIS = 10_000;
+    public static final long ADMIT_MILLIS = 3_000;
     private static final int CONNECT_MILLIS = 2_000;
 
     private final Vertx vertx = Vertx.vertx();
