@@ -382,6 +382,69 @@ class ForwardingTest {
         }
     }
 
+    @Test
+    void aNodeLostMidStreamFailsItsChoicesAt503AndNeverHangs() throws Exception {
+        int maxTokens = 120;
+        int[] prompt = longRunningPrompt(maxTokens);
+        Vertx v = Vertx.vertx();
+        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
+        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
+        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
+        CountDownLatch started = new CountDownLatch(1);
+        List<CompletableFuture<Generator.Finish>> fs = a.submit(new InferenceExecutor.Work("req-lost", "t1", null,
+            List.of(new InferenceExecutor.Prompt(prompt, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(maxTokens), (t, l) -> {
+                started.countDown();
+                return true;
+            }), new InferenceExecutor.Choice(SamplingParams.greedy(maxTokens), (t, l) -> true)))), null)).get(0);
+        assertTrue(started.await(30, TimeUnit.SECONDS));
+        v.close().await(); // the executing node's listener goes away with its connections
+        for (CompletableFuture<Generator.Finish> f : fs) {
+            java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class,
+                () -> f.get(20, TimeUnit.SECONDS));
+            assertTrue(e.getCause() instanceof Engine.UnavailableException, String.valueOf(e.getCause()));
+        }
+        waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "the lost stream's sequences were cancelled on B");
+        // a node that is gone is refused at once, as unavailable
+        assertThrows(Engine.UnavailableException.class, () -> a.submit(new InferenceExecutor.Work("req-gone", "t1", null,
+            List.of(new InferenceExecutor.Prompt(prompt, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(2), (t, l) -> true)))),
+            null)));
+    }
+
+    /** {@code ex} with 5 ms more per token (a slower engine), so a stream is still running when the test cuts it. */
+    private static InferenceExecutor slowed(InferenceExecutor ex) {
+        return new InferenceExecutor() {
+            @Override
+            public List<List<CompletableFuture<Generator.Finish>>> submit(Work work) {
+                List<Prompt> prompts = new ArrayList<>();
+                for (Prompt p : work.prompts()) {
+                    List<Choice> cs = new ArrayList<>();
+                    for (Choice c : p.choices()) {
+                        cs.add(new Choice(c.params(), (t, l) -> {
+                            try {
+                                Thread.sleep(5);
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                            }
+                            return c.sink().accept(t, l);
+                        }));
+                    }
+                    prompts.add(new Prompt(p.tokens(), cs));
+                }
+                return ex.submit(new Work(work.requestId(), work.tenant(), work.adapter(), prompts, work.trace()));
+            }
+
+            @Override
+            public dev.loragateway.batcher.ModelConfig config() {
+                return ex.config();
+            }
+
+            @Override
+            public String unhealthy(long stallNanos) {
+                return ex.unhealthy(stallNanos);
+            }
+        };
+    }
+
     /** A prompt whose greedy answer runs to {@code maxTokens} without an end-of-sequence token (checked on A's engine). */
     private static int[] longRunningPrompt(int maxTokens) throws Exception {
         for (int seed = 1; seed < 40; seed++) {
