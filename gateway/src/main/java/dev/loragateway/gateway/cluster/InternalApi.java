@@ -62,7 +62,9 @@ public final class InternalApi {
     private HttpServer server;
 
     /**
-     * @param executor where forwarded requests run (this node's local executor)
+     * @param executor where forwarded requests run: this node's {@code LocalExecutor}, never a
+     *     {@link ClusterExecutor} (a forwarded request runs where placement sent it and is never
+     *     forwarded again); its {@code submit} runs on this listener's event loop, so it must not block
      * @param secret   the cluster secret's bytes ({@code ClusterMember.secret()}; empty without one)
      */
     public InternalApi(Vertx vertx, InferenceExecutor executor, byte[] secret) {
