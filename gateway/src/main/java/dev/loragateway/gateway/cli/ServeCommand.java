@@ -11,7 +11,12 @@ import dev.loragateway.batcher.ForwardBackend;
 import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
+import dev.loragateway.batcher.InferenceExecutor;
+import dev.loragateway.gateway.cluster.ClusterExecutor;
+import dev.loragateway.gateway.cluster.InternalApi;
 import dev.loragateway.gateway.cluster.LocalNodeState;
+import dev.loragateway.gateway.cluster.RemoteExecutors;
+import dev.loragateway.scheduler.placement.Placements;
 import dev.loragateway.scheduler.cluster.ClusterMember;
 import dev.loragateway.scheduler.cluster.ClusterOptions;
 import dev.loragateway.batcher.LlamaModel;
@@ -282,9 +287,50 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit, maxNumBatchedTokens);
         Vertx vertx = Vertx.vertx();
-        ApiServer server = new ApiServer(vertx, new LocalExecutor(engine), tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
+        InferenceExecutor local = new LocalExecutor(engine);
+        InferenceExecutor executor = local;
+        ClusterMember member = null;
+        InternalApi internal = null;
+        RemoteExecutors remotes = null;
+        java.util.concurrent.atomic.AtomicReference<ApiServer> api = new java.util.concurrent.atomic.AtomicReference<>();
+        if (clusterName != null) {
+            // the node id defaults to the API's host:port (with --port 0 not known yet: the cluster port's)
+            String node = nodeId != null ? nodeId : host + ":" + (port != 0 ? port : (clusterPort != null ? clusterPort : ClusterOptions.DEFAULT_PORT));
+            String bindHost = clusterHost != null ? clusterHost : host;
+            try {
+                ClusterOptions co = ClusterOptions.parse(clusterName, String.join(",", clusterMembers), clusterPort, bindHost,
+                    clusterSecretFile, node);
+                byte[] secret = co.readSecret();
+                // other nodes' forwarded requests arrive here (cluster secret required), on a free port of the member's address
+                internal = new InternalApi(vertx, local, secret);
+                String address = "http://" + (bindHost.contains(":") ? "[" + bindHost + "]" : bindHost) + ":"
+                    + internal.listen(bindHost, 0).await();
+                member = ClusterMember.start(co, new LocalNodeState(node, () -> address, chosen, engine, device, tiers.host(),
+                    () -> api.get() != null && api.get().draining()));
+                remotes = new RemoteExecutors(llama.config(), secret, 64);
+                executor = new ClusterExecutor(local, member, Placements.byName(placement), remotes);
+                LOG.info("cluster {}: node {} joined, {} member(s) now; internal listener {}; placement {}", clusterName, node,
+                    member.nodes().size(), address, placement);
+            } catch (Exception e) { // bad options, an unreadable secret, a taken port or node id
+                if (member != null) {
+                    member.close();
+                }
+                vertx.close();
+                engine.close();
+                throw new ParameterException(spec.commandLine(), "cluster: " + e.getMessage());
+            }
+            engine.onAdmitOrFinish(member::publishNow); // as well as every 200 ms
+            ClusterMember m = member;
+            ClusterExecutor cx = (ClusterExecutor) executor;
+            telemetry.cluster(m::nodes, cx::forwarded);
+        }
+        ApiServer server = new ApiServer(vertx, executor, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
             .httpLimits(httpLimits());
+        if (member != null) {
+            server.cluster(member, placement);
+        }
+        api.set(server);
         int bound;
         try {
             bound = server.listen(host, port).await();
@@ -301,24 +347,8 @@ final class ServeCommand implements Callable<Integer> {
                     + ": " + e.getMessage());
             }
         }
-        ClusterMember member = null;
-        if (clusterName != null) {
-            String node = nodeId != null ? nodeId : host + ":" + bound;
-            try {
-                ClusterOptions co = ClusterOptions.parse(clusterName, String.join(",", clusterMembers), clusterPort,
-                    clusterHost != null ? clusterHost : host, clusterSecretFile, node);
-                member = ClusterMember.start(co, new LocalNodeState(node, () -> "", chosen, engine, device, tiers.host(), server::draining));
-            } catch (RuntimeException e) { // bad options, an unreadable secret, a taken port or node id
-                vertx.close();
-                engine.close();
-                throw new ParameterException(spec.commandLine(), "cluster: " + e.getMessage());
-            }
-            engine.onAdmitOrFinish(member::publishNow); // as well as every 200 ms
-            server.cluster(member, placement);
-            telemetry.cluster(member::nodes);
-            LOG.info("cluster {}: node {} joined, {} member(s) now; placement {}", clusterName, node, member.nodes().size(), placement);
-        }
         ClusterMember joined = member;
+        RemoteExecutors forwardedTo = remotes;
         // SIGTERM: stop taking work at once, on the signal thread, then drain through the shutdown hook
         Signals.onTerm(() -> {
             server.refuseNewWork();
@@ -332,7 +362,10 @@ final class ServeCommand implements Callable<Integer> {
             LOG.info("draining: new requests get 503, running ones finish");
             server.drain();
             if (joined != null) {
-                joined.close();
+                joined.close(); // the others drop this node now; nothing more is forwarded here
+            }
+            if (forwardedTo != null) {
+                forwardedTo.close();
             }
             engine.close();
             vertx.close().await();

@@ -129,9 +129,13 @@ public final class Telemetry implements AutoCloseable {
     /**
      * Cluster mode: {@code lora_gateway_cluster_nodes} (live members), {@code ..._nodes_busy} (running
      * or queueing work) and {@code ..._nodes_idle} (empty: consolidation left them nothing, so they
-     * are safe to release, the autoscaling signal), read from {@code nodes} at each collection.
+     * are safe to release, the autoscaling signal), read from {@code nodes} at each collection; and
+     * {@code lora_gateway_cluster_requests_forwarded_total}.
      */
-    public void cluster(java.util.function.Supplier<List<dev.loragateway.scheduler.NodeState>> nodes) {
+    public void cluster(java.util.function.Supplier<List<dev.loragateway.scheduler.NodeState>> nodes,
+                        java.util.function.LongSupplier forwarded) {
+        meter.counterBuilder("lora_gateway.cluster.requests_forwarded").setDescription("Requests this node placed on another node")
+            .setUnit("{request}").buildWithCallback(m -> m.record(forwarded.getAsLong()));
         meter.gaugeBuilder("lora_gateway.cluster.nodes").ofLongs().setDescription("Live members of the cluster").setUnit("{node}")
             .buildWithCallback(m -> m.record(nodes.get().size()));
         meter.gaugeBuilder("lora_gateway.cluster.nodes_busy").ofLongs().setDescription("Members running or queueing work")

@@ -90,6 +90,25 @@ class ClusterProcessTest {
         assertTrue(metrics.contains("lora_gateway_cluster_nodes_idle 3"), metrics);
         assertTrue(metrics.contains("lora_gateway_cluster_nodes_busy 0"), metrics);
 
+        // requests entering at node-2 (round-robin) run on all three nodes and answer as one node does
+        String single = completion(urls.get(0), false);
+        String singleStream = completion(urls.get(0), true);
+        for (int i = 0; i < 6; i++) {
+            assertEquals(single, completion(urls.get(2), false), "forwarded request " + i);
+            assertEquals(singleStream, completion(urls.get(2), true), "forwarded stream " + i);
+        }
+        String m2 = http.send(HttpRequest.newBuilder(URI.create(urls.get(2) + "/metrics")).build(),
+            HttpResponse.BodyHandlers.ofString()).body();
+        java.util.regex.Matcher fw = java.util.regex.Pattern.compile("lora_gateway_cluster_requests_forwarded_total (\\d+)").matcher(m2);
+        assertTrue(fw.find(), m2);
+        assertTrue(Integer.parseInt(fw.group(1)) >= 8, "round-robin over 3 nodes forwards two thirds of 12 requests: " + fw.group(0));
+        // the internal listener refuses a request without the secret
+        String internal = get(urls.get(1) + "/v1/cluster").get("members").get(1).get("address").asText();
+        assertTrue(internal.startsWith("http://127.0.0.1:"), internal);
+        HttpResponse<String> refused = http.send(HttpRequest.newBuilder(URI.create(internal + "/internal/v1/generate"))
+            .POST(HttpRequest.BodyPublishers.ofString("{}")).build(), HttpResponse.BodyHandlers.ofString());
+        assertEquals(401, refused.statusCode(), refused.body());
+
         // another secret: a cluster of its own, seen by nobody else
         assertEquals(new TreeSet<>(List.of("stranger")), ids(get(strangerUrl + "/v1/cluster")));
 
@@ -128,6 +147,37 @@ class ClusterProcessTest {
             vertx.close().await();
             stack.loader.shutdownNow();
         }
+    }
+
+    /** A greedy completion's text (whole, or the streamed deltas joined) with its finish reason. */
+    private String completion(String base, boolean stream) throws Exception {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+            .header("Content-Type", "application/json").timeout(Duration.ofSeconds(60))
+            .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"demo\",\"prompt\":\"The cluster\",\"max_tokens\":12,"
+                + "\"temperature\":0.8,\"seed\":7,\"n\":2,\"stream\":" + stream + "}")).build(),
+            HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode(), r.body());
+        if (!stream) {
+            JsonNode b = JSON.readTree(r.body());
+            StringBuilder out = new StringBuilder();
+            b.get("choices").forEach(c -> out.append(c.get("index").asInt()).append(':').append(c.get("text").asText())
+                .append('/').append(c.get("finish_reason").asText()).append('\n'));
+            return out.toString();
+        }
+        String[] text = {"", ""};
+        String[] finish = {"", ""};
+        for (String line : r.body().split("\n")) {
+            if (line.startsWith("data: {")) {
+                JsonNode c = JSON.readTree(line.substring(6)).get("choices").get(0);
+                int i = c.get("index").asInt();
+                text[i] += c.get("text").asText();
+                if (!c.get("finish_reason").isNull()) {
+                    finish[i] = c.get("finish_reason").asText();
+                }
+            }
+        }
+        assertTrue(r.body().endsWith("data: [DONE]\n\n"), r.body());
+        return "0:" + text[0] + "/" + finish[0] + "\n1:" + text[1] + "/" + finish[1] + "\n";
     }
 
     private JsonNode awaitCluster(String url, Predicate<TreeSet<String>> done) throws Exception {
