@@ -33,7 +33,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Only {@link #engine} touches the engine's API; the rest sees a {@link Server}.
  */
-public final class ConcurrencyBench {
+public record ConcurrencyBench(LlamaModel model, int adapters, int rank, int maxBatch, int warmup, Integer requests,
+                               int promptTokens, int maxTokens, double thinkMs) {
     /** Tokens/s must rise by at least this fraction from one level to the next to pass the knee. */
     static final double MIN_GAIN = 0.10;
 
@@ -272,25 +273,6 @@ public final class ConcurrencyBench {
 
     // ---- the run ----------------------------------------------------------------------------
 
-    private final LlamaModel model;
-    private final int adapters;
-    private final int rank;
-    private final int maxBatch;
-    private final int warmup;
-    private final Integer requests;
-    private final Workload base;
-
-    public ConcurrencyBench(LlamaModel model, int adapters, int rank, int maxBatch, int warmup, Integer requests,
-                     int promptTokens, int maxTokens, double thinkMs) {
-        this.model = model;
-        this.adapters = adapters;
-        this.rank = rank;
-        this.maxBatch = maxBatch;
-        this.warmup = warmup;
-        this.requests = requests;
-        this.base = new Workload(promptTokens, maxTokens, thinkMs, model.config().vocabSize(), List.of());
-    }
-
     /**
      * Requests measured at concurrency {@code c}: {@code --requests}, else 2c within [16, 96] (at
      * least 16 samples for the percentiles; at most 96 so that high levels stay within a minute or
@@ -305,7 +287,7 @@ public final class ConcurrencyBench {
         for (int i = 0; i < adapters; i++) {
             keys.add(AdapterKey.system("bench-lora-" + i));
         }
-        Workload w = new Workload(base.promptTokens(), base.maxTokens(), base.thinkMs(), base.vocab(), keys);
+        Workload w = new Workload(promptTokens, maxTokens, thinkMs, model.config().vocabSize(), keys);
         DeviceTier<AdapterKey> tier = adapters > 0 ? adapterTier(keys) : null;
         int top = levels[levels.length - 1];
         System.out.printf("%s; max batch %d; prompts %d..%d tokens (uniform), max_tokens %d (greedy; EOS may end one early); "

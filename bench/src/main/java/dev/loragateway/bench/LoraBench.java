@@ -24,25 +24,9 @@ import java.util.TreeMap;
  * (c) the per-adapter baseline, where a step only ever holds one adapter's rows, as in a system
  * without a mixed-adapter kernel. Reports tokens/s for each and the ratios b/a and b/c.
  */
-public final class LoraBench {
-    private final LlamaModel model;
-    private final ModelConfig cfg;
-    private final int adapters;
-    private final int batch;
-    private final int rank;
-    private final String distribution;
-    private final int steps;
-    private final int repeats;
-
-    public LoraBench(LlamaModel model, int adapters, int batch, int rank, String distribution, int steps, int repeats) {
-        this.model = model;
-        this.cfg = model.config();
-        this.adapters = adapters;
-        this.batch = batch;
-        this.rank = rank;
-        this.distribution = distribution;
-        this.steps = steps;
-        this.repeats = repeats;
+public record LoraBench(LlamaModel model, int adapters, int batch, int rank, String distribution, int steps, int repeats) {
+    private ModelConfig cfg() {
+        return model.config();
     }
 
     /** Which adapter each of the B rows uses. */
@@ -109,8 +93,8 @@ public final class LoraBench {
 
     public void run(CpuBackend cpu) {
         SplittableRandom rnd = new SplittableRandom(11);
-        ModelShape shape = cfg.shape();
-        LoraSlotPool pool = new LoraSlotPool(adapters, cfg.numLayers(), shape.ins(), shape.outs());
+        ModelShape shape = cfg().shape();
+        LoraSlotPool pool = new LoraSlotPool(adapters, cfg().numLayers(), shape.ins(), shape.outs());
         long t0 = System.nanoTime();
         for (int i = 0; i < adapters; i++) {
             pool.write(i, randomAdapter(shape, rank, model.embedding().dtype() == DType.BF16, rnd));
@@ -120,7 +104,7 @@ public final class LoraBench {
         long used = Arrays.stream(rowAdapter).distinct().count();
         System.out.printf("%d adapters of rank %d on all 7 projections (%d layers), %s; batch %d, %s: %d distinct adapters in the batch; "
             + "slot pool %.1f MB (%.1f MB per adapter, packed in %.2f s); %d decode steps per round, %d rounds; a, b and c step in lockstep; medians%n",
-            adapters, rank, cfg.numLayers(), pool.isBf16(0) ? "bf16" : "float32", batch, distribution, used, pool.totalBytes() / 1e6,
+            adapters, rank, cfg().numLayers(), pool.isBf16(0) ? "bf16" : "float32", batch, distribution, used, pool.totalBytes() / 1e6,
             pool.totalBytes() / 1e6 / adapters, fill, steps, repeats);
 
         ForwardPass pass = new ForwardPass(model, cpu, pool);
@@ -225,7 +209,7 @@ public final class LoraBench {
             for (int[] g : groups) {
                 maxRows = Math.max(maxRows, g.length);
             }
-            this.logits = new float[maxRows * cfg.vocabSize()];
+            this.logits = new float[maxRows * cfg().vocabSize()];
         }
 
         /** Fresh sequences with a 4-token prompt each. */
@@ -236,9 +220,9 @@ public final class LoraBench {
                 KvCache[] cs = new KvCache[g.length];
                 sb.clear();
                 for (int i = 0; i < g.length; i++) {
-                    cs[i] = new KvCache(cfg, steps + 8);
+                    cs[i] = new KvCache(cfg(), steps + 8);
                     for (int p = 0; p < 4; p++) {
-                        sb.add(cs[i], rnd.nextInt(cfg.vocabSize()), p == 3, g[i]);
+                        sb.add(cs[i], rnd.nextInt(cfg().vocabSize()), p == 3, g[i]);
                     }
                 }
                 pass.step(sb, logits);
@@ -254,7 +238,7 @@ public final class LoraBench {
                 KvCache[] cs = caches.get(gi);
                 sb.clear();
                 for (int i = 0; i < g.length; i++) {
-                    sb.add(cs[i], (step * 31 + i * 7) % cfg.vocabSize(), true, g[i]);
+                    sb.add(cs[i], (step * 31 + i * 7) % cfg().vocabSize(), true, g[i]);
                 }
                 pass.step(sb, logits);
             }

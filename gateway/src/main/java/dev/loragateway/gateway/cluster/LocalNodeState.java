@@ -13,32 +13,11 @@ import java.util.stream.Collectors;
 /**
  * This node's {@link NodeState}, read from its engine (batch, queue, KV blocks, step time), its
  * adapter tiers (resident in device slots, warm in host memory) and whether it drains: the supplier
- * the cluster member publishes every refresh and on {@code publishNow}.
+ * the cluster member publishes every refresh and on {@code publishNow}. {@code address} is the base
+ * URL of this node's internal listener (where other nodes forward requests), read at each publish.
  */
-public final class LocalNodeState implements Supplier<NodeState> {
-    private final String nodeId;
-    private final Supplier<String> address;
-    private final String backend;
-    private final Engine engine;
-    private final DeviceTier<AdapterKey> device;
-    private final HostTier<AdapterKey> host;
-    private final BooleanSupplier draining;
-
-    /**
-     * @param address  the base URL of this node's internal listener (where other nodes forward
-     *                 requests), read at each publish since it is known only once that listener is up
-     */
-    public LocalNodeState(String nodeId, Supplier<String> address, String backend, Engine engine, DeviceTier<AdapterKey> device,
-                          HostTier<AdapterKey> host, BooleanSupplier draining) {
-        this.nodeId = nodeId;
-        this.address = address;
-        this.backend = backend;
-        this.engine = engine;
-        this.device = device;
-        this.host = host;
-        this.draining = draining;
-    }
-
+public record LocalNodeState(String nodeId, Supplier<String> address, String backend, Engine engine, DeviceTier<AdapterKey> device,
+                             HostTier<AdapterKey> host, BooleanSupplier draining) implements Supplier<NodeState> {
     @Override
     public NodeState get() {
         int total = engine.kvBlocksTotal();

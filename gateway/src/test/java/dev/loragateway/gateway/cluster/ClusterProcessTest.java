@@ -6,14 +6,9 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loragateway.batcher.Engine;
 import dev.loragateway.gateway.ServerProcesses;
 import dev.loragateway.gateway.cli.Main;
 import dev.loragateway.gateway.demo.DemoModel;
-import dev.loragateway.gateway.http.ApiServer;
-import dev.loragateway.gateway.http.DemoStack;
-import dev.loragateway.kernels.cpu.CpuBackend;
-import io.vertx.core.Vertx;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.URI;
@@ -37,8 +32,8 @@ import org.junit.jupiter.api.io.TempDir;
  * Issue 14, membership: {@code serve} processes started with the cluster flags form one Hazelcast
  * cluster on 127.0.0.1; {@code GET /v1/cluster} on any of them lists every member with its state and
  * the placement policy; {@code /metrics} counts the members and the idle ones; a member killed with
- * SIGKILL leaves every view; a member with another secret never joins. Without the flags nothing
- * of this starts and {@code /v1/cluster} is a 404 that names the flag.
+ * SIGKILL leaves every view; a member with another secret never joins (without the flags:
+ * {@code ClusterRouteHttpTest}).
  */
 class ClusterProcessTest {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -125,28 +120,6 @@ class ClusterProcessTest {
             .POST(HttpRequest.BodyPublishers.ofString("{\"model\":\"demo\",\"prompt\":\"Hi\",\"max_tokens\":4,\"temperature\":0}")).build(),
             HttpResponse.BodyHandlers.ofString());
         assertEquals(200, r.statusCode(), r.body());
-    }
-
-    @Test
-    @Timeout(value = 60, unit = TimeUnit.SECONDS)
-    void withoutTheClusterFlagsV1ClusterIsA404NamingThem() throws Exception {
-        DemoStack stack = DemoStack.create(dir, 2, false);
-        Vertx vertx = Vertx.vertx();
-        Engine engine = new Engine(stack.model, new CpuBackend(1), stack.device, 4, 16);
-        try {
-            String base = "http://127.0.0.1:" + new ApiServer(vertx, engine, stack.tokenizer, "demo", 256, stack.registry)
-                .listen("127.0.0.1", 0).await();
-            HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/cluster")).build(),
-                HttpResponse.BodyHandlers.ofString());
-            assertEquals(404, r.statusCode(), r.body());
-            JsonNode err = JSON.readTree(r.body()).get("error");
-            assertEquals("not_in_cluster", err.get("code").asText(), r.body());
-            assertTrue(err.get("message").asText().contains("--cluster-name"), r.body());
-        } finally {
-            engine.close();
-            vertx.close().await();
-            stack.loader.shutdownNow();
-        }
     }
 
     /** A greedy completion's text (whole, or the streamed deltas joined) with its finish reason. */

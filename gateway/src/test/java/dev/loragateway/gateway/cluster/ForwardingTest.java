@@ -19,6 +19,7 @@ import dev.loragateway.batcher.Sampler;
 import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
+import dev.loragateway.gateway.http.SseEvents;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.scheduler.NodeState;
@@ -543,18 +544,9 @@ class ForwardingTest {
         ObjectNode text = out.putObject("text");
         ObjectNode lps = out.putObject("logprobs");
         ObjectNode finish = out.putObject("finish");
-        boolean done = false;
-        for (String line : sse.split("\n")) {
-            if (!line.startsWith("data: ")) {
-                continue;
-            }
-            String data = line.substring(6);
-            if (data.equals("[DONE]")) {
-                done = true;
-                continue;
-            }
-            JsonNode chunk = JSON.readTree(data);
-            assertFalse(chunk.has("error"), data);
+        SseEvents events = SseEvents.parse(sse);
+        for (JsonNode chunk : events.chunks()) {
+            assertFalse(chunk.has("error"), chunk.toString());
             if (chunk.hasNonNull("usage")) {
                 out.set("usage", chunk.get("usage"));
             }
@@ -572,7 +564,7 @@ class ForwardingTest {
                 }
             }
         }
-        assertTrue(done, "the stream ended with [DONE]");
+        assertTrue(events.done(), "the stream ended with [DONE]");
         assertEquals(4, finish.size(), sse);
         assertTrue(out.has("usage"), sse);
         return out;

@@ -141,18 +141,9 @@ class CompletionsHttpTest {
         HttpResponse<String> s = post("/v1/completions", req + ",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
         assertEquals(200, s.statusCode());
         StringBuilder text = new StringBuilder();
-        boolean done = false;
         boolean usage = false;
-        for (String line : s.body().split("\n")) {
-            if (!line.startsWith("data: ")) {
-                continue;
-            }
-            String data = line.substring(6);
-            if (data.equals("[DONE]")) {
-                done = true;
-                continue;
-            }
-            JsonNode chunk = JSON.readTree(data);
+        SseEvents events = SseEvents.parse(s.body());
+        for (JsonNode chunk : events.chunks()) {
             if (chunk.has("usage")) {
                 usage = true;
             }
@@ -160,7 +151,7 @@ class CompletionsHttpTest {
                 text.append(c.get("text").asText());
             }
         }
-        assertTrue(done, "stream ends with [DONE]");
+        assertTrue(events.done(), "stream ends with [DONE]");
         assertTrue(usage, "include_usage sends a usage chunk");
         assertEquals(full, text.toString());
     }
