@@ -26,6 +26,11 @@ public record SamplingParams(double temperature, double topP, long seed, int max
         return new SamplingParams(0, 1, 0, maxTokens, -1);
     }
 
+    /** These parameters with another {@code max_tokens} (a request resumed after {@code n} tokens: {@code maxTokens() - n}). */
+    public SamplingParams withMaxTokens(int maxTokens) {
+        return new SamplingParams(temperature, topP, seed, maxTokens, logprobs);
+    }
+
     public boolean isGreedy() {
         return temperature == 0;
     }

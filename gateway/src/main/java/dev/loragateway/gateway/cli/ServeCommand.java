@@ -322,7 +322,7 @@ final class ServeCommand implements Callable<Integer> {
             engine.onAdmitOrFinish(member::publishNow); // as well as every 200 ms
             ClusterMember m = member;
             ClusterExecutor cx = (ClusterExecutor) executor;
-            telemetry.cluster(m::nodes, cx::forwarded);
+            telemetry.cluster(m::nodes, cx::forwarded, cx::migrated);
         }
         ApiServer server = new ApiServer(vertx, executor, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
@@ -349,11 +349,16 @@ final class ServeCommand implements Callable<Integer> {
         }
         ClusterMember joined = member;
         RemoteExecutors forwardedTo = remotes;
+        InternalApi internalApi = internal;
+        InferenceExecutor routed = executor;
         // SIGTERM: stop taking work at once, on the signal thread, then drain through the shutdown hook
         Signals.onTerm(() -> {
             server.refuseNewWork();
             if (joined != null) {
                 joined.publishNow(); // the others see it draining and place nothing more here
+                // other nodes' requests running here go back to their front nodes, which resume them elsewhere
+                int moved = internalApi.drain();
+                LOG.info("draining: {} forwarded choice(s) given back to their front nodes", moved);
             }
             Thread exit = new Thread(() -> System.exit(0), "sigterm");
             exit.start();
@@ -366,6 +371,9 @@ final class ServeCommand implements Callable<Integer> {
             }
             if (forwardedTo != null) {
                 forwardedTo.close();
+            }
+            if (routed instanceof ClusterExecutor cx) {
+                cx.close();
             }
             engine.close();
             vertx.close().await();

@@ -1,16 +1,27 @@
 package dev.loragateway.gateway.cluster;
 
+import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.InferenceExecutor;
 import dev.loragateway.batcher.ModelConfig;
+import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.scheduler.NodeState;
 import dev.loragateway.scheduler.PlacementRequest;
 import dev.loragateway.scheduler.cluster.ClusterView;
 import dev.loragateway.scheduler.placement.Decision;
 import dev.loragateway.scheduler.placement.Placement;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
 import org.slf4j.Logger;
@@ -19,28 +30,50 @@ import org.slf4j.LoggerFactory;
 /**
  * Where a request runs in a cluster: asks {@link Placement} over the {@link ClusterView} for each
  * request and runs it on this node's executor or forwards it to the chosen node's
- * {@link RemoteExecutor}.
+ * {@link RemoteExecutor}; and when a forwarded choice's node is lost or gives it back, resumes it
+ * on another node so that the client's answer goes on as if nothing happened.
  *
  * <pre>
  *   Work(tenant, adapter, prompts [p0 (n=2), p1 (n=2)])
  *     → PlacementRequest(tenant, adapter.toString(), longest prompt, max maxTokens, sequences 4)
  *     → placement.place(req, view.nodes())
  *         this node, no node published yet, or no node has room → local.submit(work)
- *         another node → remotes.apply(node.address()).submit(work)
+ *         another node → remotes.apply(node.address()).submit(work)   (unreachable: placed again without it)
  * </pre>
  *
- * When no node has room the request runs locally, where the engine queues it (or refuses it with
- * 429 when its queue is full). The cluster-wide fair queue, which would hold it until any node has
- * room, is a later part of the cluster work.
+ * <p><b>Migration.</b> Each forwarded choice runs through a {@link Relay} that keeps the token ids
+ * its sink has received. When the executing node is lost (the stream breaks, or the member leaves
+ * the cluster) or gives the choice back ({@link Moved}: draining, KV pool dry), the relay resumes
+ * it as a request of its own: prompt + received tokens as the prompt, {@code max_tokens} minus
+ * the received count, the same seed, placed again without that node. The engine recomputes the
+ * KV of those tokens and continues; since the sampler's randomness at a position depends only on
+ * (seed, position), the resumed choice samples exactly what it would have sampled where it was,
+ * and its sink sees the next token after the last one it received: no gap, no repeat. Each
+ * request counts once per node it is moved off, by reason, in {@link #migrated()}.
+ *
+ * <p>When no node has room the request runs locally, where the engine queues it (or refuses it
+ * with 429 when its queue is full).
  */
-public final class ClusterExecutor implements InferenceExecutor {
+public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(ClusterExecutor.class);
+    /** Moves one choice may make before it fails (a cluster losing node after node). */
+    static final int MAX_MOVES = 8;
 
     private final InferenceExecutor local;
     private final ClusterView view;
     private final Placement placement;
     private final Function<String, ? extends InferenceExecutor> remotes;
     private final LongAdder forwarded = new LongAdder();
+    private final Map<String, LongAdder> migrated = new ConcurrentHashMap<>();
+    /** Relays running on each other node now, by node id: failed over when that member leaves. */
+    private final Map<String, Set<Relay>> onNode = new ConcurrentHashMap<>();
+    /** Resumes choices off the threads that learn of a failure (a remote stream's event loop, Hazelcast's event thread). */
+    private final ExecutorService resumer = Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "cluster-resume");
+        t.setDaemon(true);
+        return t;
+    });
+    private volatile Set<String> members;
 
     /**
      * @param local     this node's executor
@@ -54,6 +87,8 @@ public final class ClusterExecutor implements InferenceExecutor {
         this.view = view;
         this.placement = placement;
         this.remotes = remotes;
+        this.members = view.memberIds();
+        view.addListener(this::membersChanged);
     }
 
     @Override
@@ -63,20 +98,57 @@ public final class ClusterExecutor implements InferenceExecutor {
             LOG.debug("request {} runs on {}: no node state published yet", work.requestId(), view.localNodeId());
             return local.submit(work);
         }
-        Optional<Decision> decision = placement.place(request(work), nodes);
-        if (decision.isEmpty()) {
-            LOG.debug("request {} runs on {}: no node has room now, its engine queues it", work.requestId(), view.localNodeId());
-            return local.submit(work);
+        Set<String> refused = new java.util.HashSet<>();
+        while (true) {
+            Optional<Decision> decision = placement.place(request(work), without(nodes, refused));
+            if (decision.isEmpty()) {
+                LOG.debug("request {} runs on {}: no node has room now, its engine queues it", work.requestId(), view.localNodeId());
+                return local.submit(work);
+            }
+            Decision d = decision.get();
+            if (d.nodeId().equals(view.localNodeId())) {
+                LOG.debug("request {} runs on {} ({})", work.requestId(), d.nodeId(), d.reason());
+                return local.submit(work);
+            }
+            try {
+                List<List<CompletableFuture<Generator.Finish>>> futures = forward(work, d.node());
+                forwarded.increment();
+                LOG.debug("request {} forwarded to {} at {} ({})", work.requestId(), d.nodeId(), d.node().address(), d.reason());
+                return futures;
+            } catch (Engine.UnavailableException e) { // unreachable or draining: the next best node
+                LOG.info("request {}: node {} unavailable ({}); placing it again without it", work.requestId(), d.nodeId(), e.getMessage());
+                refused.add(d.nodeId());
+            }
         }
-        Decision d = decision.get();
-        if (d.nodeId().equals(view.localNodeId())) {
-            LOG.debug("request {} runs on {} ({})", work.requestId(), d.nodeId(), d.reason());
-            return local.submit(work);
+    }
+
+    /** Runs {@code work} on {@code node} with a relay per choice; throws what its admission throws. */
+    private List<List<CompletableFuture<Generator.Finish>>> forward(Work work, NodeState node) {
+        Request request = new Request(work);
+        List<Relay> relays = new ArrayList<>();
+        List<Prompt> prompts = new ArrayList<>();
+        List<List<CompletableFuture<Generator.Finish>>> proxies = new ArrayList<>();
+        for (Prompt p : work.prompts()) {
+            List<Choice> choices = new ArrayList<>();
+            List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
+            for (Choice c : p.choices()) {
+                Relay r = new Relay(request, p.tokens(), c);
+                relays.add(r);
+                choices.add(new Choice(c.params(), r.sink(0)));
+                fs.add(r.proxy);
+            }
+            prompts.add(new Prompt(p.tokens(), choices));
+            proxies.add(fs);
         }
-        LOG.debug("request {} forwarded to {} at {} ({})", work.requestId(), d.nodeId(), d.node().address(), d.reason());
-        List<List<CompletableFuture<Generator.Finish>>> futures = remotes.apply(d.node().address()).submit(work);
-        forwarded.increment();
-        return futures;
+        List<List<CompletableFuture<Generator.Finish>>> futures = remotes.apply(node.address())
+            .submit(new Work(work.requestId(), work.tenant(), work.adapter(), prompts, work.trace()));
+        int i = 0;
+        for (List<CompletableFuture<Generator.Finish>> fs : futures) {
+            for (CompletableFuture<Generator.Finish> f : fs) {
+                relays.get(i++).attach(f, node.nodeId());
+            }
+        }
+        return proxies;
     }
 
     /** What placement knows of {@code work}: its longest prompt, its largest {@code max_tokens}, all its choices. */
@@ -95,9 +167,38 @@ public final class ClusterExecutor implements InferenceExecutor {
             sequences);
     }
 
+    private static List<NodeState> without(List<NodeState> nodes, Set<String> ids) {
+        return ids.isEmpty() ? nodes : nodes.stream().filter(n -> !ids.contains(n.nodeId())).toList();
+    }
+
+    /** A member left: every choice running there resumes elsewhere now, not when its connection times out. */
+    private void membersChanged() {
+        Set<String> now = view.memberIds();
+        Set<String> before = members;
+        members = now;
+        for (String id : before) {
+            if (!now.contains(id)) {
+                Set<Relay> lost = onNode.remove(id);
+                if (lost != null && !lost.isEmpty()) {
+                    LOG.warn("node {} left with {} forwarded choice(s) running: resuming them elsewhere", id, lost.size());
+                    for (Relay r : lost) {
+                        r.lost(id, new Engine.UnavailableException("node " + id + " left the cluster"));
+                    }
+                }
+            }
+        }
+    }
+
     /** Requests this node sent to another node (admitted there). */
     public long forwarded() {
         return forwarded.sum();
+    }
+
+    /** Requests moved off a node, by reason ({@code node_lost}, {@code drain}, {@code kv}). */
+    public Map<String, Long> migrated() {
+        Map<String, Long> m = new TreeMap<>();
+        migrated.forEach((k, v) -> m.put(k, v.sum()));
+        return m;
     }
 
     @Override
@@ -108,5 +209,195 @@ public final class ClusterExecutor implements InferenceExecutor {
     @Override
     public String unhealthy(long stallNanos) {
         return local.unhealthy(stallNanos);
+    }
+
+    @Override
+    public void close() {
+        resumer.shutdownNow();
+    }
+
+    /** One forwarded request, for counting its moves (once per node it leaves, whatever its choice count). */
+    private static final class Request {
+        final Work work;
+        private final Set<String> movedOff = ConcurrentHashMap.newKeySet();
+
+        Request(Work work) {
+            this.work = work;
+        }
+    }
+
+    /**
+     * One forwarded choice: the client's future ({@link #proxy}), the attempt running now, and the
+     * tokens received so far (what a resumed attempt starts from). Each attempt's sink carries the
+     * attempt's epoch: once an attempt is given up, a late token from it is refused, so the
+     * client's sink sees each position once.
+     */
+    private final class Relay {
+        final Request request;
+        final int[] prompt;
+        final Choice choice;
+        final CompletableFuture<Generator.Finish> proxy = new CompletableFuture<>();
+        private int[] received = new int[16];
+        private int count;
+        private int epoch;
+        private CompletableFuture<Generator.Finish> current;
+        private String node;
+        private int moves;
+
+        Relay(Request request, int[] prompt, Choice choice) {
+            this.request = request;
+            this.prompt = prompt;
+            this.choice = choice;
+            proxy.whenComplete((f, t) -> {
+                CompletableFuture<Generator.Finish> c;
+                synchronized (this) {
+                    c = current;
+                }
+                if (proxy.isCancelled() && c != null) {
+                    c.cancel(false);
+                }
+            });
+        }
+
+        /** The sink of the attempt of {@code attemptEpoch}: keeps each token, then hands it to the client's. */
+        Generator.TokenSink sink(int attemptEpoch) {
+            return (token, lp) -> {
+                synchronized (this) {
+                    if (attemptEpoch != epoch) {
+                        return false; // an attempt given up: its position is the resumed attempt's now
+                    }
+                    if (count == received.length) {
+                        received = Arrays.copyOf(received, count * 2);
+                    }
+                    received[count++] = token;
+                    return choice.sink().accept(token, lp);
+                }
+            };
+        }
+
+        /** Gives up {@code attempt} if it is still the current one; true for the one caller that does. */
+        private synchronized boolean claim(CompletableFuture<Generator.Finish> attempt) {
+            if (current != attempt) {
+                return false;
+            }
+            current = null;
+            epoch++;
+            return true;
+        }
+
+        /** Follows {@code attempt}, running on node {@code nodeId} (null: this node). */
+        void attach(CompletableFuture<Generator.Finish> attempt, String nodeId) {
+            synchronized (this) {
+                current = attempt;
+                node = nodeId;
+            }
+            if (nodeId != null) {
+                onNode.computeIfAbsent(nodeId, k -> ConcurrentHashMap.newKeySet()).add(this);
+            }
+            if (proxy.isCancelled()) {
+                attempt.cancel(false);
+            }
+            attempt.whenComplete((finish, failure) -> {
+                if (nodeId != null) {
+                    Set<Relay> s = onNode.get(nodeId);
+                    if (s != null) {
+                        s.remove(this);
+                    }
+                }
+                if (!claim(attempt) || proxy.isDone()) {
+                    return; // given up already (its node was declared lost), or the client's future is done
+                }
+                if (failure == null) {
+                    proxy.complete(finish);
+                    return;
+                }
+                Throwable cause = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
+                if (cause instanceof Moved m) {
+                    resume(nodeId, m.reason(), m);
+                } else if (cause instanceof Engine.UnavailableException && nodeId != null) {
+                    resume(nodeId, Moved.NODE_LOST, cause);
+                } else {
+                    proxy.completeExceptionally(cause);
+                }
+            });
+        }
+
+        /** Node {@code nodeId} left the cluster while this choice ran there. */
+        void lost(String nodeId, RuntimeException why) {
+            CompletableFuture<Generator.Finish> c;
+            synchronized (this) {
+                c = current;
+                if (c == null || !nodeId.equals(node) || !claim(c)) {
+                    return;
+                }
+            }
+            c.completeExceptionally(why); // its stream's late lines are ignored
+            if (!proxy.isDone()) {
+                resume(nodeId, Moved.NODE_LOST, why);
+            }
+        }
+
+        private void resume(String from, String reason, Throwable why) {
+            if (request.movedOff.add(from)) {
+                migrated.computeIfAbsent(reason, k -> new LongAdder()).increment();
+            }
+            try {
+                resumer.execute(() -> resumeNow(from, reason, why));
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                proxy.completeExceptionally(new Engine.UnavailableException("the server is stopping"));
+            }
+        }
+
+        private void resumeNow(String from, String reason, Throwable why) {
+            int n;
+            int[] tokens;
+            int attemptEpoch;
+            synchronized (this) {
+                n = count;
+                tokens = Arrays.copyOf(prompt, prompt.length + n);
+                System.arraycopy(received, 0, tokens, prompt.length, n);
+                attemptEpoch = epoch;
+            }
+            SamplingParams params = choice.params();
+            if (n > 0 && local.config().isEos(tokens[tokens.length - 1])) {
+                proxy.complete(Generator.Finish.STOP);
+                return;
+            }
+            if (n >= params.maxTokens()) {
+                proxy.complete(Generator.Finish.LENGTH);
+                return;
+            }
+            if (++moves > MAX_MOVES) {
+                proxy.completeExceptionally(new Engine.UnavailableException("request " + request.work.requestId()
+                    + " was moved " + MAX_MOVES + " times and gave up: " + why.getMessage()));
+                return;
+            }
+            Work w = request.work;
+            Work resumed = new Work(w.requestId(), w.tenant(), w.adapter(),
+                List.of(new Prompt(tokens, List.of(new Choice(params.withMaxTokens(params.maxTokens() - n), sink(attemptEpoch))))),
+                w.trace());
+            Set<String> excluded = new java.util.HashSet<>(Set.of(from));
+            while (!proxy.isDone()) {
+                Optional<Decision> d = placement.place(request(resumed), without(view.nodes(), excluded));
+                String target = d.isEmpty() || d.get().nodeId().equals(view.localNodeId()) ? null : d.get().nodeId();
+                try {
+                    CompletableFuture<Generator.Finish> f = target == null ? local.submit(resumed).get(0).get(0)
+                        : remotes.apply(d.get().node().address()).submit(resumed).get(0).get(0);
+                    LOG.info("request {}: a choice moved off {} ({}) after {} token(s) resumes on {}", w.requestId(), from, reason, n,
+                        target == null ? view.localNodeId() : target);
+                    attach(f, target);
+                    return;
+                } catch (Engine.UnavailableException | Engine.QueueFullException e) {
+                    if (target == null) { // this node cannot take it either
+                        proxy.completeExceptionally(e);
+                        return;
+                    }
+                    excluded.add(target);
+                } catch (RuntimeException e) {
+                    proxy.completeExceptionally(e);
+                    return;
+                }
+            }
+        }
     }
 }

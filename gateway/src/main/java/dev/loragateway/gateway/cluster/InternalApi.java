@@ -60,6 +60,7 @@ public final class InternalApi {
     /** Streams running now, by the front node's stream id (for cancel calls). */
     private final Map<String, Running> running = new ConcurrentHashMap<>();
     private HttpServer server;
+    private volatile boolean draining;
 
     /**
      * @param executor where forwarded requests run: this node's {@code LocalExecutor}, never a
@@ -93,6 +94,21 @@ public final class InternalApi {
         return running.size();
     }
 
+    /**
+     * This node drains: forwarded requests get 503 from now on (their front nodes place them
+     * elsewhere), and every choice running here for another node is given back unfinished with a
+     * {@code move} line, so its front node resumes it on a node that stays. Returns the number of
+     * choices given back.
+     */
+    public int drain() {
+        draining = true;
+        int moved = 0;
+        for (Running run : running.values()) {
+            moved += run.moveAll(Moved.DRAIN);
+        }
+        return moved;
+    }
+
     private void authenticate(RoutingContext ctx) {
         if (!InternalWire.tokenMatches(token, ctx.request().getHeader(InternalWire.SECRET_HEADER))) {
             LOG.warn("internal call to {} from {} refused: missing or wrong cluster secret", ctx.request().path(),
@@ -108,6 +124,12 @@ public final class InternalApi {
 
     private void generate(RoutingContext ctx) {
         HttpServerResponse resp = ctx.response();
+        if (draining) {
+            resp.setStatusCode(503).putHeader("Content-Type", "application/json")
+                .end(InternalWire.error(new dev.loragateway.batcher.Engine.UnavailableException(
+                    "the node is draining and takes no new requests"), null).toString());
+            return;
+        }
         Context context = vertx.getOrCreateContext();
         String requestId = null;
         Running run;
@@ -238,6 +260,20 @@ public final class InternalApi {
                     f.cancel(false);
                 }
             }
+        }
+
+        /** Gives every unfinished choice back with a {@code move} line; returns how many. */
+        int moveAll(String reason) {
+            int moved = 0;
+            for (int c = 0; c < stopped.length; c++) {
+                CompletableFuture<Generator.Finish> f = futures.get(c);
+                if (f != null && !f.isDone() && stopped[c].compareAndSet(false, true)) {
+                    send(InternalWire.moveLine(c, reason)); // before the cancel's end of stream
+                    f.cancel(false);
+                    moved++;
+                }
+            }
+            return moved;
         }
 
         void cancelAll() {

@@ -32,6 +32,8 @@ import java.util.regex.Pattern;
  * → 200 application/x-ndjson, one event a line, choices numbered across prompts in order:
  * {"c":0,"t":17,"lp":{"l":-0.25,"tt":[17,3],"tl":[-0.25,-1.5]}}     a token ("lp" only when logprobs ≥ 0)
  * {"c":0,"finish":"stop"}                                            the choice ended
+ * {"c":1,"move":"drain"}                                             the node gives the choice back unfinished
+ *                                                                    (draining, or "kv": its KV pool ran dry)
  * {"c":1,"error":{"status":503,"type":"unavailable","message":"…","param":null,"code":null}}
  * → or, before any stream: 401 / 400 / 429 / 503 / 500 with {"error":{…the same fields…}}
  * POST /internal/v1/cancel {"id":"9f…","c":1} → 204: stop that choice (the front's sink said stop, or it was cancelled)
@@ -211,6 +213,14 @@ final class InternalWire {
 
     static String finishLine(int c, String finish) {
         return MAPPER.createObjectNode().put("c", c).put("finish", finish) + "\n";
+    }
+
+    /**
+     * The executing node gives choice {@code c} back unfinished ({@code reason}: {@link Moved#DRAIN}
+     * or {@link Moved#KV}); the front node resumes it elsewhere from the tokens it has received.
+     */
+    static String moveLine(int c, String reason) {
+        return MAPPER.createObjectNode().put("c", c).put("move", reason) + "\n";
     }
 
     static String errorLine(int c, Throwable failure, String requestId) {

@@ -39,8 +39,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>A sink that says stop completes its choice with {@link Generator.Finish#STOP} (as the engine
  * does) and tells the node to stop it; a cancelled future does the same. A stream that ends or
- * breaks before a choice finished fails that choice with {@link Engine.UnavailableException}
- * (resubmitting it elsewhere is the failover part's job).
+ * breaks before a choice finished fails that choice with {@link Engine.UnavailableException}; a
+ * choice the node gives back (a {@code move} line) fails with {@link Moved}. Resuming either
+ * elsewhere is {@link ClusterExecutor}'s job.
  */
 public final class RemoteExecutor implements InferenceExecutor {
     private static final Logger LOG = LoggerFactory.getLogger(RemoteExecutor.class);
@@ -237,6 +238,9 @@ public final class RemoteExecutor implements InferenceExecutor {
                 }
             } else if (e.has("finish")) {
                 f.complete("length".equals(e.get("finish").asText()) ? Generator.Finish.LENGTH : Generator.Finish.STOP);
+            } else if (e.has("move")) {
+                f.completeExceptionally(new Moved(e.get("move").asText(), "the cluster node at " + base + " gave choice " + c
+                    + " of request " + requestId + " back (" + e.get("move").asText() + ")"));
             } else if (e.has("error")) {
                 f.completeExceptionally(InternalWire.exception(500, e.get("error")));
             }

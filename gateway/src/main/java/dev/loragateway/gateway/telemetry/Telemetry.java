@@ -133,9 +133,19 @@ public final class Telemetry implements AutoCloseable {
      * {@code lora_gateway_cluster_requests_forwarded_total}.
      */
     public void cluster(java.util.function.Supplier<List<dev.loragateway.scheduler.NodeState>> nodes,
-                        java.util.function.LongSupplier forwarded) {
+                        java.util.function.LongSupplier forwarded,
+                        java.util.function.Supplier<java.util.Map<String, Long>> migrated) {
         meter.counterBuilder("lora_gateway.cluster.requests_forwarded").setDescription("Requests this node placed on another node")
             .setUnit("{request}").buildWithCallback(m -> m.record(forwarded.getAsLong()));
+        io.opentelemetry.api.common.AttributeKey<String> reason = io.opentelemetry.api.common.AttributeKey.stringKey("reason");
+        meter.counterBuilder("lora_gateway.cluster.requests_migrated")
+            .setDescription("Forwarded requests this node moved off their executing node (reason: node_lost, drain, kv)")
+            .setUnit("{request}").buildWithCallback(m -> {
+                java.util.Map<String, Long> now = migrated.get();
+                for (String r : List.of("node_lost", "drain", "kv")) { // every reason from the start, so rates have a base
+                    m.record(now.getOrDefault(r, 0L), io.opentelemetry.api.common.Attributes.of(reason, r));
+                }
+            });
         meter.gaugeBuilder("lora_gateway.cluster.nodes").ofLongs().setDescription("Live members of the cluster").setUnit("{node}")
             .buildWithCallback(m -> m.record(nodes.get().size()));
         meter.gaugeBuilder("lora_gateway.cluster.nodes_busy").ofLongs().setDescription("Members running or queueing work")

@@ -79,6 +79,8 @@ class ForwardingTest {
     /** A's state: no batch slot free. B's: plenty of room. */
     static final class FixedView implements ClusterView {
         final List<NodeState> nodes;
+        final List<Runnable> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
+        volatile Set<String> members = Set.of("a", "b");
 
         FixedView(String addressOfB) {
             nodes = List.of(
@@ -93,11 +95,25 @@ class ForwardingTest {
 
         @Override
         public List<NodeState> nodes() {
-            return nodes;
+            return nodes.stream().filter(n -> members.contains(n.nodeId())).toList();
+        }
+
+        @Override
+        public Set<String> memberIds() {
+            return members;
         }
 
         @Override
         public void addListener(Runnable onChange) {
+            listeners.add(onChange);
+        }
+
+        /** Member {@code id} leaves, as Hazelcast's membership listener would report it. */
+        void leave(String id) {
+            Set<String> m = new java.util.HashSet<>(members);
+            m.remove(id);
+            members = m;
+            listeners.forEach(Runnable::run);
         }
     }
 
@@ -179,7 +195,10 @@ class ForwardingTest {
 
     /** Two prompts × n = 2, each choice with {@code params(i)}; returns each choice's record and finish, in order. */
     static Outcome run(InferenceExecutor ex, List<SamplingParams> params, int stopAfter) throws Exception {
-        int[][] prompts = {{5, 9, 13, 2, 7}, {3, 3, 8, 21, 4, 11, 6}};
+        return run(ex, params, stopAfter, new int[][] {{5, 9, 13, 2, 7}, {3, 3, 8, 21, 4, 11, 6}});
+    }
+
+    static Outcome run(InferenceExecutor ex, List<SamplingParams> params, int stopAfter, int[][] prompts) throws Exception {
         List<Recorded> recs = new ArrayList<>();
         List<InferenceExecutor.Prompt> ps = new ArrayList<>();
         int i = 0;
@@ -323,11 +342,14 @@ class ForwardingTest {
         long steps = quietSteps(engineB);
         try (RemoteExecutors wrong = new RemoteExecutors(model.config(), "another secret".getBytes(StandardCharsets.UTF_8), 4)) {
             ClusterExecutor a = new ClusterExecutor(localA, new FixedView(addressB), Placements.defaultPlacement(), wrong);
-            Engine.UnavailableException e = assertThrows(Engine.UnavailableException.class,
-                () -> run(a, List.of(SamplingParams.greedy(4), SamplingParams.greedy(4), SamplingParams.greedy(4),
-                    SamplingParams.greedy(4)), Integer.MAX_VALUE));
-            assertTrue(e.getMessage().contains("cluster secret"), e.getMessage());
+            // B refuses the secret, so the request is placed again without B: here on A itself
+            long stepsA = engineA.steps();
+            List<SamplingParams> greedy = List.of(SamplingParams.greedy(4), SamplingParams.greedy(4), SamplingParams.greedy(4),
+                SamplingParams.greedy(4));
+            assertSame(run(localA, greedy, Integer.MAX_VALUE), run(a, greedy, Integer.MAX_VALUE));
+            assertTrue(engineA.steps() > stepsA, "A ran it");
             assertEquals(0, a.forwarded());
+            a.close();
         }
         String body = InternalWire.request("x", new InferenceExecutor.Work("r", "t1", null, List.of(new InferenceExecutor.Prompt(
             new int[] {1, 2, 3}, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(4), (t, l) -> true)))), null)).toString();
@@ -383,32 +405,121 @@ class ForwardingTest {
         }
     }
 
+    /**
+     * The executing node's listener goes away mid-stream (its connections with it: what a killed
+     * node looks like to the front): each choice resumes on A from its prompt plus the tokens it
+     * had received, and its sink sees the same tokens and logprobs a single engine gives, each
+     * position once; the request counts once as migrated for {@code node_lost}.
+     */
     @Test
-    void aNodeLostMidStreamFailsItsChoicesAt503AndNeverHangs() throws Exception {
-        int maxTokens = 120;
-        int[] prompt = longRunningPrompt(maxTokens);
+    void aNodeLostMidStreamResumesItsChoicesElsewhereWithTheSameTokens() throws Exception {
         Vertx v = Vertx.vertx();
         InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
         String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
         ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
-        CountDownLatch started = new CountDownLatch(1);
-        List<CompletableFuture<Generator.Finish>> fs = a.submit(new InferenceExecutor.Work("req-lost", "t1", null,
-            List.of(new InferenceExecutor.Prompt(prompt, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(maxTokens), (t, l) -> {
-                started.countDown();
-                return true;
-            }), new InferenceExecutor.Choice(SamplingParams.greedy(maxTokens), (t, l) -> true)))), null)).get(0);
-        assertTrue(started.await(30, TimeUnit.SECONDS));
-        v.close().await(); // the executing node's listener goes away with its connections
-        for (CompletableFuture<Generator.Finish> f : fs) {
-            java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class,
-                () -> f.get(20, TimeUnit.SECONDS));
-            assertTrue(e.getCause() instanceof Engine.UnavailableException, String.valueOf(e.getCause()));
+        try {
+            cutMidStream(a, () -> v.close().await(), "node_lost");
+            // a node that is gone: placed again without it (here: on A itself), nothing refused
+            Recorded r = new Recorded(Integer.MAX_VALUE);
+            List<CompletableFuture<Generator.Finish>> fs = a.submit(new InferenceExecutor.Work("req-gone", "t1", null,
+                List.of(new InferenceExecutor.Prompt(new int[] {3, 4}, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(4), r)))),
+                null)).get(0);
+            assertEquals(Generator.Finish.LENGTH, fs.get(0).get(30, TimeUnit.SECONDS));
+            assertEquals(1, a.forwarded(), "the second request was admitted nowhere else");
+        } finally {
+            a.close();
         }
-        waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "the lost stream's sequences were cancelled on B");
-        // a node that is gone is refused at once, as unavailable
-        assertThrows(Engine.UnavailableException.class, () -> a.submit(new InferenceExecutor.Work("req-gone", "t1", null,
-            List.of(new InferenceExecutor.Prompt(prompt, List.of(new InferenceExecutor.Choice(SamplingParams.greedy(2), (t, l) -> true)))),
-            null)));
+    }
+
+    /** B drains ({@link InternalApi#drain}): its choices come back with a move line and resume on A; B refuses new work with 503. */
+    @Test
+    void aDrainingNodeGivesItsChoicesBackAndTheyResumeElsewhere() throws Exception {
+        Vertx v = Vertx.vertx();
+        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
+        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
+        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
+        try {
+            cutMidStream(a, () -> assertTrue(api.drain() > 0, "unfinished choices are given back"), "drain");
+            waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "the drained node's sequences were cancelled");
+            HttpResponse<String> refused = HTTP.send(HttpRequest.newBuilder(URI.create(address + InternalWire.GENERATE))
+                .header(InternalWire.SECRET_HEADER, InternalWire.token(SECRET)).POST(HttpRequest.BodyPublishers.ofString("{}")).build(),
+                HttpResponse.BodyHandlers.ofString());
+            assertEquals(503, refused.statusCode(), refused.body());
+            assertTrue(refused.body().contains("draining"), refused.body());
+        } finally {
+            a.close();
+            v.close().await();
+        }
+    }
+
+    /**
+     * B's member leaves the cluster while its stream still runs (a node cut off, its TCP connection
+     * not yet broken): the choices resume on A at once; B's late tokens are refused, so each
+     * position reaches the sink once.
+     */
+    @Test
+    void aMemberThatLeavesHasItsChoicesResumedWithoutWaitingForItsConnection() throws Exception {
+        Vertx v = Vertx.vertx();
+        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
+        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
+        FixedView view = new FixedView(address);
+        ClusterExecutor a = new ClusterExecutor(localA, view, Placements.defaultPlacement(), remotes);
+        try {
+            cutMidStream(a, () -> view.leave("b"), "node_lost");
+            waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "B's stale choices were stopped");
+        } finally {
+            a.close();
+            v.close().await();
+        }
+    }
+
+    /**
+     * Runs two prompts × n = 2 (greedy and seeded sampling, with logprobs) through {@code a} onto
+     * B, calls {@code cut} once every choice has a few tokens, and checks that every choice still
+     * gives exactly what A's own engine gives, and that the request counted once under {@code reason}.
+     */
+    private static void cutMidStream(ClusterExecutor a, Runnable cut, String reason) throws Exception {
+        int maxTokens = 40;
+        List<SamplingParams> params = List.of(new SamplingParams(0, 1, 0, maxTokens, 2), new SamplingParams(0.9, 1, 42, maxTokens, 1),
+            new SamplingParams(1.2, 0.9, 43, maxTokens, -1), new SamplingParams(0.8, 1, 44, maxTokens, 0));
+        int[][] prompts = {longRunningPrompt(maxTokens), {3, 3, 8, 21, 4, 11, 6}};
+        List<Recorded> recs = new ArrayList<>();
+        List<InferenceExecutor.Prompt> ps = new ArrayList<>();
+        int i = 0;
+        for (int[] p : prompts) {
+            List<InferenceExecutor.Choice> cs = new ArrayList<>();
+            for (int c = 0; c < 2; c++) {
+                Recorded r = new Recorded(Integer.MAX_VALUE);
+                recs.add(r);
+                cs.add(new InferenceExecutor.Choice(params.get(i++), r));
+            }
+            ps.add(new InferenceExecutor.Prompt(p, cs));
+        }
+        long before = a.migrated().getOrDefault(reason, 0L);
+        List<List<CompletableFuture<Generator.Finish>>> fs = a.submit(new InferenceExecutor.Work("req-cut", "t1", null, ps, null));
+        assertEquals(1, a.forwarded(), "the request went to B");
+        waitFor(() -> {
+            for (int c = 0; c < recs.size(); c++) {
+                synchronized (recs.get(c)) {
+                    if (recs.get(c).tokens.size() < 3 && !fs.get(c / 2).get(c % 2).isDone()) {
+                        return false;
+                    }
+                }
+            }
+            return true;
+        }, "every choice has tokens from B");
+        cut.run();
+        List<String> got = new ArrayList<>();
+        List<Float> gotFloats = new ArrayList<>();
+        int k = 0;
+        for (List<CompletableFuture<Generator.Finish>> perPrompt : fs) {
+            for (CompletableFuture<Generator.Finish> f : perPrompt) {
+                got.add(f.get(60, TimeUnit.SECONDS) + " " + recs.get(k++).describe(gotFloats));
+            }
+        }
+        assertEquals(before + 1, a.migrated().get(reason), "one request moved off B: " + a.migrated());
+        Outcome local = run(localA, params, Integer.MAX_VALUE, prompts);
+        assertSame(local, new Outcome(got, gotFloats));
     }
 
     /** {@code ex} with 5 ms more per token (a slower engine), so a stream is still running when the test cuts it. */

@@ -194,6 +194,11 @@ public final class ClusterMember implements ClusterView, AutoCloseable {
     }
 
     @Override
+    public java.util.Set<String> memberIds() {
+        return board.memberIds();
+    }
+
+    @Override
     public void addListener(Runnable onChange) {
         board.addListener(onChange);
     }

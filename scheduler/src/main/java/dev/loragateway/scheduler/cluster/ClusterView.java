@@ -22,6 +22,16 @@ public interface ClusterView {
     List<NodeState> nodes();
 
     /**
+     * The node ids of the live members, whether or not their state is published now: a member
+     * missing here has left the cluster (a state missing from {@link #nodes()} may only be late).
+     */
+    default java.util.Set<String> memberIds() {
+        java.util.Set<String> ids = new java.util.HashSet<>();
+        nodes().forEach(n -> ids.add(n.nodeId()));
+        return ids;
+    }
+
+    /**
      * Calls {@code onChange} after any member's state changes, a member joins or a member leaves (for
      * a queue that waits for room). It runs on a Hazelcast event thread: it must return quickly and
      * never block on the cluster.

@@ -127,7 +127,7 @@ final class NodeStatusBoard implements ClusterView {
     }
 
     @Override
-    public List<NodeState> nodes() {
+    public Set<String> memberIds() {
         Set<String> live = new HashSet<>();
         for (Member m : hz.getCluster().getMembers()) {
             String id = m.getAttribute(NODE_ID_ATTRIBUTE);
@@ -135,6 +135,12 @@ final class NodeStatusBoard implements ClusterView {
                 live.add(id);
             }
         }
+        return live;
+    }
+
+    @Override
+    public List<NodeState> nodes() {
+        Set<String> live = memberIds();
         return map.values().stream()
             .filter(s -> live.contains(s.nodeId()))
             .sorted(Comparator.comparing(NodeState::nodeId))
