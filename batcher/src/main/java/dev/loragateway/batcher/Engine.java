@@ -272,6 +272,11 @@ public final class Engine implements AutoCloseable {
         return planner.preemptions();
     }
 
+    /** Sequences that left for another node when the KV pool ran dry ({@link Generator.MovableSink}) instead of being preempted. */
+    public long movedAway() {
+        return planner.moved();
+    }
+
     /** KV blocks in the pool. */
     /** The recent average time of one step in ms (0 before the first): what a node publishes to the cluster. */
     public double stepMillis() {

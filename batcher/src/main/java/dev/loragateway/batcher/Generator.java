@@ -27,6 +27,18 @@ public final class Generator {
         boolean accept(int token, Sampler.Logprobs logprobs);
     }
 
+    /**
+     * A sink whose sequence could go on elsewhere (a choice another cluster node forwarded here).
+     * When the KV pool runs dry and this sequence is the newest, the engine asks {@link #moveAway}
+     * before preempting it: true, and the sequence leaves this engine (its blocks and adapter pin
+     * freed, its future cancelled) for the sink's owner to resume it elsewhere; false, and it is
+     * preempted and waits here as any other.
+     */
+    public interface MovableSink extends TokenSink {
+        /** On the engine thread; must return quickly. */
+        boolean moveAway();
+    }
+
     private final ForwardPass pass;
     private final StepBatch batch = new StepBatch();
     private final float[] logits;

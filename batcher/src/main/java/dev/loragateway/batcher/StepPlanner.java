@@ -46,6 +46,8 @@ final class StepPlanner implements FairQueue.Gate {
     private long nextOrder;
     private volatile long steps;
     private volatile long preemptions;
+    /** Sequences given away instead of preempted ({@link Generator.MovableSink}). */
+    private volatile long moved;
     private volatile long faults;
 
     StepPlanner(StepForward pass, KvBlockPool kv, DeviceTier<AdapterKey> adapters, Engine.Options opts, EngineMetrics metrics,
@@ -90,6 +92,11 @@ final class StepPlanner implements FairQueue.Gate {
 
     long preemptions() {
         return preemptions;
+    }
+
+    /** Sequences that left for another node when the KV pool ran dry, instead of being preempted. */
+    long moved() {
+        return moved;
     }
 
     /** Failures of one step or one sequence that were survived (each failed only what it concerned). */
@@ -298,6 +305,13 @@ final class StepPlanner implements FairQueue.Gate {
     }
 
     private void preempt(Sequence s) {
+        if (s.forks == null && s.req.sink() instanceof Generator.MovableSink m && m.moveAway()) {
+            // its owner resumes it on a node with room: nothing of it waits here
+            planned.removeIf(p -> p.s() == s);
+            moved++;
+            finish(s, null, new java.util.concurrent.CancellationException("moved to another node: the KV pool ran dry"));
+            return;
+        }
         s.cache.release();
         s.cache = null;
         unpin(s);

@@ -96,6 +96,64 @@ class ContinuousBatchingTest {
         }
     }
 
+    /**
+     * A sequence whose sink can move ({@link Generator.MovableSink}: a choice another node forwarded)
+     * leaves when it would be preempted, instead of waiting: its future is cancelled, its blocks and
+     * pin are freed at once, and the tokens it produced are what its lone run produces up to there.
+     * Sinks that refuse are preempted as before and still give their lone tokens.
+     */
+    @Test
+    void aMovableSequenceLeavesWhenThePoolRunsDryInsteadOfWaiting() throws Exception {
+        DeviceTier<AdapterKey> tier = fx.tier(9);
+        Random rnd = new Random(5);
+        Engine.Options o = Engine.Options.builder().maxBatch(16).maxQueued(100).maxStepTokens(64)
+            .kvCacheBytes(24 * KvBlockPool.bytesPerBlock(fx.cfg, 4)).blockSize(4).build();
+        List<Submitted> stay = new ArrayList<>();
+        List<Submitted> movable = new ArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger asked = new java.util.concurrent.atomic.AtomicInteger();
+        try (Engine engine = new Engine(fx.model, new CpuBackend(2), tier, o)) {
+            for (int i = 0; i < 16; i++) {
+                String adapter = i % 4 == 0 ? null : fx.adapters.get(rnd.nextInt(fx.adapters.size())).name();
+                int[] prompt = fx.randomPrompt(rnd, 12);
+                SamplingParams p = SamplingParams.greedy(30 + rnd.nextInt(11));
+                List<Integer> out = Collections.synchronizedList(new ArrayList<>());
+                boolean canMove = i % 2 == 1;
+                Generator.TokenSink sink = canMove ? new Generator.MovableSink() {
+                    @Override
+                    public boolean accept(int token, Sampler.Logprobs logprobs) {
+                        return out.add(token);
+                    }
+
+                    @Override
+                    public boolean moveAway() {
+                        asked.incrementAndGet();
+                        return true;
+                    }
+                } : (t, lp) -> out.add(t);
+                var f = engine.submit(new Engine.Request(prompt, p, EngineFixture.key(adapter), "default", sink));
+                (canMove ? movable : stay).add(new Submitted(adapter, prompt, p, out, f));
+            }
+            checkAll(stay);
+            int left = 0;
+            for (Submitted s : movable) {
+                try {
+                    s.f().get(120, TimeUnit.SECONDS);
+                    EngineFixture.assertSameTokens(fx.alone(s.adapter(), s.prompt(), s.params()), EngineFixture.ints(s.out()), "stayed");
+                } catch (java.util.concurrent.CancellationException | java.util.concurrent.ExecutionException e) {
+                    left++;
+                    EngineFixture.Run ref = fx.alone(s.adapter(), s.prompt(), s.params());
+                    int[] got = EngineFixture.ints(s.out());
+                    assertTrue(got.length < ref.tokens().length, "a moved sequence stopped early");
+                    // what it produced before it left is its lone run's start
+                    EngineFixture.assertSameTokens(new EngineFixture.Run(java.util.Arrays.copyOf(ref.tokens(), got.length),
+                        ref.logprobs().subList(0, got.length)), got, "moved");
+                }
+            }
+            assertTrue(left > 0 && left == engine.movedAway(), left + " left, engine says " + engine.movedAway() + ", asked " + asked);
+            EngineFixture.assertIdle(engine, tier);
+        }
+    }
+
     /** Replaces a one-token request by one of 20 to 40 tokens (long enough to outgrow the pool). */
     private static Submitted resubmitLonger(Engine engine, Submitted s, Random rnd) throws Exception {
         s.f().get(30, TimeUnit.SECONDS);

@@ -307,6 +307,10 @@ final class ServeCommand implements Callable<Integer> {
                     + internal.listen(bindHost, 0).await();
                 member = ClusterMember.start(co, new LocalNodeState(node, () -> address, chosen, engine, device, tiers.host(),
                     () -> api.get() != null && api.get().draining()));
+                ClusterMember joinedAs = member;
+                // a forwarded choice that would be preempted here for KV goes back to its front node when another node has room
+                internal.moveOnKvShortage(() -> joinedAs.nodes().stream().anyMatch(n -> !n.nodeId().equals(node) && !n.draining()
+                    && n.freeBatchSlots() > 0 && n.freeKvBlocks() > 0));
                 remotes = new RemoteExecutors(llama.config(), secret, 64);
                 executor = new ClusterExecutor(local, member, Placements.byName(placement), remotes);
                 LOG.info("cluster {}: node {} joined, {} member(s) now; internal listener {}; placement {}", clusterName, node,

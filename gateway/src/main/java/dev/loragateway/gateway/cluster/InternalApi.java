@@ -61,6 +61,7 @@ public final class InternalApi {
     private final Map<String, Running> running = new ConcurrentHashMap<>();
     private HttpServer server;
     private volatile boolean draining;
+    private volatile java.util.function.BooleanSupplier roomElsewhere = () -> false;
 
     /**
      * @param executor where forwarded requests run: this node's {@code LocalExecutor}, never a
@@ -82,6 +83,16 @@ public final class InternalApi {
         router.post(InternalWire.CANCEL).handler(BodyHandler.create().setBodyLimit(4096)).handler(this::cancel);
         server = vertx.createHttpServer(new HttpServerOptions().setHost(host).setPort(port)).requestHandler(router);
         return server.listen().map(HttpServer::actualPort);
+    }
+
+    /**
+     * When this node's KV pool runs dry, its newest forwarded choice goes back to its front node
+     * (a {@code move} line, reason {@code kv}) instead of being preempted here, provided
+     * {@code roomElsewhere} says another node has room now (else it is preempted and waits here).
+     */
+    public InternalApi moveOnKvShortage(java.util.function.BooleanSupplier roomElsewhere) {
+        this.roomElsewhere = roomElsewhere;
+        return this;
     }
 
     /** Stops listening; streams running now are cancelled by their closed connections. */
@@ -205,14 +216,26 @@ public final class InternalApi {
             open.set(choices);
         }
 
-        /** Choice {@code c}'s tokens, as lines, until it is cancelled. */
+        /** Choice {@code c}'s tokens, as lines, until it is cancelled or moved. */
         Generator.TokenSink sink(int c) {
-            return (token, lp) -> {
-                if (stopped[c].get()) {
-                    return false;
+            return new Generator.MovableSink() {
+                @Override
+                public boolean accept(int token, dev.loragateway.batcher.Sampler.Logprobs lp) {
+                    if (stopped[c].get()) {
+                        return false;
+                    }
+                    send(InternalWire.tokenLine(c, token, lp));
+                    return true;
                 }
-                send(InternalWire.tokenLine(c, token, lp));
-                return true;
+
+                @Override
+                public boolean moveAway() {
+                    if (!roomElsewhere.getAsBoolean() || !stopped[c].compareAndSet(false, true)) {
+                        return false;
+                    }
+                    send(InternalWire.moveLine(c, Moved.KV)); // before the cancelled future ends the stream
+                    return true;
+                }
             };
         }
 

@@ -453,6 +453,38 @@ class ForwardingTest {
     }
 
     /**
+     * B's KV pool is too small for the request's four long choices: instead of preempting the
+     * newest ones and making them wait, B gives them back ({@code move kv}) and A resumes them;
+     * every choice still gives what A's own engine gives.
+     */
+    @Test
+    void aNodeWhoseKvPoolRunsDryGivesItsNewestChoicesBack() throws Exception {
+        Engine tight = new Engine(LlamaModel.load(dir), new CpuBackend(1), null,
+            Engine.Options.builder().maxBatch(8).maxQueued(64).blockSize(4)
+                .kvCacheBytes(20 * dev.loragateway.batcher.KvBlockPool.bytesPerBlock(model.config(), 4)).build());
+        Vertx v = Vertx.vertx();
+        InternalApi api = new InternalApi(v, new LocalExecutor(tight), SECRET).moveOnKvShortage(() -> true);
+        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
+        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
+        try {
+            int maxTokens = 40;
+            int[] prompt = longRunningPrompt(maxTokens);
+            List<SamplingParams> params = List.of(SamplingParams.greedy(maxTokens), new SamplingParams(0, 1, 0, maxTokens, 1),
+                SamplingParams.greedy(maxTokens), new SamplingParams(0, 1, 0, maxTokens, 2));
+            Outcome remote = run(a, params, Integer.MAX_VALUE, new int[][] {prompt, {prompt[1], prompt[0], prompt[2], prompt[3]}});
+            assertTrue(tight.movedAway() > 0, "the pool never ran dry");
+            assertEquals(1L, a.migrated().get("kv"), "the request counts once: " + a.migrated());
+            assertSame(run(localA, params, Integer.MAX_VALUE, new int[][] {prompt, {prompt[1], prompt[0], prompt[2], prompt[3]}}), remote);
+            waitFor(() -> tight.running() == 0 && tight.queued() == 0 && tight.kvBlocksUsed() == 0,
+                "B freed everything");
+        } finally {
+            a.close();
+            v.close().await();
+            tight.close();
+        }
+    }
+
+    /**
      * B's member leaves the cluster while its stream still runs (a node cut off, its TCP connection
      * not yet broken): the choices resume on A at once; B's late tokens are refused, so each
      * position reaches the sink once.
