@@ -170,7 +170,7 @@ public final class Engine implements AutoCloseable {
 
     public static final String DEFAULT_TENANT = "default";
     /** Tokens of credit per tenant turn. */
-    static final long QUANTUM = 256;
+    public static final long QUANTUM = 256;
     private static final Object WAKE = new Object();
 
     private final LlamaModel model;

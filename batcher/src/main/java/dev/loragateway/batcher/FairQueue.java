@@ -4,6 +4,9 @@ import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.Map;
+import java.util.function.Function;
+import java.util.function.Predicate;
+import java.util.function.ToLongFunction;
 
 /**
  * Waiting requests, one FIFO per tenant, served by deficit round-robin over tokens (Shreedhar and
@@ -15,22 +18,24 @@ import java.util.Map;
  * <p>Within a tenant, requests go in order, except that one whose adapter is not resident yet is
  * passed over ({@link Gate#ready} says no) until it is: it waits without holding back the rest.
  * A turn continues across calls to {@link #peek}, so admitting one request per step still follows
- * the round. Engine thread only.
+ * the round. One thread at a time (the engine's; a cluster front node's queue under its lock).
+ *
+ * @param <T> a waiting request: the engine's lead {@link Sequence}, or a front node's request
  */
-final class FairQueue {
+public final class FairQueue<T> {
     /** Decides whether a request can run now; {@code ready} may take resources that {@code release} returns. */
-    interface Gate {
-        boolean ready(Sequence s);
+    public interface Gate<T> {
+        boolean ready(T s);
 
-        void release(Sequence s);
+        void release(T s);
 
         /** A request that was cancelled while waiting, now dropped. */
-        void dropped(Sequence s);
+        void dropped(T s);
     }
 
-    private static final class Tenant {
+    private static final class Tenant<T> {
         final String id;
-        final ArrayDeque<Sequence> queue = new ArrayDeque<>();
+        final ArrayDeque<T> queue = new ArrayDeque<>();
         long deficit;
         boolean inTurn;
 
@@ -40,20 +45,37 @@ final class FairQueue {
     }
 
     private final long quantum;
-    private final Map<String, Tenant> tenants = new HashMap<>();
-    private final ArrayDeque<Tenant> round = new ArrayDeque<>();
+    private final Function<T, String> tenantOf;
+    private final ToLongFunction<T> costOf;
+    private final Predicate<T> abandoned;
+    private final Map<String, Tenant<T>> tenants = new HashMap<>();
+    private final ArrayDeque<Tenant<T>> round = new ArrayDeque<>();
     private int size;
 
-    FairQueue(long quantum) {
+    /**
+     * @param quantum   credit per turn, in cost units (tokens)
+     * @param tenantOf  a request's tenant
+     * @param costOf    a request's cost (prompt plus {@code max_tokens}, for it and its choices)
+     * @param abandoned whether a request was cancelled while waiting (it is dropped when met)
+     */
+    public FairQueue(long quantum, Function<T, String> tenantOf, ToLongFunction<T> costOf, Predicate<T> abandoned) {
         this.quantum = Math.max(1, quantum);
+        this.tenantOf = tenantOf;
+        this.costOf = costOf;
+        this.abandoned = abandoned;
     }
 
-    int size() {
+    /** The engine's queue of lead sequences. */
+    static FairQueue<Sequence> ofSequences(long quantum) {
+        return new FairQueue<>(quantum, s -> s.tenant, s -> s.cost, Sequence::abandoned);
+    }
+
+    public int size() {
         return size;
     }
 
-    void add(Sequence s) {
-        Tenant t = tenants.computeIfAbsent(s.tenant, Tenant::new);
+    public void add(T s) {
+        Tenant<T> t = tenants.computeIfAbsent(tenantOf.apply(s), Tenant::new);
         if (t.queue.isEmpty()) {
             round.addLast(t);
         }
@@ -65,14 +87,14 @@ final class FairQueue {
      * The request to admit next, already passed by {@code gate.ready} (the caller then either
      * {@link #take}s it or calls {@code gate.release}); null when no waiting request is ready.
      */
-    Sequence peek(Gate gate) {
+    public T peek(Gate<T> gate) {
         int fruitless = 0; // consecutive tenants without a ready request
         while (!round.isEmpty() && fruitless <= round.size()) {
-            Tenant t = round.peekFirst();
-            Sequence ready = null;
-            for (Iterator<Sequence> it = t.queue.iterator(); it.hasNext(); ) {
-                Sequence s = it.next();
-                if (s.abandoned()) {
+            Tenant<T> t = round.peekFirst();
+            T ready = null;
+            for (Iterator<T> it = t.queue.iterator(); it.hasNext(); ) {
+                T s = it.next();
+                if (abandoned.test(s)) {
                     it.remove();
                     size--;
                     gate.dropped(s);
@@ -95,7 +117,7 @@ final class FairQueue {
                 t.inTurn = true;
                 t.deficit += quantum;
             }
-            if (ready.cost <= t.deficit) {
+            if (costOf.applyAsLong(ready) <= t.deficit) {
                 return ready;
             }
             gate.release(ready);
@@ -105,22 +127,22 @@ final class FairQueue {
     }
 
     /** Removes {@code s} (just returned by {@link #peek}) and charges its tenant. */
-    void take(Sequence s) {
-        Tenant t = tenants.get(s.tenant);
+    public void take(T s) {
+        Tenant<T> t = tenants.get(tenantOf.apply(s));
         if (t == null || !t.queue.remove(s)) {
-            throw new IllegalStateException("request of tenant " + s.tenant + " is not waiting");
+            throw new IllegalStateException("request of tenant " + tenantOf.apply(s) + " is not waiting");
         }
         size--;
-        t.deficit -= s.cost;
+        t.deficit -= costOf.applyAsLong(s);
         if (t.queue.isEmpty()) {
             leave(t);
         }
     }
 
     /** Removes and returns every waiting request (the engine is failing them). */
-    java.util.List<Sequence> drain() {
-        java.util.List<Sequence> all = new java.util.ArrayList<>();
-        for (Tenant t : round) {
+    public java.util.List<T> drain() {
+        java.util.List<T> all = new java.util.ArrayList<>();
+        for (Tenant<T> t : round) {
             all.addAll(t.queue);
         }
         round.clear();
@@ -129,13 +151,13 @@ final class FairQueue {
         return all;
     }
 
-    private void endTurn(Tenant t) {
+    private void endTurn(Tenant<T> t) {
         t.inTurn = false;
         round.pollFirst();
         round.addLast(t);
     }
 
-    private void leave(Tenant t) {
+    private void leave(Tenant<T> t) {
         round.remove(t);
         tenants.remove(t.id);
         t.deficit = 0;

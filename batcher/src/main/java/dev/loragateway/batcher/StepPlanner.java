@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
  * read by anyone). A fault that concerns one sequence fails that sequence only and is counted;
  * {@link #failStep} fails the running batch when a step fails as a whole.
  */
-final class StepPlanner implements FairQueue.Gate {
+final class StepPlanner implements FairQueue.Gate<Sequence> {
     private static final Logger LOG = LoggerFactory.getLogger(StepPlanner.class);
 
     /** A sequence's rows in this step. */
@@ -39,7 +39,7 @@ final class StepPlanner implements FairQueue.Gate {
     private final AtomicInteger queued;
     private final StepBatch batch = new StepBatch();
     private final float[] logits;
-    private final FairQueue waiting = new FairQueue(Engine.QUANTUM);
+    private final FairQueue<Sequence> waiting = FairQueue.ofSequences(Engine.QUANTUM);
     private final List<Sequence> preempted = new ArrayList<>(); // oldest first; admitted before new requests
     private final List<Sequence> active = new ArrayList<>();
     private final List<Plan> planned = new ArrayList<>();

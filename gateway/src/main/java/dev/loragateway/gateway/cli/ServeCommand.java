@@ -312,7 +312,7 @@ final class ServeCommand implements Callable<Integer> {
                 internal.moveOnKvShortage(() -> joinedAs.nodes().stream().anyMatch(n -> !n.nodeId().equals(node) && !n.draining()
                     && n.freeBatchSlots() > 0 && n.freeKvBlocks() > 0));
                 remotes = new RemoteExecutors(llama.config(), secret, 64);
-                executor = new ClusterExecutor(local, member, Placements.byName(placement), remotes);
+                executor = new ClusterExecutor(local, member, Placements.byName(placement), remotes, maxQueued);
                 LOG.info("cluster {}: node {} joined, {} member(s) now; internal listener {}; placement {}", clusterName, node,
                     member.nodes().size(), address, placement);
             } catch (Exception e) { // bad options, an unreadable secret, a taken port or node id
@@ -326,7 +326,7 @@ final class ServeCommand implements Callable<Integer> {
             engine.onAdmitOrFinish(member::publishNow); // as well as every 200 ms
             ClusterMember m = member;
             ClusterExecutor cx = (ClusterExecutor) executor;
-            telemetry.cluster(m::nodes, cx::forwarded, cx::migrated);
+            telemetry.cluster(m::nodes, cx::forwarded, cx::migrated, cx::waiting);
         }
         ApiServer server = new ApiServer(vertx, executor, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())

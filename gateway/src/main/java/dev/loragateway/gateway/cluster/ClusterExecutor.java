@@ -1,6 +1,7 @@
 package dev.loragateway.gateway.cluster;
 
 import dev.loragateway.batcher.Engine;
+import dev.loragateway.batcher.FairQueue;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.InferenceExecutor;
 import dev.loragateway.batcher.ModelConfig;
@@ -10,6 +11,7 @@ import dev.loragateway.scheduler.PlacementRequest;
 import dev.loragateway.scheduler.cluster.ClusterView;
 import dev.loragateway.scheduler.placement.Decision;
 import dev.loragateway.scheduler.placement.Placement;
+import dev.loragateway.scheduler.placement.Placements;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -51,13 +53,20 @@ import org.slf4j.LoggerFactory;
  * and its sink sees the next token after the last one it received: no gap, no repeat. Each
  * request counts once per node it is moved off, by reason, in {@link #migrated()}.
  *
- * <p>When no node has room the request runs locally, where the engine queues it (or refuses it
- * with 429 when its queue is full).
+ * <p><b>Waiting for room.</b> When no node has room for a request now (but one could hold it once
+ * emptied), it waits here, per tenant in deficit round-robin order as in the engine's own queue
+ * ({@link FairQueue}), and goes to the first node that has room when any node's state changes:
+ * it never queues behind one busy node while another could run it. Beyond {@code maxWaiting}
+ * sequences waiting, a request is refused with {@link Engine.QueueFullException} (429). A
+ * request no node could ever hold runs here, where the engine admits it as far as it can or
+ * refuses it.
  */
 public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(ClusterExecutor.class);
     /** Moves one choice may make before it fails (a cluster losing node after node). */
     static final int MAX_MOVES = 8;
+    /** Sequences that may wait at a front node for room in the cluster, unless told otherwise. */
+    static final int DEFAULT_MAX_WAITING = 1024;
 
     private final InferenceExecutor local;
     private final ClusterView view;
@@ -74,6 +83,17 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
         return t;
     });
     private volatile Set<String> members;
+    /** Requests no node has room for now, per tenant, in deficit round-robin order (as the engine's queue). */
+    private final FairQueue<Relayed> waiting = new FairQueue<>(Engine.QUANTUM,
+        r -> r.request.work.tenant() == null ? "" : r.request.work.tenant(), Relayed::cost, Relayed::abandoned);
+    private int waitingSequences;
+    private final int maxWaiting;
+    private final ExecutorService dispatcher = Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "cluster-dispatch");
+        t.setDaemon(true);
+        return t;
+    });
+    private final java.util.concurrent.atomic.AtomicBoolean dispatchScheduled = new java.util.concurrent.atomic.AtomicBoolean();
 
     /**
      * @param local     this node's executor
@@ -83,6 +103,16 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
      */
     public ClusterExecutor(InferenceExecutor local, ClusterView view, Placement placement,
                            Function<String, ? extends InferenceExecutor> remotes) {
+        this(local, view, placement, remotes, DEFAULT_MAX_WAITING);
+    }
+
+    /**
+     * @param maxWaiting sequences that may wait here for room in the cluster (beyond them: 429,
+     *                   {@link Engine.QueueFullException}); {@code serve} passes {@code --max-queued}
+     */
+    public ClusterExecutor(InferenceExecutor local, ClusterView view, Placement placement,
+                           Function<String, ? extends InferenceExecutor> remotes, int maxWaiting) {
+        this.maxWaiting = maxWaiting;
         this.local = local;
         this.view = view;
         this.placement = placement;
@@ -100,9 +130,15 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
         }
         Set<String> refused = new java.util.HashSet<>();
         while (true) {
-            Optional<Decision> decision = placement.place(request(work), without(nodes, refused));
+            PlacementRequest req = request(work);
+            Optional<Decision> decision = placement.place(req, without(nodes, refused));
             if (decision.isEmpty()) {
-                LOG.debug("request {} runs on {}: no node has room now, its engine queues it", work.requestId(), view.localNodeId());
+                if (refused.isEmpty() && nodes.stream().anyMatch(n -> Placements.couldEverTake(req, n))) {
+                    LOG.debug("request {} waits at {}: no node has room now", work.requestId(), view.localNodeId());
+                    return enqueue(work, req);
+                }
+                // no node could ever hold it (its engine admits it as far as it can, or refuses it), or the others failed
+                LOG.debug("request {} runs on {}: no node takes it", work.requestId(), view.localNodeId());
                 return local.submit(work);
             }
             Decision d = decision.get();
@@ -112,7 +148,6 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             }
             try {
                 List<List<CompletableFuture<Generator.Finish>>> futures = forward(work, d.node());
-                forwarded.increment();
                 LOG.debug("request {} forwarded to {} at {} ({})", work.requestId(), d.nodeId(), d.node().address(), d.reason());
                 return futures;
             } catch (Engine.UnavailableException e) { // unreachable or draining: the next best node
@@ -124,31 +159,167 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
 
     /** Runs {@code work} on {@code node} with a relay per choice; throws what its admission throws. */
     private List<List<CompletableFuture<Generator.Finish>>> forward(Work work, NodeState node) {
-        Request request = new Request(work);
-        List<Relay> relays = new ArrayList<>();
-        List<Prompt> prompts = new ArrayList<>();
-        List<List<CompletableFuture<Generator.Finish>>> proxies = new ArrayList<>();
-        for (Prompt p : work.prompts()) {
-            List<Choice> choices = new ArrayList<>();
-            List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
-            for (Choice c : p.choices()) {
-                Relay r = new Relay(request, p.tokens(), c);
-                relays.add(r);
-                choices.add(new Choice(c.params(), r.sink(0)));
-                fs.add(r.proxy);
+        Relayed r = new Relayed(work, request(work));
+        r.run(node);
+        return r.proxies;
+    }
+
+    /**
+     * A request with a {@link Relay} per choice: {@link #proxies} are the caller's futures, and
+     * {@link #work} is the request with the relays' sinks, to run on whichever node takes it.
+     */
+    private final class Relayed {
+        final Request request;
+        final PlacementRequest placement;
+        final List<Relay> relays = new ArrayList<>();
+        final List<List<CompletableFuture<Generator.Finish>>> proxies = new ArrayList<>();
+        final Work work;
+
+        Relayed(Work original, PlacementRequest placement) {
+            this.request = new Request(original);
+            this.placement = placement;
+            List<Prompt> prompts = new ArrayList<>();
+            for (Prompt p : original.prompts()) {
+                List<Choice> choices = new ArrayList<>();
+                List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
+                for (Choice c : p.choices()) {
+                    Relay r = new Relay(request, p.tokens(), c);
+                    relays.add(r);
+                    choices.add(new Choice(c.params(), r.sink(0)));
+                    fs.add(r.proxy);
+                }
+                prompts.add(new Prompt(p.tokens(), choices));
+                proxies.add(fs);
             }
-            prompts.add(new Prompt(p.tokens(), choices));
-            proxies.add(fs);
+            work = new Work(original.requestId(), original.tenant(), original.adapter(), prompts, original.trace());
         }
-        List<List<CompletableFuture<Generator.Finish>>> futures = remotes.apply(node.address())
-            .submit(new Work(work.requestId(), work.tenant(), work.adapter(), prompts, work.trace()));
-        int i = 0;
-        for (List<CompletableFuture<Generator.Finish>> fs : futures) {
-            for (CompletableFuture<Generator.Finish> f : fs) {
-                relays.get(i++).attach(f, node.nodeId());
+
+        /** Runs it on {@code node} (null or this node: here); throws what that node's admission throws. */
+        void run(NodeState node) {
+            String target = node == null || node.nodeId().equals(view.localNodeId()) ? null : node.nodeId();
+            List<List<CompletableFuture<Generator.Finish>>> futures = target == null ? local.submit(work)
+                : remotes.apply(node.address()).submit(work);
+            if (target != null) {
+                forwarded.increment();
+            }
+            int i = 0;
+            for (List<CompletableFuture<Generator.Finish>> fs : futures) {
+                for (CompletableFuture<Generator.Finish> f : fs) {
+                    relays.get(i++).attach(f, target);
+                }
             }
         }
-        return proxies;
+
+        /** Every choice's future is done (cancelled while it waited): nothing to run. */
+        boolean abandoned() {
+            return relays.stream().allMatch(r -> r.proxy.isDone());
+        }
+
+        long cost() {
+            return (long) placement.sequences() * placement.positions();
+        }
+
+        void fail(Throwable t) {
+            relays.forEach(r -> r.proxy.completeExceptionally(t));
+        }
+    }
+
+    // ---- the cluster-wide wait for room ----------------------------------------------------------
+
+    /** Holds {@code work} here until some node has room for it; throws when the wait is full. */
+    private List<List<CompletableFuture<Generator.Finish>>> enqueue(Work work, PlacementRequest req) {
+        Relayed r = new Relayed(work, req);
+        synchronized (waiting) {
+            if (waitingSequences + req.sequences() > maxWaiting) {
+                throw new Engine.QueueFullException(waitingSequences, req.sequences(), maxWaiting);
+            }
+            waiting.add(r);
+            waitingSequences += req.sequences();
+        }
+        r.relays.forEach(x -> x.proxy.whenComplete((f, t) -> {
+            if (x.proxy.isCancelled()) {
+                scheduleDispatch(); // drop it from the wait now, not at the next state change
+            }
+        }));
+        scheduleDispatch(); // a node may have made room since placement looked
+        return r.proxies;
+    }
+
+    /** Runs {@link #dispatch} on the dispatcher thread, once for any number of calls made meanwhile. */
+    private void scheduleDispatch() {
+        if (dispatchScheduled.compareAndSet(false, true)) {
+            try {
+                dispatcher.execute(() -> {
+                    dispatchScheduled.set(false);
+                    dispatch();
+                });
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                dispatchScheduled.set(false); // closed
+            }
+        }
+    }
+
+    /**
+     * Sends waiting requests, in fair order, to nodes with room, until none fits. The node states
+     * are read once and charged with what this pass sends (their published states catch up a
+     * moment later), so one freed slot takes one request, not all of them.
+     */
+    private void dispatch() {
+        Map<String, NodeState> nodes = new java.util.LinkedHashMap<>();
+        view.nodes().forEach(n -> nodes.put(n.nodeId(), n));
+        while (true) {
+            Decision[] chosen = new Decision[1];
+            Relayed next;
+            synchronized (waiting) {
+                next = waiting.peek(new FairQueue.Gate<>() {
+                    @Override
+                    public boolean ready(Relayed r) {
+                        Optional<Decision> d = placement.place(r.placement, List.copyOf(nodes.values()));
+                        chosen[0] = d.orElse(null);
+                        return d.isPresent();
+                    }
+
+                    @Override
+                    public void release(Relayed r) {
+                    }
+
+                    @Override
+                    public void dropped(Relayed r) {
+                        waitingSequences -= r.placement.sequences();
+                    }
+                });
+                if (next == null) {
+                    return;
+                }
+                waiting.take(next);
+                waitingSequences -= next.placement.sequences();
+            }
+            Decision d = chosen[0];
+            NodeState n = d.node();
+            nodes.put(n.nodeId(), new NodeState(n.nodeId(), n.address(), n.backend(), n.running() + next.placement.sequences(),
+                n.queued(), n.maxBatch(), Math.max(0, n.freeKvBlocks() - d.kvBlocks()), n.totalKvBlocks(), n.kvBlockSize(),
+                n.residentAdapters(), n.warmAdapters(), n.stepMillis(), n.draining(), n.updatedMillis()));
+            try {
+                next.run(n);
+                LOG.debug("request {} leaves the wait for room for {} ({})", next.request.work.requestId(), n.nodeId(), d.reason());
+            } catch (Engine.QueueFullException | Engine.UnavailableException e) {
+                // the node's state was behind: back in line, and the next state change tries again
+                synchronized (waiting) {
+                    waiting.add(next);
+                    waitingSequences += next.placement.sequences();
+                }
+                return;
+            } catch (RuntimeException e) {
+                next.fail(e);
+            }
+        }
+    }
+
+    /** Requests waiting at this node for room anywhere in the cluster. */
+    public int waiting() {
+        synchronized (waiting) {
+            return waiting.size();
+        }
     }
 
     /** What placement knows of {@code work}: its longest prompt, its largest {@code max_tokens}, all its choices. */
@@ -173,6 +344,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
 
     /** A member left: every choice running there resumes elsewhere now, not when its connection times out. */
     private void membersChanged() {
+        scheduleDispatch(); // any change may have made room for a waiting request
         Set<String> now = view.memberIds();
         Set<String> before = members;
         members = now;
@@ -213,7 +385,14 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
 
     @Override
     public void close() {
+        dispatcher.shutdownNow();
         resumer.shutdownNow();
+        List<Relayed> left;
+        synchronized (waiting) {
+            left = waiting.drain();
+            waitingSequences = 0;
+        }
+        left.forEach(r -> r.fail(new Engine.UnavailableException("the server is stopping")));
     }
 
     /** One forwarded request, for counting its moves (once per node it leaves, whatever its choice count). */

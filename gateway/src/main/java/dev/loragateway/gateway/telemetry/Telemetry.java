@@ -134,7 +134,11 @@ public final class Telemetry implements AutoCloseable {
      */
     public void cluster(java.util.function.Supplier<List<dev.loragateway.scheduler.NodeState>> nodes,
                         java.util.function.LongSupplier forwarded,
-                        java.util.function.Supplier<java.util.Map<String, Long>> migrated) {
+                        java.util.function.Supplier<java.util.Map<String, Long>> migrated,
+                        java.util.function.IntSupplier waiting) {
+        meter.gaugeBuilder("lora_gateway.cluster.requests_waiting").ofLongs()
+            .setDescription("Requests waiting at this node until some node of the cluster has room").setUnit("{request}")
+            .buildWithCallback(m -> m.record(waiting.getAsInt()));
         meter.counterBuilder("lora_gateway.cluster.requests_forwarded").setDescription("Requests this node placed on another node")
             .setUnit("{request}").buildWithCallback(m -> m.record(forwarded.getAsLong()));
         io.opentelemetry.api.common.AttributeKey<String> reason = io.opentelemetry.api.common.AttributeKey.stringKey("reason");

@@ -78,7 +78,7 @@ class ForwardingTest {
 
     /** A's state: no batch slot free. B's: plenty of room. */
     static final class FixedView implements ClusterView {
-        final List<NodeState> nodes;
+        volatile List<NodeState> nodes;
         final List<Runnable> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
         volatile Set<String> members = Set.of("a", "b");
 
@@ -106,6 +106,12 @@ class ForwardingTest {
         @Override
         public void addListener(Runnable onChange) {
             listeners.add(onChange);
+        }
+
+        /** New published states, as the status board would report them. */
+        void states(NodeState... states) {
+            nodes = List.of(states);
+            listeners.forEach(Runnable::run);
         }
 
         /** Member {@code id} leaves, as Hazelcast's membership listener would report it. */
@@ -450,6 +456,74 @@ class ForwardingTest {
             a.close();
             v.close().await();
         }
+    }
+
+    /**
+     * No node has room: requests wait at the front node (not on A's engine), and go out in the
+     * engine's fair order (deficit round-robin per tenant) as room appears; one freed slot takes
+     * one request; a cancelled one leaves the wait; the wait is bounded (429); a request no node
+     * could ever hold is not held but handed to the local engine, which refuses it.
+     */
+    @Test
+    void requestsWaitForRoomInTheClusterAndLeaveInFairOrder() throws Exception {
+        FixedView view = new FixedView(addressB);
+        NodeState a0 = view.nodes.get(0);
+        ClusterExecutor a = new ClusterExecutor(localA, view, Placements.defaultPlacement(), remotes, 8);
+        try {
+            view.states(a0, stateOfB(64)); // B full too
+            long stepsA = engineA.steps();
+            long stepsB = quietSteps(engineB);
+            List<String> order = java.util.Collections.synchronizedList(new ArrayList<>());
+            List<List<CompletableFuture<Generator.Finish>>> x1 = a.submit(one("x", "x1", order));
+            List<List<CompletableFuture<Generator.Finish>>> x2 = a.submit(one("x", "x2", order));
+            List<List<CompletableFuture<Generator.Finish>>> x3 = a.submit(one("x", "x3", order));
+            List<List<CompletableFuture<Generator.Finish>>> y1 = a.submit(one("y", "y1", order));
+            assertEquals(4, a.waiting());
+            assertThrows(Engine.QueueFullException.class, () -> a.submit(new InferenceExecutor.Work("big", "z", null,
+                List.of(new InferenceExecutor.Prompt(new int[] {3, 4}, java.util.Collections.nCopies(5,
+                    new InferenceExecutor.Choice(SamplingParams.greedy(3), (t, l) -> true)))), null)), "8 sequences may wait");
+            assertThrows(Engine.RequestTooLargeException.class, () -> a.submit(new InferenceExecutor.Work("huge", "z", null,
+                List.of(new InferenceExecutor.Prompt(new int[] {3, 4}, java.util.Collections.nCopies(100,
+                    new InferenceExecutor.Choice(SamplingParams.greedy(3), (t, l) -> true)))), null)), "no node holds 100 sequences");
+            x3.get(0).get(0).cancel(false);
+            waitFor(() -> a.waiting() == 3, "the cancelled request left the wait");
+            Thread.sleep(200);
+            assertEquals(stepsA, engineA.steps(), "nothing ran on A while every node was full");
+            assertEquals(stepsB, engineB.steps(), "nothing ran on B while every node was full");
+
+            view.states(a0, stateOfB(62)); // room for two one-sequence requests on B
+            x1.get(0).get(0).get(60, TimeUnit.SECONDS);
+            y1.get(0).get(0).get(60, TimeUnit.SECONDS);
+            // x's turn took x1, then y's turn y1, though x2 came before y1 (their first tokens may come in either order)
+            assertEquals(Set.of("x1", "y1"), Set.copyOf(order));
+            assertEquals(1, a.waiting(), "two slots freed, two requests left: x2 still waits");
+            assertFalse(x2.get(0).get(0).isDone());
+            view.states(a0, stateOfB(0));
+            assertTrue(x2.get(0).get(0).get(60, TimeUnit.SECONDS) != null);
+            assertEquals("x2", order.get(2));
+            assertEquals(3, a.forwarded());
+            assertEquals(stepsA, engineA.steps(), "every waiting request ran on B");
+        } finally {
+            a.close();
+        }
+    }
+
+    /** B's state with {@code running} of its 64 batch slots taken. */
+    private static NodeState stateOfB(int running) {
+        return new NodeState("b", addressB, "cpu", running, 0, 64, 1000, 1000, 16, Set.of(), Set.of(), 1, false, System.nanoTime());
+    }
+
+    /** A one-choice request of {@code tenant} costing about 200 tokens, which appends {@code name} to {@code order} at its first token. */
+    private static InferenceExecutor.Work one(String tenant, String name, List<String> order) {
+        boolean[] first = {true};
+        return new InferenceExecutor.Work(name, tenant, null, List.of(new InferenceExecutor.Prompt(new int[] {5, 9, 13},
+            List.of(new InferenceExecutor.Choice(SamplingParams.greedy(200), (t, l) -> {
+                if (first[0]) {
+                    first[0] = false;
+                    order.add(name);
+                }
+                return false; // one token is enough to see the order
+            })))), null);
     }
 
     /**

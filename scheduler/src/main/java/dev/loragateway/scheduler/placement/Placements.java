@@ -40,6 +40,15 @@ public final class Placements {
             + String.join(", ", NAMES));
     }
 
+    /**
+     * True when {@code node} could take {@code req} once it has emptied: it does not drain, and its
+     * whole batch and KV pool hold the request. A request that no node could ever take must not
+     * wait for room (the engine that gets it decides: it admits it as far as it can, or refuses it).
+     */
+    public static boolean couldEverTake(dev.loragateway.scheduler.PlacementRequest req, dev.loragateway.scheduler.NodeState node) {
+        return !node.draining() && node.maxBatch() >= req.sequences() && node.totalKvBlocks() >= Room.kvBlocks(req, node);
+    }
+
     /** The default policy, {@value #DEFAULT}. */
     public static Placement defaultPlacement() {
         return byName(DEFAULT);
