@@ -419,12 +419,9 @@ class ForwardingTest {
      */
     @Test
     void aNodeLostMidStreamResumesItsChoicesElsewhereWithTheSameTokens() throws Exception {
-        Vertx v = Vertx.vertx();
-        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
-        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
-        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
-        try {
-            cutMidStream(a, () -> v.close().await(), "node_lost");
+        try (NodeB b = NodeB.over(slowed(new LocalExecutor(engineB)))) {
+            ClusterExecutor a = b.a();
+            cutMidStream(a, () -> b.vertx().close().await(), "node_lost");
             // a node that is gone: placed again without it (here: on A itself), nothing refused
             Recorded r = new Recorded(Integer.MAX_VALUE);
             List<CompletableFuture<Generator.Finish>> fs = a.submit(new InferenceExecutor.Work("req-gone", "t1", null,
@@ -432,29 +429,21 @@ class ForwardingTest {
                 null)).get(0);
             assertEquals(Generator.Finish.LENGTH, fs.get(0).get(30, TimeUnit.SECONDS));
             assertEquals(1, a.forwarded(), "the second request was admitted nowhere else");
-        } finally {
-            a.close();
         }
     }
 
     /** B drains ({@link InternalApi#drain}): its choices come back with a move line and resume on A; B refuses new work with 503. */
     @Test
     void aDrainingNodeGivesItsChoicesBackAndTheyResumeElsewhere() throws Exception {
-        Vertx v = Vertx.vertx();
-        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
-        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
-        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
-        try {
-            cutMidStream(a, () -> assertTrue(api.drain() > 0, "unfinished choices are given back"), "drain");
+        try (NodeB b = NodeB.over(slowed(new LocalExecutor(engineB)))) {
+            String address = b.view().nodes.get(1).address();
+            cutMidStream(b.a(), () -> assertTrue(b.api().drain() > 0, "unfinished choices are given back"), "drain");
             waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "the drained node's sequences were cancelled");
             HttpResponse<String> refused = HTTP.send(HttpRequest.newBuilder(URI.create(address + InternalWire.GENERATE))
                 .header(InternalWire.SECRET_HEADER, InternalWire.token(SECRET)).POST(HttpRequest.BodyPublishers.ofString("{}")).build(),
                 HttpResponse.BodyHandlers.ofString());
             assertEquals(503, refused.statusCode(), refused.body());
             assertTrue(refused.body().contains("draining"), refused.body());
-        } finally {
-            a.close();
-            v.close().await();
         }
     }
 
@@ -536,11 +525,9 @@ class ForwardingTest {
         Engine tight = new Engine(LlamaModel.load(dir), new CpuBackend(1), null,
             Engine.Options.builder().maxBatch(8).maxQueued(64).blockSize(4)
                 .kvCacheBytes(20 * dev.loragateway.batcher.KvBlockPool.bytesPerBlock(model.config(), 4)).build());
-        Vertx v = Vertx.vertx();
-        InternalApi api = new InternalApi(v, new LocalExecutor(tight), SECRET).moveOnKvShortage(() -> true);
-        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
-        ClusterExecutor a = new ClusterExecutor(localA, new FixedView(address), Placements.defaultPlacement(), remotes);
-        try {
+        try (NodeB b = NodeB.over(new LocalExecutor(tight))) {
+            b.api().moveOnKvShortage(() -> true);
+            ClusterExecutor a = b.a();
             int maxTokens = 40;
             int[] prompt = longRunningPrompt(maxTokens);
             List<SamplingParams> params = List.of(SamplingParams.greedy(maxTokens), new SamplingParams(0, 1, 0, maxTokens, 1),
@@ -552,8 +539,6 @@ class ForwardingTest {
             waitFor(() -> tight.running() == 0 && tight.queued() == 0 && tight.kvBlocksUsed() == 0,
                 "B freed everything");
         } finally {
-            a.close();
-            v.close().await();
             tight.close();
         }
     }
@@ -565,17 +550,9 @@ class ForwardingTest {
      */
     @Test
     void aMemberThatLeavesHasItsChoicesResumedWithoutWaitingForItsConnection() throws Exception {
-        Vertx v = Vertx.vertx();
-        InternalApi api = new InternalApi(v, slowed(new LocalExecutor(engineB)), SECRET);
-        String address = "http://127.0.0.1:" + api.listen("127.0.0.1", 0).await();
-        FixedView view = new FixedView(address);
-        ClusterExecutor a = new ClusterExecutor(localA, view, Placements.defaultPlacement(), remotes);
-        try {
-            cutMidStream(a, () -> view.leave("b"), "node_lost");
+        try (NodeB b = NodeB.over(slowed(new LocalExecutor(engineB)))) {
+            cutMidStream(b.a(), () -> b.view().leave("b"), "node_lost");
             waitFor(() -> engineB.running() == 0 && engineB.queued() == 0, "B's stale choices were stopped");
-        } finally {
-            a.close();
-            v.close().await();
         }
     }
 
@@ -626,6 +603,22 @@ class ForwardingTest {
         assertEquals(before + 1, a.migrated().get(reason), "one request moved off B: " + a.migrated());
         Outcome local = run(localA, params, Integer.MAX_VALUE, prompts);
         assertSame(local, new Outcome(got, gotFloats));
+    }
+
+    /** Another node B: a listener of its own over {@code onB}, and A's cluster executor that sees it with room. */
+    record NodeB(Vertx vertx, InternalApi api, FixedView view, ClusterExecutor a) implements AutoCloseable {
+        static NodeB over(InferenceExecutor onB) {
+            Vertx v = Vertx.vertx();
+            InternalApi api = new InternalApi(v, onB, SECRET);
+            FixedView view = new FixedView("http://127.0.0.1:" + api.listen("127.0.0.1", 0).await());
+            return new NodeB(v, api, view, new ClusterExecutor(localA, view, Placements.defaultPlacement(), remotes));
+        }
+
+        @Override
+        public void close() {
+            a.close();
+            vertx.close().await();
+        }
     }
 
     /** {@code ex} with 5 ms more per token (a slower engine), so a stream is still running when the test cuts it. */
