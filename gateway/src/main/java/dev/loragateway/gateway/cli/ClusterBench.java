@@ -63,6 +63,8 @@ final class ClusterBench {
     static final String BASE_ID = "base";
     private static final int START_SECONDS = 120;
     private static final int WARMUP_PAIRS = 4;
+    private static final String HEADER =
+        "| policy | requests | failed | output tokens/s | TTFT p50 ms | TTFT p99 ms | nodes busy | requests per node | forwarded |";
 
     /** What {@code bench cluster} runs; checked by the command. */
     record Options(int nodes, List<String> policies, int clients, int requests, int tokens, int maxBatch, int warmup,
@@ -108,13 +110,14 @@ final class ClusterBench {
         out.printf(Locale.ROOT, "bench cluster: %d serve processes on 127.0.0.1 (-Xmx%dm, --max-batch %d, backend cpu), model %s, "
                 + "%d clients, %d requests of up to %d tokens over %s; all load enters node-0%n%n", o.nodes(), o.heapMb(), o.maxBatch(),
             o.model(), o.clients(), o.requests(), o.tokens(), String.join(", ", models));
-        List<Row> rows = new ArrayList<>();
+        out.println(HEADER);
+        out.println("|---|---|---|---|---|---|---|---|---|");
         Overhead overhead = null;
         int set = 0;
         for (String policy : o.policies()) {
             try (LocalCluster c = LocalCluster.start(o.workDir().resolve("set-" + set++), o.nodes(), o.heapMb(), serveArgs(policy),
                 START_SECONDS)) {
-                rows.add(load(c, policy, models));
+                printRow(out, load(c, policy, models)); // as each policy finishes: a long run shows its progress
                 if (overhead == null && policy.equals("consolidate")) {
                     overhead = overhead(c);
                 }
@@ -126,7 +129,7 @@ final class ClusterBench {
                 overhead = overhead(c);
             }
         }
-        printRows(out, rows);
+        out.println();
         printOverhead(out, overhead);
     }
 
@@ -313,18 +316,14 @@ final class ClusterBench {
         return s[Math.max(0, Math.min(s.length, rank) - 1)];
     }
 
-    private void printRows(PrintStream out, List<Row> rows) {
-        out.println("| policy | requests | failed | output tokens/s | TTFT p50 ms | TTFT p99 ms | nodes busy | requests per node | forwarded |");
-        out.println("|---|---|---|---|---|---|---|---|---|");
-        for (Row r : rows) {
-            StringBuilder per = new StringBuilder();
-            for (long n : r.perNode()) {
-                per.append(per.length() == 0 ? "" : " / ").append(n);
-            }
-            out.printf(Locale.ROOT, "| %s | %d | %d | %.1f | %.1f | %.1f | %d of %d | %s | %d |%n", r.policy(), r.requests(), r.failed(),
-                r.tokensPerSecond(), r.ttftP50(), r.ttftP99(), r.busy(), r.perNode().length, per, r.forwarded());
+    private static void printRow(PrintStream out, Row r) {
+        StringBuilder per = new StringBuilder();
+        for (long n : r.perNode()) {
+            per.append(per.length() == 0 ? "" : " / ").append(n);
         }
-        out.println();
+        out.printf(Locale.ROOT, "| %s | %d | %d | %.1f | %.1f | %.1f | %d of %d | %s | %d |%n", r.policy(), r.requests(), r.failed(),
+            r.tokensPerSecond(), r.ttftP50(), r.ttftP99(), r.busy(), r.perNode().length, per, r.forwarded());
+        out.flush();
     }
 
     private static void printOverhead(PrintStream out, Overhead h) {
