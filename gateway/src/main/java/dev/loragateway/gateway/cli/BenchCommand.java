@@ -30,7 +30,7 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code bench decode | lora | serve | gpu}: the benches of the {@code bench} module, each
+ * {@code bench decode | lora | serve | gpu | cluster}: the benches of the {@code bench} module, each
  * subcommand with only its own options (picocli refuses another mode's option, naming it). The CPU
  * benches take {@code --model DIR}; without it this command generates (once, cached) the 254M bf16
  * bench model, which is the CLI's job, not the bench module's.
@@ -42,10 +42,11 @@ import picocli.CommandLine.Spec;
  * and {@code --gpu} beside another mode's flag.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = {"Benchmarks: bench decode | lora | serve | gpu (see 'bench SUBCOMMAND --help').",
+    description = {"Benchmarks: bench decode | lora | serve | gpu | cluster (see 'bench SUBCOMMAND --help').",
         "The earlier flag forms still work: bench [OPTIONS] is 'bench decode', with --adapters N 'bench lora', with --concurrency C,... "
             + "'bench serve', with --gpu 'bench gpu'; other options go to that subcommand as given."},
-    subcommands = {BenchCommand.Decode.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class})
+    subcommands = {BenchCommand.Decode.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
+        BenchCommand.Cluster.class})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gpu", description = "Flag form of 'bench gpu': the GPU bench on the CUDA device: SGMV latency vs distinct adapters "
         + "beside BGMV and gather+bmm, batch-1 GEMV bandwidth beside a device-to-device copy, decode throughput (the CUDA forward pass). "
@@ -333,6 +334,94 @@ final class BenchCommand implements Callable<Integer> {
                 throw new ParameterException(cl, "--threads must be at least 1, got " + cpuModel.threads);
             }
             return concurrency.stream().mapToInt(Integer::intValue).sorted().distinct().toArray();
+        }
+    }
+
+    @Command(name = "cluster", mixinStandardHelpOptions = true,
+        description = {"Placement policies on N local serve processes (one cluster per policy, all load through node-0): "
+            + "output tokens/s, TTFT p50/p99, nodes busy, requests per node, forwarded; then the forwarding overhead "
+            + "(TTFT via a forwarding node minus direct, at concurrency 1)."})
+    static final class Cluster implements Callable<Integer> {
+        @Option(names = "--model", paramLabel = "DIR", description = "Model directory; its adapters/NAME directories are loaded as "
+            + "--lora-modules (default: the demo model and its 4 demo adapters).")
+        Path model;
+
+        @Option(names = "--nodes", paramLabel = "N", defaultValue = "3", description = "serve processes per cluster, at least 2 (default: ${DEFAULT-VALUE}).")
+        int nodes;
+
+        @Option(names = "--policies", paramLabel = "P,...", split = ",", defaultValue = "consolidate,least-loaded,round-robin,adapter-affinity",
+            description = "Placement policies, one cluster and one row each (default: ${DEFAULT-VALUE}).")
+        List<String> policies;
+
+        @Option(names = "--clients", paramLabel = "C", defaultValue = "8", description = "Concurrent closed-loop streaming clients (default: ${DEFAULT-VALUE}).")
+        int clients;
+
+        @Option(names = "--requests", paramLabel = "N", defaultValue = "64", description = "Measured requests per policy (default: ${DEFAULT-VALUE}).")
+        int requests;
+
+        @Option(names = "--tokens", paramLabel = "N", defaultValue = "64", description = "Max tokens per request, greedy (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--max-batch", paramLabel = "N", defaultValue = "4",
+            description = "Each node's --max-batch: one node's capacity in sequences (default: ${DEFAULT-VALUE}).")
+        int maxBatch;
+
+        @Option(names = "--warmup", paramLabel = "N", defaultValue = "4", description = "Warm-up requests through node-0 before each policy's measurement (default: ${DEFAULT-VALUE}).")
+        int warmup;
+
+        @Option(names = "--overhead-pairs", paramLabel = "N", defaultValue = "40",
+            description = "Interleaved direct / forwarded request pairs for the overhead (default: ${DEFAULT-VALUE}).")
+        int pairs;
+
+        @Option(names = "--node-heap-mb", paramLabel = "MB", defaultValue = "384", description = "-Xmx of each serve process (default: ${DEFAULT-VALUE}).")
+        int heapMb;
+
+        @Spec
+        CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            refuseOptionsBeforeSubcommand(spec);
+            CommandLine cl = spec.commandLine();
+            if (nodes < 2) {
+                throw new ParameterException(cl, "--nodes must be at least 2 (a cluster, and a node to forward through), got " + nodes);
+            }
+            for (String p : policies) {
+                try {
+                    dev.loragateway.scheduler.placement.Placements.byName(p);
+                } catch (IllegalArgumentException e) {
+                    throw new ParameterException(cl, "--policies: " + e.getMessage());
+                }
+            }
+            if (clients < 1 || requests < 1 || tokens < 1 || maxBatch < 1 || pairs < 1) {
+                throw new ParameterException(cl, "--clients, --requests, --tokens, --max-batch and --overhead-pairs must be at least 1");
+            }
+            if (warmup < 0) {
+                throw new ParameterException(cl, "--warmup must be at least 0, got " + warmup);
+            }
+            if (heapMb < 64) {
+                throw new ParameterException(cl, "--node-heap-mb must be at least 64, got " + heapMb);
+            }
+            if (model != null && !Files.isDirectory(model)) {
+                throw new ParameterException(cl, "--model " + model + " is not a directory");
+            }
+            Path dir = (model != null ? model : DemoCache.demo()).toAbsolutePath();
+            Path work = Files.createTempDirectory("lora-bench-cluster");
+            try {
+                new ClusterBench(new ClusterBench.Options(nodes, List.copyOf(policies), clients, requests, tokens, maxBatch, warmup, pairs,
+                    heapMb, dir, work), ClusterBench.adaptersOf(dir)).run(System.out);
+            } finally {
+                deleteTree(work);
+            }
+            return 0;
+        }
+
+        private static void deleteTree(Path root) throws IOException {
+            try (var s = Files.walk(root)) {
+                for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.deleteIfExists(p);
+                }
+            }
         }
     }
 

@@ -14,13 +14,15 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
 
 /**
- * {@code bench decode | lora | serve | gpu}: each subcommand runs on a tiny model, refuses another
+ * {@code bench decode | lora | serve | gpu | cluster}: each subcommand runs on a tiny model, refuses another
  * mode's option by name, and the earlier flag forms run the same subcommand.
  */
 class BenchCommandTest {
@@ -95,6 +97,47 @@ class BenchCommandTest {
         runsInBothForms("serve", SERVE, "knee:", "| 2 | 2 |");
     }
 
+    /**
+     * {@code bench cluster} on 2 serve processes, one policy: consolidate with 2 clients (never more
+     * than a node's 4 sequences) keeps every request on node-0, and the overhead pairs reuse that set.
+     */
+    @Test
+    @Timeout(value = 240, unit = TimeUnit.SECONDS)
+    void clusterRunsTwoNodesAndPrintsTheTableAndTheOverhead() {
+        assertEquals(0, bench("cluster", "--model", model, "--nodes", "2", "--policies", "consolidate", "--clients", "2", "--requests", "6",
+            "--tokens", "4", "--warmup", "1", "--overhead-pairs", "4"), err.toString() + stdout);
+        String header = "| policy | requests | failed | output tokens/s | TTFT p50 ms | TTFT p99 ms | nodes busy | requests per node | forwarded |";
+        assertTrue(stdout.contains(header + "\n|---|---|---|---|---|---|---|---|---|\n"), stdout);
+        String row = stdout.lines().filter(l -> l.startsWith("| consolidate |")).findFirst().orElseThrow(() -> new AssertionError(stdout));
+        String[] c = row.split("\\|");
+        assertEquals("6", c[2].trim(), row);
+        assertEquals("0", c[3].trim(), row);
+        assertTrue(Double.parseDouble(c[4].trim()) > 0, "tokens/s: " + row);
+        double p50 = Double.parseDouble(c[5].trim());
+        assertTrue(p50 > 0 && p50 <= Double.parseDouble(c[6].trim()), "TTFT p50 <= p99: " + row);
+        assertEquals("1 of 2", c[7].trim(), "consolidate at 2 clients fills one node: " + row);
+        assertEquals("6 / 0", c[8].trim(), row);
+        assertEquals("0", c[9].trim(), "nothing forwarded: " + row);
+        String overhead = stdout.lines().filter(l -> l.startsWith("| overhead (via − direct, per pair) |")).findFirst()
+            .orElseThrow(() -> new AssertionError(stdout));
+        assertEquals(4, overhead.split("\\|").length, overhead);
+        assertTrue(stdout.contains("| direct (node-0) |") && stdout.contains("| via node-1 (forwarded to node-0) |"), stdout);
+        assertTrue(stdout.contains("checked: node-1 forwarded 4 of 4 via-node-1 requests; node-0 ran 8 of 8."), stdout);
+    }
+
+    @Test
+    void clusterRefusesBadOptionsNamingThem() {
+        assertEquals(2, bench("cluster", "--nodes", "1"));
+        assertTrue(err.toString().startsWith("--nodes must be at least 2"), err.toString());
+        err.getBuffer().setLength(0);
+        assertEquals(2, bench("cluster", "--policies", "consolidate,fastest"));
+        assertTrue(err.toString().startsWith("--policies: unknown placement 'fastest': use one of consolidate, least-loaded, round-robin, adapter-affinity"),
+            err.toString());
+        err.getBuffer().setLength(0);
+        assertEquals(2, bench("cluster", "--model", tmp.resolve("missing").toString()));
+        assertTrue(err.toString().startsWith("--model " + tmp.resolve("missing") + " is not a directory"), err.toString());
+    }
+
     @Test
     void anotherModesOptionIsAUsageErrorNamingIt() {
         assertEquals(2, bench("decode", "--rank", "4"));
@@ -146,7 +189,7 @@ class BenchCommandTest {
         assertFalse(out.toString().contains("--model") || out.toString().contains("--threads"), out.toString());
         out.getBuffer().setLength(0);
         assertEquals(0, bench("--help"));
-        for (String s : new String[] {"decode", "lora", "serve", "gpu"}) {
+        for (String s : new String[] {"decode", "lora", "serve", "gpu", "cluster"}) {
             assertTrue(out.toString().contains("  " + s + " "), s + " in\n" + out);
         }
     }
