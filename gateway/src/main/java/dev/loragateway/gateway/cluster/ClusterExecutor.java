@@ -67,6 +67,12 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
     static final int MAX_MOVES = 8;
     /** Sequences that may wait at a front node for room in the cluster, unless told otherwise. */
     static final int DEFAULT_MAX_WAITING = 1024;
+    /** How long a placement counts against a node whose state has not been republished since. */
+    static final long PLACED_TTL_MILLIS = 2_000;
+
+    /** A request placed on a node at {@code atMillis} (this node's clock, as the states' {@code updatedMillis}). */
+    private record Placed(long atMillis, int sequences, int kvBlocks) {
+    }
 
     private final InferenceExecutor local;
     private final ClusterView view;
@@ -83,6 +89,13 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
         return t;
     });
     private volatile Set<String> members;
+    /**
+     * What this front node placed on each node since that node's last published state: placement
+     * reads states published up to 200 ms ago, so a burst of requests would all see the same
+     * load and pile onto one node. Each entry counts until a state newer than it arrives (or
+     * {@link #PLACED_TTL_MILLIS}, a backstop for a state that never comes).
+     */
+    private final Map<String, java.util.Deque<Placed>> placed = new ConcurrentHashMap<>();
     /** Requests no node has room for now, per tenant, in deficit round-robin order (as the engine's queue). */
     private final FairQueue<Relayed> waiting = new FairQueue<>(Engine.QUANTUM,
         r -> r.request.work.tenant() == null ? "" : r.request.work.tenant(), Relayed::cost, Relayed::abandoned);
@@ -123,7 +136,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
 
     @Override
     public List<List<CompletableFuture<Generator.Finish>>> submit(Work work) {
-        List<NodeState> nodes = view.nodes();
+        List<NodeState> nodes = nodesNow();
         if (nodes.isEmpty()) {
             LOG.debug("request {} runs on {}: no node state published yet", work.requestId(), view.localNodeId());
             return local.submit(work);
@@ -144,10 +157,13 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             Decision d = decision.get();
             if (d.nodeId().equals(view.localNodeId())) {
                 LOG.debug("request {} runs on {} ({})", work.requestId(), d.nodeId(), d.reason());
-                return local.submit(work);
+                List<List<CompletableFuture<Generator.Finish>>> futures = local.submit(work);
+                placedOn(d, req.sequences());
+                return futures;
             }
             try {
                 List<List<CompletableFuture<Generator.Finish>>> futures = forward(work, d.node());
+                placedOn(d, req.sequences());
                 LOG.debug("request {} forwarded to {} at {} ({})", work.requestId(), d.nodeId(), d.node().address(), d.reason());
                 return futures;
             } catch (Engine.UnavailableException e) { // unreachable or draining: the next best node
@@ -266,7 +282,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
      */
     private void dispatch() {
         Map<String, NodeState> nodes = new java.util.LinkedHashMap<>();
-        view.nodes().forEach(n -> nodes.put(n.nodeId(), n));
+        nodesNow().forEach(n -> nodes.put(n.nodeId(), n));
         while (true) {
             Decision[] chosen = new Decision[1];
             Relayed next;
@@ -296,11 +312,10 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             }
             Decision d = chosen[0];
             NodeState n = d.node();
-            nodes.put(n.nodeId(), new NodeState(n.nodeId(), n.address(), n.backend(), n.running() + next.placement.sequences(),
-                n.queued(), n.maxBatch(), Math.max(0, n.freeKvBlocks() - d.kvBlocks()), n.totalKvBlocks(), n.kvBlockSize(),
-                n.residentAdapters(), n.warmAdapters(), n.stepMillis(), n.draining(), n.updatedMillis()));
+            nodes.put(n.nodeId(), charged(n, next.placement.sequences(), d.kvBlocks()));
             try {
                 next.run(n);
+                placedOn(d, next.placement.sequences());
                 LOG.debug("request {} leaves the wait for room for {} ({})", next.request.work.requestId(), n.nodeId(), d.reason());
             } catch (Engine.QueueFullException | Engine.UnavailableException e) {
                 // the node's state was behind: back in line, and the next state change tries again
@@ -320,6 +335,46 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
         synchronized (waiting) {
             return waiting.size();
         }
+    }
+
+    /** The nodes' published states, each charged with what this node placed there since it was published. */
+    private List<NodeState> nodesNow() {
+        List<NodeState> nodes = view.nodes();
+        if (placed.isEmpty()) {
+            return nodes;
+        }
+        long now = System.currentTimeMillis();
+        List<NodeState> out = new ArrayList<>(nodes.size());
+        for (NodeState n : nodes) {
+            java.util.Deque<Placed> q = placed.get(n.nodeId());
+            int sequences = 0;
+            int kv = 0;
+            if (q != null) {
+                synchronized (q) {
+                    q.removeIf(p -> p.atMillis() < n.updatedMillis() || now - p.atMillis() > PLACED_TTL_MILLIS);
+                    for (Placed p : q) {
+                        sequences += p.sequences();
+                        kv += p.kvBlocks();
+                    }
+                }
+            }
+            out.add(sequences == 0 ? n : charged(n, sequences, kv));
+        }
+        return out;
+    }
+
+    private void placedOn(Decision d, int sequences) {
+        java.util.Deque<Placed> q = placed.computeIfAbsent(d.nodeId(), k -> new java.util.ArrayDeque<>());
+        synchronized (q) {
+            q.addLast(new Placed(System.currentTimeMillis(), sequences, d.kvBlocks()));
+        }
+    }
+
+    /** {@code n} with {@code sequences} more in its batch and {@code kvBlocks} fewer free. */
+    private static NodeState charged(NodeState n, int sequences, int kvBlocks) {
+        return new NodeState(n.nodeId(), n.address(), n.backend(), n.running() + sequences, n.queued(), n.maxBatch(),
+            Math.max(0, n.freeKvBlocks() - kvBlocks), n.totalKvBlocks(), n.kvBlockSize(), n.residentAdapters(), n.warmAdapters(),
+            n.stepMillis(), n.draining(), n.updatedMillis());
     }
 
     /** What placement knows of {@code work}: its longest prompt, its largest {@code max_tokens}, all its choices. */
@@ -557,13 +612,14 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
                 w.trace());
             Set<String> excluded = new java.util.HashSet<>(Set.of(from));
             while (!proxy.isDone()) {
-                Optional<Decision> d = placement.place(request(resumed), without(view.nodes(), excluded));
+                Optional<Decision> d = placement.place(request(resumed), without(nodesNow(), excluded));
                 String target = d.isEmpty() || d.get().nodeId().equals(view.localNodeId()) ? null : d.get().nodeId();
                 try {
                     CompletableFuture<Generator.Finish> f = target == null ? local.submit(resumed).get(0).get(0)
                         : remotes.apply(d.get().node().address()).submit(resumed).get(0).get(0);
                     LOG.info("request {}: a choice moved off {} ({}) after {} token(s) resumes on {}", w.requestId(), from, reason, n,
                         target == null ? view.localNodeId() : target);
+                    d.ifPresent(x -> placedOn(x, 1));
                     attach(f, target);
                     return;
                 } catch (Engine.UnavailableException | Engine.QueueFullException e) {

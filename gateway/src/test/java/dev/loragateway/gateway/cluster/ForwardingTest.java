@@ -76,7 +76,11 @@ class ForwardingTest {
     static RemoteExecutors remotes;
     static ClusterExecutor clusterA;
 
-    /** A's state: no batch slot free. B's: plenty of room. */
+    /**
+     * A's state: no batch slot free. B's: plenty of room. Published "forever after" (updatedMillis
+     * at its largest), so what A has placed on B is never charged on top of it: B's state here is
+     * what the test says it is.
+     */
     static final class FixedView implements ClusterView {
         volatile List<NodeState> nodes;
         final List<Runnable> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -84,8 +88,8 @@ class ForwardingTest {
 
         FixedView(String addressOfB) {
             nodes = List.of(
-                new NodeState("a", "http://127.0.0.1:1", "cpu", 8, 0, 8, 1000, 1000, 16, Set.of(), Set.of(), 1, false, 1),
-                new NodeState("b", addressOfB, "cpu", 0, 0, 64, 1000, 1000, 16, Set.of(), Set.of(), 1, false, 1));
+                new NodeState("a", "http://127.0.0.1:1", "cpu", 8, 0, 8, 1000, 1000, 16, Set.of(), Set.of(), 1, false, Long.MAX_VALUE),
+                new NodeState("b", addressOfB, "cpu", 0, 0, 64, 1000, 1000, 16, Set.of(), Set.of(), 1, false, Long.MAX_VALUE));
         }
 
         @Override
@@ -497,9 +501,41 @@ class ForwardingTest {
         }
     }
 
+    /**
+     * A burst between two of B's published states: A charges B's last state with what it placed
+     * there since, so four one-sequence requests fill B's four slots and the fifth waits instead of
+     * piling onto B; B's next state (newer than those placements) replaces the charges.
+     */
+    @Test
+    void aBurstBetweenTwoPublishedStatesDoesNotOverfillANode() throws Exception {
+        FixedView view = new FixedView(addressB);
+        NodeState a0 = view.nodes.get(0);
+        ClusterExecutor a = new ClusterExecutor(localA, view, Placements.defaultPlacement(), remotes);
+        try {
+            long published = System.currentTimeMillis() - 1;
+            view.states(a0, new NodeState("b", addressB, "cpu", 0, 0, 4, 1000, 1000, 16, Set.of(), Set.of(), 1, false, published));
+            List<String> order = java.util.Collections.synchronizedList(new ArrayList<>());
+            List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                fs.add(a.submit(one("t" + i, "r" + i, order)).get(0).get(0));
+            }
+            assertEquals(4, a.forwarded(), "B's four slots took four requests");
+            assertEquals(1, a.waiting(), "the fifth waits for room");
+            for (int i = 0; i < 4; i++) {
+                fs.get(i).get(60, TimeUnit.SECONDS);
+            }
+            view.states(a0, new NodeState("b", addressB, "cpu", 0, 0, 4, 1000, 1000, 16, Set.of(), Set.of(), 1, false,
+                System.currentTimeMillis() + 1));
+            fs.get(4).get(60, TimeUnit.SECONDS);
+            assertEquals(5, a.forwarded());
+        } finally {
+            a.close();
+        }
+    }
+
     /** B's state with {@code running} of its 64 batch slots taken. */
     private static NodeState stateOfB(int running) {
-        return new NodeState("b", addressB, "cpu", running, 0, 64, 1000, 1000, 16, Set.of(), Set.of(), 1, false, System.nanoTime());
+        return new NodeState("b", addressB, "cpu", running, 0, 64, 1000, 1000, 16, Set.of(), Set.of(), 1, false, Long.MAX_VALUE);
     }
 
     /** A one-choice request of {@code tenant} costing about 200 tokens, which appends {@code name} to {@code order} at its first token. */
