@@ -68,6 +68,20 @@ public final class TenantQuotas implements AutoCloseable {
             }
         });
         members.set(hz.getCluster().getMembers().size());
+        warmUp();
+    }
+
+    /**
+     * One call that changes nothing, now: the first call on the map sets it up on its partitions and
+     * loads the processor classes (measured: over 200 ms on a busy 2-core machine, against well
+     * under 1 ms after), which belongs to start, not to a tenant's first request.
+     */
+    private void warmUp() {
+        try {
+            map.submitToKey(member, new Leave(member)).toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.debug("tenant quota warm-up: {}", e.toString());
+        }
     }
 
     /**
