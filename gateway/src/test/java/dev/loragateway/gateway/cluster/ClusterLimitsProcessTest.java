@@ -25,6 +25,8 @@ import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -76,7 +78,8 @@ class ClusterLimitsProcessTest {
             { "tenants": [
                 { "id": "busy", "keys": ["sk-busy"], "max_concurrent_requests": %d },
                 { "id": "rated", "keys": ["sk-rated"], "max_requests_per_second": %s },
-                { "id": "open", "keys": ["sk-open"] }
+                { "id": "open", "keys": ["sk-open"] },
+                { "id": "both", "keys": ["sk-both"], "max_requests_per_second": 50, "max_concurrent_requests": 2 }
             ] }""".formatted(CONCURRENT, RATE));
         int[] ports = ClusterNodes.freePorts(3);
         String members = ClusterNodes.members(ports);
@@ -104,27 +107,54 @@ class ClusterLimitsProcessTest {
             ranOn.add(accessLine(cluster.log("node-2"), id).get("node").asText());
         }
         assertEquals(Set.of("node-0", "node-1", "node-2"), ranOn, "the executing nodes named in node-2's access log");
-
-        // rate: one bucket for the tenant wherever its requests enter, not one per node
-        int admitted = 0;
-        int refused = 0;
-        long t0 = System.nanoTime();
-        long last = t0;
-        for (int k = 0; System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(5); k++) {
-            last = System.nanoTime();
-            HttpResponse<String> r = post(urls.get(k % 3), "sk-rated", SMALL);
-            if (r.statusCode() == 200) {
-                admitted++;
-            } else {
-                assertEquals(429, r.statusCode(), r.body());
-                assertTrue(r.headers().firstValue("Retry-After").isPresent());
-                refused++;
-            }
+        // both limits, so two round trips to the cluster before the body is read: the body arrives whole
+        for (String url : urls) {
+            HttpResponse<String> r = post(url, "sk-both", SMALL);
+            assertEquals(200, r.statusCode(), r.body());
+            assertEquals(2, JSON.readTree(r.body()).at("/usage/completion_tokens").asInt(), r.body());
         }
-        double seconds = (last - t0) / 1e9;
+
+        // rate: one bucket for the tenant wherever its requests enter, not one per node. Four clients send
+        // GET /v1/models (a /v1/ request like any other, and cheap, so that the offered load stays far above
+        // the rate on 2 busy cores) round-robin to the three nodes for 5 s
+        AtomicInteger admitted = new AtomicInteger();
+        AtomicInteger refused = new AtomicInteger();
+        AtomicLong last = new AtomicLong();
+        long t0 = System.nanoTime();
+        List<Thread> clients = new ArrayList<>();
+        List<Throwable> failures = new java.util.concurrent.CopyOnWriteArrayList<>();
+        for (int c = 0; c < 4; c++) {
+            int first = c;
+            Thread t = new Thread(() -> {
+                try {
+                    for (int k = first; System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(5); k++) {
+                        last.accumulateAndGet(System.nanoTime(), Math::max);
+                        HttpResponse<String> r = get(urls.get(k % 3) + "/v1/models", "sk-rated");
+                        if (r.statusCode() == 200) {
+                            admitted.incrementAndGet();
+                        } else if (r.statusCode() == 429 && r.headers().firstValue("Retry-After").isPresent()) {
+                            refused.incrementAndGet();
+                        } else {
+                            throw new AssertionError(r.statusCode() + " " + r.body());
+                        }
+                    }
+                } catch (Throwable e) {
+                    failures.add(e);
+                }
+            }, "rate-client-" + c);
+            clients.add(t);
+            t.start();
+        }
+        for (Thread t : clients) {
+            t.join(TimeUnit.SECONDS.toMillis(60));
+        }
+        assertEquals(List.of(), failures);
+        double seconds = (last.get() - t0) / 1e9;
         double expected = RATE + RATE * seconds; // a full bucket (one second's worth), then the refill
-        assertTrue(Math.abs(admitted - expected) <= 0.1 * expected, admitted + " of " + (admitted + refused) + " requests admitted in "
-            + seconds + " s at " + RATE + "/s; expected " + expected + " (per node it would be " + 3 * expected + ")" + fallbacks());
+        String what = admitted + " of " + (admitted.get() + refused.get()) + " requests admitted in " + seconds + " s at " + RATE
+            + "/s; expected " + expected + " (per node it would be " + 3 * expected + ")";
+        assertTrue(refused.get() > 2 * admitted.get(), "the clients asked for far more than the rate: " + what);
+        assertTrue(Math.abs(admitted.get() - expected) <= 0.1 * expected, what + fallbacks());
 
         // concurrency: three held requests, one entering each node, fill the tenant's three slots
         for (int i = 0; i < 3; i++) {
@@ -178,6 +208,11 @@ class ClusterLimitsProcessTest {
         return http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions")).header("Content-Type", "application/json")
             .header("Authorization", "Bearer " + key).timeout(Duration.ofSeconds(30)).POST(HttpRequest.BodyPublishers.ofString(body)).build(),
             HttpResponse.BodyHandlers.ofString());
+    }
+
+    private HttpResponse<String> get(String url, String key) throws Exception {
+        return http.send(HttpRequest.newBuilder(URI.create(url)).header("Authorization", "Bearer " + key).timeout(Duration.ofSeconds(30))
+            .build(), HttpResponse.BodyHandlers.ofString());
     }
 
     /** Sends the head of a completion and the first half of {@code body}; the request waits for the rest. */
