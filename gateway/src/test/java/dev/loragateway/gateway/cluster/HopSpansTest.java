@@ -188,8 +188,9 @@ class HopSpansTest {
         assertEquals("b", request.getAttributes().get(AttributeKey.stringKey("lora_gateway.executing_node.id")));
         String requestId = r.headers().firstValue("X-Request-Id").orElseThrow();
         assertEquals(requestId, internal.getAttributes().get(AttributeKey.stringKey("lora_gateway.request_id")));
-        // nested in time: the forward inside the request, B's work inside the forward
-        assertTrue(forward.getStartEpochNanos() >= request.getStartEpochNanos() && forward.getEndEpochNanos() <= request.getEndEpochNanos());
+        // in order in time (the ends are not ordered: the forward span ends on the stream's thread as the last
+        // choice finishes, while the response that ends the request span is written on A's event loop)
+        assertTrue(forward.getStartEpochNanos() >= request.getStartEpochNanos(), "the forward starts inside the request");
         assertTrue(internal.getStartEpochNanos() >= forward.getStartEpochNanos(), "B starts after A sent it");
 
         assertEquals("b", accessLine(requestId).get("node").asText(), "the front node's access log names the node that ran it");
