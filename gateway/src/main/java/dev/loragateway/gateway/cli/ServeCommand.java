@@ -13,12 +13,15 @@ import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.InferenceExecutor;
 import dev.loragateway.gateway.cluster.ClusterExecutor;
+import dev.loragateway.gateway.cluster.ClusterTenantLimits;
+import dev.loragateway.gateway.cluster.Hops;
 import dev.loragateway.gateway.cluster.InternalApi;
 import dev.loragateway.gateway.cluster.LocalNodeState;
 import dev.loragateway.gateway.cluster.RemoteExecutors;
 import dev.loragateway.scheduler.placement.Placements;
 import dev.loragateway.scheduler.cluster.ClusterMember;
 import dev.loragateway.scheduler.cluster.ClusterOptions;
+import dev.loragateway.scheduler.cluster.quota.TenantQuotas;
 import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.batcher.LocalExecutor;
 import dev.loragateway.gateway.demo.DemoCache;
@@ -292,6 +295,7 @@ final class ServeCommand implements Callable<Integer> {
         ClusterMember member = null;
         InternalApi internal = null;
         RemoteExecutors remotes = null;
+        ClusterTenantLimits clusterLimits = null;
         java.util.concurrent.atomic.AtomicReference<ApiServer> api = new java.util.concurrent.atomic.AtomicReference<>();
         if (clusterName != null) {
             // the node id defaults to the API's host:port (with --port 0 not known yet: the cluster port's)
@@ -302,7 +306,8 @@ final class ServeCommand implements Callable<Integer> {
                     clusterSecretFile, node);
                 byte[] secret = co.readSecret();
                 // other nodes' forwarded requests arrive here (cluster secret required), on a free port of the member's address
-                internal = new InternalApi(vertx, local, secret);
+                // (a span per forwarded request on this node, under the front node's traceparent)
+                internal = new InternalApi(vertx, Hops.serving(local, node, telemetry.tracer()), secret);
                 String address = "http://" + (bindHost.contains(":") ? "[" + bindHost + "]" : bindHost) + ":"
                     + internal.listen(bindHost, 0).await();
                 member = ClusterMember.start(co, new LocalNodeState(node, () -> address, chosen, engine, device, tiers.host(),
@@ -312,7 +317,10 @@ final class ServeCommand implements Callable<Integer> {
                 internal.moveOnKvShortage(() -> joinedAs.nodes().stream().anyMatch(n -> !n.nodeId().equals(node) && !n.draining()
                     && n.freeBatchSlots() > 0 && n.freeKvBlocks() > 0));
                 remotes = new RemoteExecutors(llama.config(), secret, 64);
-                executor = new ClusterExecutor(local, member, Placements.byName(placement), remotes, maxQueued);
+                // each request names the node that ran it (access log); a forward is a span of its own
+                executor = new ClusterExecutor(Hops.ranHere(local, node), member, Placements.byName(placement),
+                    Hops.forwarding(remotes, member, telemetry.tracer()), maxQueued);
+                clusterLimits = new ClusterTenantLimits(new TenantQuotas(member.hazelcast()), ClusterTenantLimits.DEFAULT_BOUND);
                 LOG.info("cluster {}: node {} joined, {} member(s) now; internal listener {}; placement {}", clusterName, node,
                     member.nodes().size(), address, placement);
             } catch (Exception e) { // bad options, an unreadable secret, a taken port or node id
@@ -332,7 +340,7 @@ final class ServeCommand implements Callable<Integer> {
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
             .httpLimits(httpLimits());
         if (member != null) {
-            server.cluster(member, placement);
+            server.cluster(member, placement).limiter(clusterLimits); // tenant limits hold for the whole cluster
         }
         api.set(server);
         int bound;

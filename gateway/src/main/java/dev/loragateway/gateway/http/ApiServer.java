@@ -9,6 +9,7 @@ import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.InferenceExecutor;
 import dev.loragateway.batcher.LocalExecutor;
+import dev.loragateway.gateway.auth.TenantLimiter;
 import dev.loragateway.gateway.auth.TenantLimits;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.gateway.text.TextTokenizer;
@@ -68,12 +69,13 @@ public final class ApiServer {
     static final String MODEL = "lg.model";
     static final String USAGE = "lg.usage"; // int[] {prompt tokens, completion tokens}
     static final String SPAN = "lg.span";
+    static final String EXECUTED_ON = "lg.executedOn"; // an ExecutingNode, once the request is submitted
     /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
     static final int MAX_LOGGED_MODEL = 256;
 
     private final AdapterRegistry adapters;
     private Tenants tenants = Tenants.open();
-    private final TenantLimits limits = new TenantLimits();
+    private TenantLimiter limits = new TenantLimits();
     private RequestObserver observer = RequestObserver.NONE;
     private RequestSpans spans = new RequestSpans(TracerProvider.noop().get("lora-gateway"));
     private DeviceTier<AdapterKey> deviceTier;
@@ -130,6 +132,15 @@ public final class ApiServer {
     /** Callers and their keys and limits ({@code --api-keys}); call before {@link #listen}. */
     public ApiServer tenants(Tenants t) {
         this.tenants = t;
+        return this;
+    }
+
+    /**
+     * Who counts the tenants' request rates and requests in flight (default: this node alone,
+     * {@link TenantLimits}; in a cluster, the whole cluster); call before {@link #listen}.
+     */
+    public ApiServer limiter(TenantLimiter l) {
+        this.limits = l;
         return this;
     }
 
@@ -350,7 +361,20 @@ public final class ApiServer {
         Long started = ctx.get(STARTED);
         return new RequestObserver.Record(ctx.get(REQUEST_ID), t == null ? null : t.id(), ctx.request().method().name(), route,
             ctx.response().getStatusCode(), ctx.get(MODEL), usage == null ? 0 : usage[0], usage == null ? 0 : usage[1],
-            started == null ? 0 : System.nanoTime() - started);
+            started == null ? 0 : System.nanoTime() - started, node(ctx));
+    }
+
+    /**
+     * The node that ran the request: in a cluster, where its executor ran it, else this node (it
+     * answered without running anything: a 400, {@code /v1/models}); without a cluster, null.
+     */
+    private String node(RoutingContext ctx) {
+        dev.loragateway.scheduler.cluster.ClusterView view = cluster;
+        if (view == null) {
+            return null;
+        }
+        dev.loragateway.gateway.cluster.ExecutingNode where = ctx.get(EXECUTED_ON);
+        return where != null && where.id() != null ? where.id() : view.localNodeId();
     }
 
     /** {@code /v1/*}: the caller's key names its tenant (401 otherwise); per-tenant request rate. */
@@ -370,27 +394,67 @@ public final class ApiServer {
             return;
         }
         ctx.put(TENANT, t.get());
-        var refused = limits.acquire(t.get(), false);
-        if (refused.isPresent()) {
-            tooMany(ctx.response(), refused.get());
-            return;
-        }
-        ctx.next();
+        whenAnswered(ctx, limits.request(t.get()), refused -> {
+            if (refused.isPresent()) {
+                tooMany(ctx.response(), refused.get());
+            } else {
+                ctx.next();
+            }
+        });
     }
 
     /** Inference routes: the tenant's concurrent-request limit, released when the response ends. */
     void inferenceLimits(RoutingContext ctx) {
-        Tenants.Tenant t = tenant(ctx);
-        var refused = limits.acquire(t, true);
-        if (refused.isPresent()) {
-            tooMany(ctx.response(), refused.get());
-            return;
-        }
-        ctx.addEndHandler(v -> limits.release(t));
-        ctx.next();
+        whenAnswered(ctx, limits.enter(tenant(ctx)), slot -> {
+            if (slot.refusal().isPresent()) {
+                tooMany(ctx.response(), slot.refusal().get());
+                return;
+            }
+            if (ctx.response().ended() || ctx.response().closed()) { // the client left while the cluster answered
+                slot.release();
+                return;
+            }
+            ctx.addEndHandler(v -> slot.release());
+            ctx.next();
+        });
     }
 
-    private static void tooMany(HttpServerResponse resp, TenantLimits.Refusal r) {
+    /**
+     * Runs {@code then} with the limiter's answer on this request's event loop: at once when the
+     * answer is ready (a single node's limits, as before), else when it comes (the cluster's, one
+     * round trip), with the request paused meanwhile so that no byte of its body is lost before the
+     * body handler that follows reads it (as vertx-web's own asynchronous authentication does).
+     */
+    private static <T> void whenAnswered(RoutingContext ctx, java.util.concurrent.CompletionStage<T> answer,
+                                         java.util.function.Consumer<T> then) {
+        java.util.concurrent.CompletableFuture<T> f = answer.toCompletableFuture();
+        if (f.isDone() && !f.isCompletedExceptionally()) {
+            then.accept(f.join());
+            return;
+        }
+        HttpServerRequest req = ctx.request();
+        if (!req.isEnded()) {
+            req.pause();
+        }
+        io.vertx.core.Context context = vertx(ctx);
+        f.whenComplete((value, failure) -> context.runOnContext(v -> {
+            if (!req.isEnded()) {
+                req.resume();
+            }
+            if (failure != null) { // a limiter answers, never fails: this is a bug, a 500
+                ctx.fail(failure);
+            } else {
+                then.accept(value);
+            }
+        }));
+    }
+
+    private static io.vertx.core.Context vertx(RoutingContext ctx) {
+        io.vertx.core.Context c = Vertx.currentContext();
+        return c != null ? c : ctx.vertx().getOrCreateContext();
+    }
+
+    private static void tooMany(HttpServerResponse resp, TenantLimiter.Refusal r) {
         resp.putHeader("Retry-After", Long.toString(r.retryAfterSeconds()));
         error(resp, new ApiError(429, "rate_limit_error", r.message(), null, "rate_limit_exceeded"));
     }

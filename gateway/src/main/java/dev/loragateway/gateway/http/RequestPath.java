@@ -7,6 +7,7 @@ import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.InferenceExecutor;
 import dev.loragateway.batcher.SamplingParams;
+import dev.loragateway.gateway.cluster.ExecutingNode;
 import dev.loragateway.gateway.text.TextTokenizer;
 import io.opentelemetry.api.trace.Span;
 import io.vertx.core.Context;
@@ -283,9 +284,11 @@ final class RequestPath {
         }
         Span span = ctx.get(ApiServer.SPAN);
         io.opentelemetry.context.Context trace = io.opentelemetry.context.Context.current();
-        // the executor's spans become children of the request's
+        // the executor's spans become children of the request's; the executor that runs it names its node there
+        ExecutingNode where = new ExecutingNode();
+        ctx.put(ApiServer.EXECUTED_ON, where);
         InferenceExecutor.Work work = new InferenceExecutor.Work(ctx.get(ApiServer.REQUEST_ID), tenant, (AdapterKey) r.adapter(), prompts,
-            span == null ? trace : trace.with(span));
+            where.attachTo(span == null ? trace : trace.with(span)));
         List<CompletableFuture<Generator.Finish>> futures = new ArrayList<>();   // the executor's, for cancelling
         executor.submit(work).forEach(futures::addAll);                          // choice index order
         List<CompletableFuture<Generator.Finish>> finished = new ArrayList<>();  // after each choice's finish()

@@ -14,7 +14,8 @@ import io.vertx.core.http.HttpServerRequest;
 /**
  * One SERVER span per HTTP request, named {@code METHOD ROUTE} and attributed as OpenTelemetry's
  * HTTP conventions say, plus the caller's tenant, the model it named, the request id and the
- * token counts. A W3C {@code traceparent} header makes it a child of the caller's span. While the
+ * token counts (in a cluster, {@code lora_gateway.executing_node.id}: the node that ran it). A W3C
+ * {@code traceparent} header makes it a child of the caller's span. While the
  * request is submitted to the engine the span is current, so the engine's spans
  * ({@code engine.generate}: queue, first token, decode) become its children.
  */
@@ -28,6 +29,7 @@ final class RequestSpans {
     static final AttributeKey<String> MODEL = AttributeKey.stringKey("gen_ai.request.model");
     static final AttributeKey<Long> INPUT_TOKENS = AttributeKey.longKey("gen_ai.usage.input_tokens");
     static final AttributeKey<Long> OUTPUT_TOKENS = AttributeKey.longKey("gen_ai.usage.output_tokens");
+    static final AttributeKey<String> EXECUTING_NODE = AttributeKey.stringKey("lora_gateway.executing_node.id");
 
     private static final TextMapGetter<MultiMap> HEADERS = new TextMapGetter<>() {
         @Override
@@ -65,6 +67,9 @@ final class RequestSpans {
         }
         if (r.model() != null) {
             span.setAttribute(MODEL, r.model());
+        }
+        if (r.node() != null) {
+            span.setAttribute(EXECUTING_NODE, r.node());
         }
         if (r.promptTokens() > 0 || r.completionTokens() > 0) {
             span.setAttribute(INPUT_TOKENS, (long) r.promptTokens());

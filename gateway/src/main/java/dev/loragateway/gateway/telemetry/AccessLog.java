@@ -20,7 +20,10 @@ import org.slf4j.LoggerFactory;
  *  "completion_tokens":16,"latency_ms":84.211}
  * </pre>
  *
- * {@code tenant} and {@code model} are null when the request had none. By default the line goes to
+ * {@code tenant} and {@code model} are null when the request had none. In a cluster a last field,
+ * {@code "node"}, names the node that ran the request: the node a completion was forwarded to, else
+ * this one; a gateway without a cluster writes no {@code node} (its lines are as they were). By
+ * default the line goes to
  * the SLF4J logger {@value #LOGGER} at INFO (slf4j-simple prints it to stderr after its prefix).
  */
 public final class AccessLog implements RequestObserver {
@@ -57,6 +60,9 @@ public final class AccessLog implements RequestObserver {
         o.put("prompt_tokens", r.promptTokens());
         o.put("completion_tokens", r.completionTokens());
         o.put("latency_ms", Math.round(r.latencyNanos() / 1e3) / 1e3);
+        if (r.node() != null) {
+            o.put("node", r.node());
+        }
         try {
             return JSON.writeValueAsString(o);
         } catch (JsonProcessingException e) {

@@ -111,39 +111,60 @@ class TenantsTest {
         TenantLimits limits = new TenantLimits(now::get);
         Tenants.Tenant t = new Tenants.Tenant("t", 0, 4, 0);
         for (int i = 0; i < 4; i++) {
-            assertTrue(limits.acquire(t, false).isEmpty(), "request " + i + " of the first second");
+            assertTrue(limits.takeRequest(t).isEmpty(), "request " + i + " of the first second");
         }
-        TenantLimits.Refusal r = limits.acquire(t, false).orElseThrow();
+        TenantLimiter.Refusal r = limits.takeRequest(t).orElseThrow();
         assertTrue(r.message().contains("4 requests per second"), r.message());
         assertEquals(1, r.retryAfterSeconds());
         now.addAndGet(260_000_000L); // a quarter second and a bit: one token back
-        assertTrue(limits.acquire(t, false).isEmpty());
-        assertTrue(limits.acquire(t, false).isPresent());
+        assertTrue(limits.takeRequest(t).isEmpty());
+        assertTrue(limits.takeRequest(t).isPresent());
         now.addAndGet(10_000_000_000L); // long idle: the bucket holds one second's worth, not ten
         int passed = 0;
-        while (limits.acquire(t, false).isEmpty()) {
+        while (limits.takeRequest(t).isEmpty()) {
             passed++;
         }
         assertEquals(4, passed);
         // a slow tenant (one request per 10 s) is told to wait several seconds
         Tenants.Tenant slow = new Tenants.Tenant("slow", 0, 0.1, 0);
-        assertTrue(limits.acquire(slow, false).isEmpty());
-        assertTrue(limits.acquire(slow, false).orElseThrow().retryAfterSeconds() >= 9);
+        assertTrue(limits.takeRequest(slow).isEmpty());
+        assertTrue(limits.takeRequest(slow).orElseThrow().retryAfterSeconds() >= 9);
     }
 
     @Test
     void concurrentRequestsAreCountedUntilReleased() {
         TenantLimits limits = new TenantLimits();
         Tenants.Tenant t = new Tenants.Tenant("t", 0, 0, 2);
-        assertTrue(limits.acquire(t, true).isEmpty());
-        assertTrue(limits.acquire(t, true).isEmpty());
-        assertTrue(limits.acquire(t, false).isEmpty(), "requests that do not count are not limited by it");
-        TenantLimits.Refusal r = limits.acquire(t, true).orElseThrow();
+        assertTrue(limits.tryEnter(t).isEmpty());
+        assertTrue(limits.tryEnter(t).isEmpty());
+        assertTrue(limits.takeRequest(t).isEmpty(), "requests that do not count are not limited by it");
+        TenantLimiter.Refusal r = limits.tryEnter(t).orElseThrow();
         assertTrue(r.message().contains("2 requests running"), r.message());
         assertEquals(2, limits.inFlight("t"));
         limits.release(t);
-        assertTrue(limits.acquire(t, true).isEmpty());
+        assertTrue(limits.tryEnter(t).isEmpty());
         Tenants.Tenant other = new Tenants.Tenant("u", 0, 0, 1);
-        assertTrue(limits.acquire(other, true).isEmpty(), "limits are per tenant");
+        assertTrue(limits.tryEnter(other).isEmpty(), "limits are per tenant");
+    }
+
+    @Test
+    void aSlotIsGivenBackOnceHoweverOftenItIsReleased() {
+        TenantLimits limits = new TenantLimits();
+        Tenants.Tenant t = new Tenants.Tenant("t", 0, 0, 2);
+        TenantLimiter.Slot first = limits.enter(t).toCompletableFuture().join();
+        TenantLimiter.Slot second = limits.enter(t).toCompletableFuture().join();
+        assertTrue(first.refusal().isEmpty() && second.refusal().isEmpty());
+        TenantLimiter.Slot refused = limits.enter(t).toCompletableFuture().join();
+        assertTrue(refused.refusal().orElseThrow().message().contains("2 requests running"));
+        refused.release(); // held nothing: gives nothing back
+        assertEquals(2, limits.inFlight("t"));
+        first.release();
+        first.release(); // a second end handler, say: still one slot
+        assertEquals(1, limits.inFlight("t"));
+        assertTrue(limits.enter(t).toCompletableFuture().join().refusal().isEmpty());
+        assertTrue(limits.enter(t).toCompletableFuture().join().refusal().isPresent(), "the double release freed one slot, not two");
+        assertTrue(limits.enter(new Tenants.Tenant("free", 0, 0, 0)).toCompletableFuture().join().refusal().isEmpty(),
+            "no limit: always admitted");
+        assertEquals(0, limits.inFlight("free"), "and not counted");
     }
 }

@@ -34,7 +34,8 @@ class AuthHttpTest {
             { "tenants": [
                 { "id": "acme", "keys": ["sk-acme-1"] },
                 { "id": "slow", "keys": ["sk-slow-1"], "max_requests_per_second": 0.2 },
-                { "id": "single", "keys": ["sk-single-1"], "max_concurrent_requests": 1 }
+                { "id": "single", "keys": ["sk-single-1"], "max_concurrent_requests": 1 },
+                { "id": "once", "keys": ["sk-once-1"], "max_requests_per_second": 0.2 }
             ] }""");
         Tenants tenants = Tenants.load(keys);
         server = DemoServer.start(dir, 64, 4096, s -> s.tenants(tenants));
@@ -81,6 +82,20 @@ class AuthHttpTest {
         assertTrue(retry >= 4 && retry <= 5, "Retry-After " + retry + " for 0.2 requests per second");
         assertTrue(r.body().contains("0.2 requests per second"), r.body());
         assertEquals(200, send("GET", "/v1/models", "sk-acme-1", null).statusCode(), "another tenant is not limited by it");
+    }
+
+    /**
+     * Regression: a completion took two tokens (one when authenticated, one with its concurrency
+     * slot), so a tenant got half its rate, and one whose bucket holds a single request (0.2 per
+     * second) could not run a completion at all.
+     */
+    @Test
+    void aCompletionCountsOnceAgainstTheRequestRate() throws Exception {
+        HttpResponse<String> first = send("POST", "/v1/completions", "sk-once-1", SMALL);
+        assertEquals(200, first.statusCode(), "the one request of its bucket: " + first.body());
+        HttpResponse<String> second = send("POST", "/v1/completions", "sk-once-1", SMALL);
+        assertEquals(429, second.statusCode(), second.body());
+        assertTrue(second.body().contains("0.2 requests per second"), second.body());
     }
 
     @Test

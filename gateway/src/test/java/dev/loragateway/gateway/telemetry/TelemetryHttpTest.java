@@ -313,6 +313,7 @@ class TelemetryHttpTest {
                 assertTrue(l.has(field), field + " in " + l);
             }
             assertTrue(l.get("latency_ms").asDouble() >= 0, l.toString());
+            assertFalse(l.has("node"), "no cluster, no node: the line is as it was: " + l);
         }
         for (Sent sent : completions) {
             List<JsonNode> mine = lines.stream().filter(l -> l.get("request_id").asText().equals(sent.requestId())).toList();
