@@ -211,7 +211,12 @@ public final class AdapterFiles {
         HttpRequest req = HttpRequest.newBuilder(URI.create(peer + REPLICATE)).header(InternalWire.SECRET_HEADER, token)
             .header("Content-Type", "application/json").timeout(timeout).POST(HttpRequest.BodyPublishers.ofString(body)).build();
         try {
-            HttpResponse<String> r = http.send(req, HttpResponse.BodyHandlers.ofString());
+            HttpResponse<String> r;
+            try {
+                r = http.send(req, HttpResponse.BodyHandlers.ofString());
+            } catch (IOException e) {
+                throw new IOException("could not reach " + peer + ": " + e, e);
+            }
             if (r.statusCode() != 200) {
                 throw new IOException(peer + " answered " + r.statusCode() + ": " + r.body());
             }

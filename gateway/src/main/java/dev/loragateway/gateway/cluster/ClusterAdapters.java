@@ -3,6 +3,7 @@ package dev.loragateway.gateway.cluster;
 import com.hazelcast.cluster.Member;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.core.HazelcastInstanceAware;
+import com.hazelcast.core.LifecycleEvent;
 import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.AdapterConflictException;
 import dev.loragateway.adapters.AdapterInfo;
@@ -100,6 +101,23 @@ public final class ClusterAdapters implements AdapterCatalog {
         this.forget = forget;
         this.replicaTimeout = replicaTimeout;
         hz.getUserContext().put(CONTEXT_KEY, this);
+        // after a split brain heals, the smaller side's map entries give way to the larger side's:
+        // this node's copies are merged in again so that no adapter is lost from the records
+        hz.getLifecycleService().addLifecycleListener(e -> {
+            if (e.getState() == LifecycleEvent.LifecycleState.MERGED) {
+                Thread t = new Thread(this::rejoinQuietly, "adapters-rejoin");
+                t.setDaemon(true);
+                t.start();
+            }
+        });
+    }
+
+    private void rejoinQuietly() {
+        try {
+            rejoin();
+        } catch (RuntimeException e) {
+            LOG.warn("merging this node's adapter copies after the cluster merged failed: {}", e.toString());
+        }
     }
 
     // ---- start ----------------------------------------------------------------------------------
@@ -243,6 +261,7 @@ public final class ClusterAdapters implements AdapterCatalog {
     private String replicate(AdapterInfo info) {
         long deadline = System.nanoTime() + replicaTimeout.toNanos();
         String last = "no other node has published its address yet";
+        Set<String> warned = new HashSet<>();
         while (true) {
             if (hz.getCluster().getMembers().size() < 2) {
                 return null; // alone: an upload is stored as on a single node
@@ -259,7 +278,10 @@ public final class ClusterAdapters implements AdapterCatalog {
                     return id;
                 } catch (UncheckedIOException e) {
                     last = "node " + peer.nodeId() + ": " + e.getCause().getMessage();
-                    LOG.warn("could not copy adapter {} to node {}: {}", info.key(), peer.nodeId(), e.getCause().getMessage());
+                    if (warned.add(peer.nodeId())) { // once per peer: the loop retries every 200 ms
+                        LOG.warn("could not copy adapter {} to node {} (retrying until {} s have passed): {}", info.key(), peer.nodeId(),
+                            replicaTimeout.toSeconds(), e.getCause().getMessage());
+                    }
                 }
             }
             if (System.nanoTime() >= deadline) {
