@@ -1,11 +1,11 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.AdapterConflictException;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterQuotaException;
-import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.AdapterValidationException;
 import dev.loragateway.adapters.PeftAdapterReader;
 import io.vertx.core.Future;
@@ -19,7 +19,6 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.Optional;
 import java.util.concurrent.CompletionException;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
