@@ -18,10 +18,13 @@ import java.util.List;
  * @param bytes size of the tensors as stored
  * @param created registration time, epoch seconds
  * @param directory the PEFT directory holding {@code adapter_config.json} and
- *     {@code adapter_model.safetensors}
+ *     {@code adapter_model.safetensors}; null for an adapter of the cluster that this node holds no
+ *     copy of (yet: it fetches one on first use)
+ * @param sha256 identifies an uploaded adapter's content across nodes and restarts
+ *     ({@link AdapterRegistry#digest}); null for a system adapter
  */
 public record AdapterInfo(AdapterKey key, String tenant, String name, int rank, double alpha,
-                          List<String> targets, long bytes, long created, Path directory) {
+                          List<String> targets, long bytes, long created, Path directory, String sha256) {
     public AdapterInfo {
         targets = List.copyOf(targets);
     }

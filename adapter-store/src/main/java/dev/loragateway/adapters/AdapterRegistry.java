@@ -34,7 +34,7 @@ import org.slf4j.LoggerFactory;
  * <pre>
  * dataDir/adapters/TENANT/NAME/adapter_config.json         as uploaded
  *                              adapter_model.safetensors   as uploaded
- *                              adapter.json                {"tenant", "name", "created", ...}
+ *                              adapter.json                {"tenant", "name", "created", "sha256", ...}
  * dataDir/tmp/RANDOM/                                      uploads being received or validated, removals in progress
  * </pre>
  * An upload is copied into {@code tmp/RANDOM/}, forced to disk, fully validated there (what is
@@ -43,8 +43,12 @@ import org.slf4j.LoggerFactory;
  * one wins. Any failure removes the temporary copy, so a rejected upload leaves nothing behind. A
  * removal renames the directory into {@code tmp/} (it vanishes atomically) and then deletes it.
  * {@link #load()} clears what a crash left in {@code tmp/} and re-lists {@code adapters/}.
+ *
+ * <p>Each uploaded adapter carries a content digest ({@link #digest}, kept in {@code adapter.json}):
+ * in a cluster it tells a node's copy of an adapter from another upload under the same name, and
+ * lets a copy pulled from another node be checked before it is registered ({@link #registerCopy}).
  */
-public final class AdapterRegistry {
+public final class AdapterRegistry implements AdapterCatalog {
     /** Valid adapter names (and tenant ids): the API's {@code [A-Za-z0-9][A-Za-z0-9._-]{0,63}}. */
     public static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
     /** The metadata file written beside the PEFT files. */
@@ -88,6 +92,7 @@ public final class AdapterRegistry {
     }
 
     /** The base model's id, the one name no adapter may have. */
+    @Override
     public String baseModelId() {
         return baseModelId;
     }
@@ -144,27 +149,54 @@ public final class AdapterRegistry {
         try {
             AdapterSummary s = PeftAdapterReader.inspect(dir.resolve(PeftAdapterReader.CONFIG_FILE),
                 dir.resolve(PeftAdapterReader.WEIGHTS_FILE), base, maxRank);
-            long created = createdOf(dir);
+            JsonNode meta = metaOf(dir);
+            long created = createdOf(dir, meta);
+            String sha = meta.path("sha256").isTextual() ? meta.get("sha256").asText() : digest(
+                dir.resolve(PeftAdapterReader.CONFIG_FILE), dir.resolve(PeftAdapterReader.WEIGHTS_FILE)); // stored before digests
             byTenant.computeIfAbsent(tenant, t -> new ConcurrentSkipListMap<>())
-                .put(name, info(AdapterKey.of(tenant, name), tenant, name, s, created, dir));
+                .put(name, info(AdapterKey.of(tenant, name), tenant, name, s, created, dir, sha));
         } catch (AdapterValidationException | UncheckedIOException e) {
             LOG.warn("skipping stored adapter {}/{}: {}", tenant, name, e.getMessage());
         }
     }
 
-    private long createdOf(Path dir) {
+    private static JsonNode metaOf(Path dir) {
         try {
             JsonNode meta = JSON.readTree(dir.resolve(META_FILE).toFile());
-            if (meta != null && meta.path("created").canConvertToLong()) {
-                return meta.get("created").asLong();
-            }
+            return meta != null ? meta : JSON.createObjectNode();
         } catch (IOException e) {
-            LOG.warn("adapter {}: unreadable {} ({}); using the directory's time", dir.getFileName(), META_FILE, e.getMessage());
+            LOG.warn("adapter {}: unreadable {} ({})", dir.getFileName(), META_FILE, e.getMessage());
+            return JSON.createObjectNode();
         }
+    }
+
+    private static long createdOf(Path dir, JsonNode meta) {
+        if (meta.path("created").canConvertToLong()) {
+            return meta.get("created").asLong();
+        }
+        LOG.warn("adapter {}: no created time in {}; using the directory's time", dir.getFileName(), META_FILE);
         try {
             return Files.getLastModifiedTime(dir).toInstant().getEpochSecond();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * The digest that identifies an adapter's content: the SHA-256, in hex, of the text
+     * {@code "adapter_config.json SHA\nadapter_model.safetensors SHA\n"} where each SHA is the
+     * hex SHA-256 of that file. Two uploads of the same bytes have the same digest.
+     */
+    public static String digest(Path configFile, Path tensorsFile) {
+        try {
+            String both = PeftAdapterReader.CONFIG_FILE + " " + DurableFiles.sha256(configFile) + "\n"
+                + PeftAdapterReader.WEIGHTS_FILE + " " + DurableFiles.sha256(tensorsFile) + "\n";
+            return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                .digest(both.getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is part of every Java platform", e);
         }
     }
 
@@ -187,7 +219,64 @@ public final class AdapterRegistry {
      *
      * @throws AdapterQuotaException the tenant already owns {@code maxAdapters} adapters (nothing is kept)
      */
+    @Override
     public AdapterInfo register(String tenant, String name, Path configFile, Path tensorsFile, int maxAdapters) {
+        return commit(tenant, name, configFile, tensorsFile, maxAdapters, -1, null);
+    }
+
+    /**
+     * Registers a copy of an adapter another node of the cluster holds: validated as an upload is,
+     * with the original's {@code created} time, and only when its content has digest
+     * {@code sha256}. Registering a copy of what is already here (the same digest) returns what is
+     * here, so two nodes that both push or pull a copy do no harm.
+     *
+     * @throws AdapterValidationException the copy is invalid, or its digest is not {@code sha256} (nothing is kept)
+     * @throws AdapterConflictException this node holds another adapter under that name (delete it first)
+     */
+    public AdapterInfo registerCopy(String tenant, String name, Path configFile, Path tensorsFile, long created, String sha256) {
+        Objects.requireNonNull(sha256, "sha256");
+        AdapterInfo here = get(AdapterKey.of(tenant, name)).orElse(null);
+        if (here != null && sha256.equals(here.sha256())) {
+            return here;
+        }
+        try {
+            return commit(tenant, name, configFile, tensorsFile, 0, created, sha256);
+        } catch (AdapterConflictException e) {
+            here = get(AdapterKey.of(tenant, name)).orElse(null);
+            if (here != null && sha256.equals(here.sha256())) { // the same copy arrived meanwhile
+                return here;
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * Refuses a name no upload may take: an invalid one (400), the base model's id or a system
+     * adapter's name (409); the cluster checks this before it reserves the name.
+     */
+    public void checkUploadName(String name) {
+        requireName(name);
+        if (name.equals(baseModelId)) {
+            throw new AdapterConflictException(baseModelIdTaken(name));
+        }
+        if (system.containsKey(name)) {
+            throw new AdapterConflictException(systemNameTaken(name));
+        }
+    }
+
+    /** Every tenant's own adapters held here (no system adapters), by tenant then name. */
+    public List<AdapterInfo> uploaded() {
+        List<AdapterInfo> out = new ArrayList<>();
+        new java.util.TreeMap<>(byTenant).values().forEach(own -> out.addAll(own.values()));
+        return out;
+    }
+
+    /**
+     * The upload path and the copy path: {@code created} below 0 stamps the clock's time;
+     * {@code expectedSha256} null takes any content.
+     */
+    private AdapterInfo commit(String tenant, String name, Path configFile, Path tensorsFile, int maxAdapters, long createdAt,
+                               String expectedSha256) {
         requireTenant(tenant);
         requireName(name);
         checkFree(tenant, name); // fail fast; decided again under the lock
@@ -201,8 +290,13 @@ public final class AdapterRegistry {
             DurableFiles.copy(configFile, config);
             DurableFiles.copy(tensorsFile, weights);
             AdapterSummary s = PeftAdapterReader.validate(config, weights, base, maxRank);
-            long created = clock.instant().getEpochSecond();
-            DurableFiles.write(work.resolve(META_FILE), metadata(tenant, name, s, created));
+            String sha = digest(config, weights);
+            if (expectedSha256 != null && !expectedSha256.equals(sha)) {
+                throw new AdapterValidationException("the copy of adapter " + tenant + "/" + name + " has digest " + sha
+                    + ", not the expected " + expectedSha256 + ": it was changed or cut short on its way");
+            }
+            long created = createdAt >= 0 ? createdAt : clock.instant().getEpochSecond();
+            DurableFiles.write(work.resolve(META_FILE), metadata(tenant, name, s, created, sha));
             DurableFiles.syncDirectory(work);
             synchronized (lock) {
                 checkFree(tenant, name);
@@ -220,7 +314,7 @@ public final class AdapterRegistry {
                 Files.move(work, target, StandardCopyOption.ATOMIC_MOVE);
                 committed = true;
                 DurableFiles.syncDirectory(tenantDir);
-                AdapterInfo info = info(AdapterKey.of(tenant, name), tenant, name, s, created, target);
+                AdapterInfo info = info(AdapterKey.of(tenant, name), tenant, name, s, created, target, sha);
                 byTenant.computeIfAbsent(tenant, t -> new ConcurrentSkipListMap<>()).put(name, info);
                 return info;
             }
@@ -251,7 +345,7 @@ public final class AdapterRegistry {
                 throw new AdapterConflictException("system adapter '" + name + "' is already registered");
             }
             AdapterInfo info = info(AdapterKey.system(name), AdapterKey.SYSTEM_OWNER, name, s,
-                clock.instant().getEpochSecond(), peftDir);
+                clock.instant().getEpochSecond(), peftDir, null);
             system.put(name, info);
             byTenant.forEach((tenant, own) -> {
                 if (own.containsKey(name)) {
@@ -263,6 +357,7 @@ public final class AdapterRegistry {
     }
 
     /** The tenant's own adapter {@code name}, else the system adapter of that name. */
+    @Override
     public Optional<AdapterInfo> find(String tenant, String name) {
         NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
         AdapterInfo info = own == null ? null : own.get(name);
@@ -279,6 +374,7 @@ public final class AdapterRegistry {
     }
 
     /** What {@code tenant} may use: the system adapters and its own, sorted by name (its own first on a tie). */
+    @Override
     public List<AdapterInfo> list(String tenant) {
         NavigableMap<String, AdapterInfo> own = byTenant.getOrDefault(tenant, new ConcurrentSkipListMap<>());
         List<AdapterInfo> out = new ArrayList<>(own.values());
@@ -292,6 +388,7 @@ public final class AdapterRegistry {
     }
 
     /** How many adapters {@code tenant} has uploaded (system adapters not counted). */
+    @Override
     public int count(String tenant) {
         NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
         return own == null ? 0 : own.size();
@@ -301,6 +398,7 @@ public final class AdapterRegistry {
      * Removes the tenant's own adapter {@code name}: false when it has none (a system adapter of that
      * name cannot be removed by a tenant). The directory disappears atomically, then is deleted.
      */
+    @Override
     public boolean delete(String tenant, String name) {
         Path doomed = tmpDir.resolve(UUID.randomUUID() + "-deleted");
         synchronized (lock) {
@@ -335,12 +433,16 @@ public final class AdapterRegistry {
             throw new AdapterConflictException(baseModelIdTaken(name));
         }
         if (system.containsKey(name)) {
-            throw new AdapterConflictException("adapter name '" + name + "' is taken by a system adapter (--lora-modules)");
+            throw new AdapterConflictException(systemNameTaken(name));
         }
         NavigableMap<String, AdapterInfo> own = byTenant.get(tenant);
         if (own != null && own.containsKey(name)) {
             throw new AdapterConflictException("adapter '" + name + "' already exists");
         }
+    }
+
+    private static String systemNameTaken(String name) {
+        return "adapter name '" + name + "' is taken by a system adapter (--lora-modules)";
     }
 
     private static String baseModelIdTaken(String name) {
@@ -360,6 +462,7 @@ public final class AdapterRegistry {
      * A new empty directory under {@code tmp/} for receiving an upload before it is registered;
      * the caller removes it with {@link #discardStaging} (or {@link #load()} does, after a crash).
      */
+    @Override
     public Path newStagingDirectory() {
         try {
             Files.createDirectories(tmpDir);
@@ -370,6 +473,7 @@ public final class AdapterRegistry {
     }
 
     /** Removes a directory from {@link #newStagingDirectory} and everything in it; failures are logged. */
+    @Override
     public void discardStaging(Path staging) {
         if (!staging.getParent().equals(tmpDir)) {
             throw new IllegalArgumentException("not a staging directory of this registry: " + staging.getFileName());
@@ -390,15 +494,17 @@ public final class AdapterRegistry {
         }
     }
 
-    private static AdapterInfo info(AdapterKey key, String tenant, String name, AdapterSummary s, long created, Path dir) {
-        return new AdapterInfo(key, tenant, name, s.rank(), s.alpha(), s.targetNames(), s.storedBytes(), created, dir);
+    private static AdapterInfo info(AdapterKey key, String tenant, String name, AdapterSummary s, long created, Path dir,
+                                    String sha256) {
+        return new AdapterInfo(key, tenant, name, s.rank(), s.alpha(), s.targetNames(), s.storedBytes(), created, dir, sha256);
     }
 
-    private static String metadata(String tenant, String name, AdapterSummary s, long created) throws IOException {
+    private static String metadata(String tenant, String name, AdapterSummary s, long created, String sha256) throws IOException {
         ObjectNode m = JSON.createObjectNode();
         m.put("tenant", tenant);
         m.put("name", name);
         m.put("created", created);
+        m.put("sha256", sha256);
         m.put("rank", s.rank());
         m.put("alpha", s.alpha());
         s.targetNames().forEach(m.putArray("target_modules")::add);

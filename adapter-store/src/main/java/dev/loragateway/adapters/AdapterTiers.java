@@ -35,7 +35,17 @@ public final class AdapterTiers {
      * weights from disk; one no longer registered (deleted meanwhile) fails its load.
      */
     public static AdapterTiers of(AdapterRegistry registry, int slots, long slotBytes, long hostBytes, Executor loader) {
-        return new AdapterTiers(registry.shape(), slots, slotBytes, hostBytes, key -> registry.get(key)
+        return of(registry, slots, slotBytes, hostBytes, loader, registry::get);
+    }
+
+    /**
+     * Tiers whose host-cache misses ask {@code resolve} where the adapter's files are (it may fetch
+     * them first: in a cluster, from another node; it runs on the loader) and read them from
+     * {@code registry}; an empty answer (deleted meanwhile) fails that load.
+     */
+    public static AdapterTiers of(AdapterRegistry registry, int slots, long slotBytes, long hostBytes, Executor loader,
+                                  Function<AdapterKey, java.util.Optional<AdapterInfo>> resolve) {
+        return new AdapterTiers(registry.shape(), slots, slotBytes, hostBytes, key -> resolve.apply(key)
             .map(registry::loadWeights)
             .orElseThrow(() -> new IllegalArgumentException("adapter " + key + " no longer exists")), loader);
     }

@@ -53,6 +53,25 @@ final class DurableFiles {
         }
     }
 
+    /** The SHA-256 of {@code file}'s bytes, in lower-case hex. */
+    static String sha256(Path file) throws IOException {
+        java.security.MessageDigest d;
+        try {
+            d = java.security.MessageDigest.getInstance("SHA-256");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is part of every Java platform", e);
+        }
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(1 << 16);
+        try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
+            while (in.read(buf) >= 0) {
+                buf.flip();
+                d.update(buf);
+                buf.clear();
+            }
+        }
+        return java.util.HexFormat.of().formatHex(d.digest());
+    }
+
     /** Deletes {@code root} and everything below it; a missing root is fine. */
     static void deleteTree(Path root) throws IOException {
         if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {

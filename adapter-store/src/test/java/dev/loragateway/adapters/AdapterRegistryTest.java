@@ -244,6 +244,41 @@ class AdapterRegistryTest {
     }
 
     @Test
+    void aDigestIdentifiesTheContentAndACopyIsKeptOnlyWithTheExpectedOne() throws IOException {
+        Path up = upload("a", PeftFixture.adapter(8, 16, "q_proj"));
+        AdapterInfo a = register("acme", "bot", up);
+        assertEquals(AdapterRegistry.digest(PeftFixture.configFile(up), PeftFixture.weightsFile(up)), a.sha256());
+        assertEquals(64, a.sha256().length());
+        AdapterInfo other = register("acme", "other", upload("b", PeftFixture.adapter(4, 16, "q_proj")));
+        assertNotEquals(a.sha256(), other.sha256());
+
+        // a copy on another node: same content, the original's created time; a wrong digest keeps nothing
+        AdapterRegistry node2 = new AdapterRegistry(tmp.resolve("data2"), SHAPE, BASE_ID, 64, Clock.offset(CLOCK, java.time.Duration.ofDays(1)));
+        node2.load();
+        AdapterValidationException bad = assertThrows(AdapterValidationException.class, () -> node2.registerCopy("acme", "bot",
+            PeftFixture.configFile(up), PeftFixture.weightsFile(up), a.created(), other.sha256()));
+        assertTrue(bad.getMessage().contains("not the expected " + other.sha256()), bad.getMessage());
+        assertEquals(List.of(), filesUnder(tmp.resolve("data2/adapters")));
+        AdapterInfo copy = node2.registerCopy("acme", "bot", PeftFixture.configFile(up), PeftFixture.weightsFile(up), a.created(), a.sha256());
+        assertEquals(a.created(), copy.created());
+        assertEquals(a.sha256(), copy.sha256());
+        assertEquals(copy, node2.registerCopy("acme", "bot", PeftFixture.configFile(up), PeftFixture.weightsFile(up), 1, a.sha256()),
+            "the same copy twice is one copy");
+        assertThrows(AdapterConflictException.class, () -> node2.registerCopy("acme", "bot", PeftFixture.configFile(up),
+            PeftFixture.weightsFile(up), 1, other.sha256()));
+
+        // the digest survives a restart, and is computed for an adapter stored before digests were kept
+        Path meta = data.resolve("adapters/acme/bot/adapter.json");
+        Files.writeString(meta, Files.readString(meta).replaceAll("\\s*\"sha256\"\\s*:\\s*\"[0-9a-f]+\",?", ""));
+        assertFalse(Files.readString(meta).contains("sha256"));
+        AdapterRegistry again = new AdapterRegistry(data, SHAPE, BASE_ID, 64, CLOCK);
+        again.load();
+        assertEquals(a.sha256(), again.find("acme", "bot").orElseThrow().sha256());
+        assertEquals(other.sha256(), again.find("acme", "other").orElseThrow().sha256());
+        assertEquals(List.of("bot", "other"), again.uploaded().stream().map(AdapterInfo::name).toList());
+    }
+
+    @Test
     void loadRemovesLeftoversAndSkipsInvalidStoredAdapters() throws IOException {
         register("acme", "small", upload("a", PeftFixture.adapter(8, 16, "q_proj")));
         register("acme", "large", upload("b", PeftFixture.adapter(32, 16, "q_proj")));

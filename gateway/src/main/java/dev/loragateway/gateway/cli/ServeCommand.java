@@ -1,5 +1,6 @@
 package dev.loragateway.gateway.cli;
 
+import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterRegistry;
@@ -12,6 +13,8 @@ import dev.loragateway.batcher.KvBlockPool;
 import dev.loragateway.batcher.cuda.CudaForwardBackend;
 import dev.loragateway.gateway.auth.Tenants;
 import dev.loragateway.batcher.InferenceExecutor;
+import dev.loragateway.gateway.cluster.AdapterFiles;
+import dev.loragateway.gateway.cluster.ClusterAdapters;
 import dev.loragateway.gateway.cluster.ClusterExecutor;
 import dev.loragateway.gateway.cluster.ClusterTenantLimits;
 import dev.loragateway.gateway.cluster.Hops;
@@ -250,7 +253,10 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("model {} from {}: {} layers, hidden {}, {} MB of weights; backend {}", id, dir,
             llama.config().numLayers(), llama.config().hiddenSize(), llama.weightBytes() >> 20, chosen);
         long slotBudget = adapterSlotMb != null ? adapterSlotMb * (1L << 20) : Runtime.getRuntime().maxMemory() / 4;
-        AdapterTiers tiers = AdapterTiers.of(registry, gpuAdapterSlots, slotBudget, hostCacheMb * (1L << 20), AdapterTiers.loaderThread());
+        // in a cluster, a host-cache miss asks the cluster's catalog, which may first fetch the files from another node
+        java.util.concurrent.atomic.AtomicReference<ClusterAdapters> clustered = new java.util.concurrent.atomic.AtomicReference<>();
+        AdapterTiers tiers = AdapterTiers.of(registry, gpuAdapterSlots, slotBudget, hostCacheMb * (1L << 20), AdapterTiers.loaderThread(),
+            key -> clustered.get() != null ? clustered.get().materialize(key) : registry.get(key));
         DeviceTier<AdapterKey> device = tiers.device();
         telemetry.adapterTiers(tiers.host(), device);
         LOG.info("adapters: {} registered; slots {} with {} MB, host cache {} MB", registry.list("default").size(),
@@ -296,6 +302,7 @@ final class ServeCommand implements Callable<Integer> {
         InternalApi internal = null;
         RemoteExecutors remotes = null;
         ClusterTenantLimits clusterLimits = null;
+        AdapterCatalog catalog = registry;
         java.util.concurrent.atomic.AtomicReference<ApiServer> api = new java.util.concurrent.atomic.AtomicReference<>();
         if (clusterName != null) {
             // the node id defaults to the API's host:port (with --port 0 not known yet: the cluster port's)
@@ -306,8 +313,10 @@ final class ServeCommand implements Callable<Integer> {
                     clusterSecretFile, node);
                 byte[] secret = co.readSecret();
                 // other nodes' forwarded requests arrive here (cluster secret required), on a free port of the member's address
-                // (a span per forwarded request on this node, under the front node's traceparent)
-                internal = new InternalApi(vertx, Hops.serving(local, node, telemetry.tracer()), secret);
+                // (a span per forwarded request on this node, under the front node's traceparent),
+                // and other nodes pull copies of this node's adapters there
+                AdapterFiles files = new AdapterFiles(vertx, registry, node, secret, maxAdapterMb * (1L << 20));
+                internal = new InternalApi(vertx, Hops.serving(local, node, telemetry.tracer()), secret).mount(files::routes);
                 String address = "http://" + (bindHost.contains(":") ? "[" + bindHost + "]" : bindHost) + ":"
                     + internal.listen(bindHost, 0).await();
                 member = ClusterMember.start(co, new LocalNodeState(node, () -> address, chosen, engine, device, tiers.host(),
@@ -316,6 +325,12 @@ final class ServeCommand implements Callable<Integer> {
                 // a forwarded choice that would be preempted here for KV goes back to its front node when another node has room
                 internal.moveOnKvShortage(() -> joinedAs.nodes().stream().anyMatch(n -> !n.nodeId().equals(node) && !n.draining()
                     && n.freeBatchSlots() > 0 && n.freeKvBlocks() > 0));
+                // uploaded adapters are cluster data: this node's copies join the cluster's records before it serves
+                ClusterAdapters adapters = new ClusterAdapters(registry, member, address, files, device::invalidate,
+                    ClusterAdapters.DEFAULT_REPLICA_TIMEOUT);
+                adapters.rejoin();
+                clustered.set(adapters);
+                catalog = adapters;
                 remotes = new RemoteExecutors(llama.config(), secret, 64);
                 // each request names the node that ran it (access log); a forward is a span of its own
                 executor = new ClusterExecutor(Hops.ranHere(local, node), member, Placements.byName(placement),
@@ -336,7 +351,7 @@ final class ServeCommand implements Callable<Integer> {
             ClusterExecutor cx = (ClusterExecutor) executor;
             telemetry.cluster(m::nodes, cx::forwarded, cx::migrated, cx::waiting);
         }
-        ApiServer server = new ApiServer(vertx, executor, tokenizer, id, limit, registry).tenants(tenants).deviceTier(device)
+        ApiServer server = new ApiServer(vertx, executor, tokenizer, id, limit, catalog).tenants(tenants).deviceTier(device)
             .maxAdapterBytes(maxAdapterMb * (1L << 20)).watchdog(java.time.Duration.ofSeconds(watchdogSeconds)).observer(telemetry.requests()).metrics(telemetry::scrape, telemetry::scrapeTenantFree).tracer(telemetry.tracer())
             .httpLimits(httpLimits());
         if (member != null) {

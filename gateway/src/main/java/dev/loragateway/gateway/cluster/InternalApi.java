@@ -59,6 +59,7 @@ public final class InternalApi {
     private final String token;
     /** Streams running now, by the front node's stream id (for cancel calls). */
     private final Map<String, Running> running = new ConcurrentHashMap<>();
+    private final List<java.util.function.Consumer<Router>> mounted = new ArrayList<>();
     private HttpServer server;
     private volatile boolean draining;
     private volatile java.util.function.BooleanSupplier roomElsewhere = () -> false;
@@ -75,10 +76,17 @@ public final class InternalApi {
         this.token = InternalWire.token(secret);
     }
 
+    /** Adds more {@code /internal/} routes (e.g. {@link AdapterFiles#routes}), behind the same secret check; call before {@link #listen}. */
+    public InternalApi mount(java.util.function.Consumer<Router> routes) {
+        mounted.add(routes);
+        return this;
+    }
+
     /** Listens on {@code host:port} (0: any free port); the future has the bound port. */
     public Future<Integer> listen(String host, int port) {
         Router router = Router.router(vertx);
         router.route("/internal/*").handler(this::authenticate);
+        mounted.forEach(m -> m.accept(router));
         router.post(InternalWire.GENERATE).handler(BodyHandler.create().setBodyLimit(MAX_BODY)).handler(this::generate);
         router.post(InternalWire.CANCEL).handler(BodyHandler.create().setBodyLimit(4096)).handler(this::cancel);
         server = vertx.createHttpServer(new HttpServerOptions().setHost(host).setPort(port)).requestHandler(router);

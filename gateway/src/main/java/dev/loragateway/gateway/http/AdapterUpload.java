@@ -1,7 +1,7 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.AdapterCatalog;
 import io.netty.handler.codec.http.multipart.HttpPostRequestDecoder;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
@@ -97,7 +97,7 @@ final class AdapterUpload {
     private final RoutingContext ctx;
     private final HttpServerRequest req;
     private final Vertx vertx;
-    private final AdapterRegistry registry;
+    private final AdapterCatalog registry;
     private final long maxBytes;
     private final Accept accept;
     private final Map<String, Part> parts = new LinkedHashMap<>();
@@ -112,7 +112,7 @@ final class AdapterUpload {
     private int tailLength;
     private boolean closeAfterAnswer; // the body did not end: the connection cannot carry another request
 
-    AdapterUpload(RoutingContext ctx, Vertx vertx, AdapterRegistry registry, long maxBytes, Accept accept) {
+    AdapterUpload(RoutingContext ctx, Vertx vertx, AdapterCatalog registry, long maxBytes, Accept accept) {
         this.ctx = ctx;
         this.req = ctx.request();
         this.vertx = vertx;

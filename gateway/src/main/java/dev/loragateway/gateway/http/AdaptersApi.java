@@ -1,13 +1,14 @@
 package dev.loragateway.gateway.http;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.AdapterConflictException;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterQuotaException;
-import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.AdapterValidationException;
 import dev.loragateway.adapters.PeftAdapterReader;
+import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
@@ -18,7 +19,6 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.Optional;
 import java.util.concurrent.CompletionException;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
@@ -39,6 +39,12 @@ import org.slf4j.LoggerFactory;
  * contract has no 403. A deleted adapter, and any earlier adapter of a newly uploaded name, is
  * forgotten by the device and host tiers ({@code forget}): requests running on it keep their slot
  * until their last unpin, and the next request under that name loads the new weights afresh.
+ *
+ * <p>The catalog is a node's registry, or in a cluster the cluster's catalog: there reads are remote
+ * calls, so every route reads it on a worker thread ({@link #read}), and an upload refused for the
+ * quota is refused before its body is read all the same. There a 201 also means a second node holds
+ * the files, and an upload that could not get a second copy is a 503 ({@code Retry-After}) that keeps
+ * nothing.
  */
 final class AdaptersApi {
     private static final Logger LOG = LoggerFactory.getLogger(AdaptersApi.class);
@@ -47,11 +53,13 @@ final class AdaptersApi {
      * does), but the contract gives every 429 the header.
      */
     static final String QUOTA_RETRY_AFTER_S = "60";
+    /** Retry-After of a 503 for an upload no second node of the cluster could take a copy of. */
+    static final String REPLICA_RETRY_AFTER_S = "5";
     static final String PICKLE_REFUSAL = "adapter_model must be adapter_model.safetensors: a pickled PyTorch checkpoint"
         + " (" + PeftAdapterReader.PICKLE_FILE + ") is never loaded; save the adapter with safetensors, PEFT's default";
 
     private final Vertx vertx;
-    private final AdapterRegistry registry;
+    private final AdapterCatalog registry;
     private final String baseId;
     private final long maxUploadBytes;
     private final Consumer<AdapterKey> forget;
@@ -61,7 +69,7 @@ final class AdaptersApi {
      * @param maxUploadBytes the largest upload body ({@code --max-adapter-mb})
      * @param forget drops a deleted or replaced adapter from the caches ({@code DeviceTier.invalidate})
      */
-    AdaptersApi(Vertx vertx, AdapterRegistry registry, String baseId, long maxUploadBytes, Consumer<AdapterKey> forget) {
+    AdaptersApi(Vertx vertx, AdapterCatalog registry, String baseId, long maxUploadBytes, Consumer<AdapterKey> forget) {
         this.vertx = vertx;
         this.registry = registry;
         this.baseId = baseId;
@@ -77,36 +85,67 @@ final class AdaptersApi {
         router.delete("/v1/adapters/:id").handler(this::delete);
     }
 
+    /**
+     * Runs {@code read} at once when the catalog is local (memory), else on a worker thread (the
+     * cluster's catalog makes remote calls, which an event loop must not wait for).
+     */
+    static <T> Future<T> read(Vertx vertx, boolean remote, java.util.concurrent.Callable<T> read) {
+        if (remote) {
+            return vertx.executeBlocking(read, false);
+        }
+        try {
+            return Future.succeededFuture(read.call());
+        } catch (Exception e) {
+            return Future.failedFuture(e);
+        }
+    }
+
     private void list(RoutingContext ctx) {
-        ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
-        var data = root.putArray("data");
-        registry.list(ApiServer.tenant(ctx).id()).forEach(a -> data.add(adapterObject(a)));
-        ApiServer.json(ctx.response(), 200, root);
+        String tenant = ApiServer.tenant(ctx).id();
+        read(vertx, registry.remote(), () -> registry.list(tenant)).onComplete(ar -> {
+            if (ar.failed()) {
+                fail(ctx.response(), ar.cause());
+                return;
+            }
+            ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
+            var data = root.putArray("data");
+            ar.result().forEach(a -> data.add(adapterObject(a)));
+            ApiServer.json(ctx.response(), 200, root);
+        });
     }
 
     private void get(RoutingContext ctx) {
         String id = ctx.pathParam("id");
-        Optional<AdapterInfo> a = registry.find(ApiServer.tenant(ctx).id(), id);
-        if (a.isEmpty()) {
-            ApiServer.error(ctx.response(), notFound(id));
-            return;
-        }
-        ApiServer.json(ctx.response(), 200, adapterObject(a.get()));
+        String tenant = ApiServer.tenant(ctx).id();
+        read(vertx, registry.remote(), () -> registry.find(tenant, id)).onComplete(ar -> {
+            if (ar.failed()) {
+                fail(ctx.response(), ar.cause());
+            } else if (ar.result().isEmpty()) {
+                ApiServer.error(ctx.response(), notFound(id));
+            } else {
+                ApiServer.json(ctx.response(), 200, adapterObject(ar.result().get()));
+            }
+        });
     }
 
     private void delete(RoutingContext ctx) {
         String tenant = ApiServer.tenant(ctx).id();
         String id = ctx.pathParam("id");
-        Optional<AdapterInfo> a = registry.find(tenant, id);
-        if (a.isEmpty()) {
-            ApiServer.error(ctx.response(), notFound(id));
-            return;
-        }
-        if (a.get().system()) {
-            ApiServer.error(ctx.response(), new ApiError(400, "invalid_request_error", "adapter '" + id
-                + "' is a system adapter (--lora-modules) shared by every tenant; system adapters cannot be deleted", "id", "system_adapter"));
-            return;
-        }
+        read(vertx, registry.remote(), () -> registry.find(tenant, id)).onComplete(found -> {
+            if (found.failed()) {
+                fail(ctx.response(), found.cause());
+            } else if (found.result().isEmpty()) {
+                ApiServer.error(ctx.response(), notFound(id));
+            } else if (found.result().get().system()) {
+                ApiServer.error(ctx.response(), new ApiError(400, "invalid_request_error", "adapter '" + id
+                    + "' is a system adapter (--lora-modules) shared by every tenant; system adapters cannot be deleted", "id", "system_adapter"));
+            } else {
+                remove(ctx, tenant, id);
+            }
+        });
+    }
+
+    private void remove(RoutingContext ctx, String tenant, String id) {
         vertx.executeBlocking(() -> {
             boolean gone = registry.delete(tenant, id);
             if (gone) {
@@ -126,18 +165,28 @@ final class AdaptersApi {
 
     private void upload(RoutingContext ctx) {
         var tenant = ApiServer.tenant(ctx);
-        ApiError early = null;
-        int owned = registry.count(tenant.id());
-        if (tenant.maxAdapters() > 0 && owned >= tenant.maxAdapters()) { // decided again, atomically, by register
-            early = quota(new AdapterQuotaException("tenant " + tenant.id() + " already has " + owned + " adapters, its max_adapters is "
-                + tenant.maxAdapters() + "; delete one before uploading another", tenant.maxAdapters()));
-        }
-        new AdapterUpload(ctx, vertx, registry, maxUploadBytes, (name, config, model) -> {
+        AdapterUpload upload = new AdapterUpload(ctx, vertx, registry, maxUploadBytes, (name, config, model) -> {
             refusePickle(model);
             AdapterInfo info = registry.register(tenant.id(), name, config, model, tenant.maxAdapters());
             forget.accept(info.key()); // nothing cached under this name (an adapter deleted a moment ago) outlives it
             return adapterObject(info);
-        }).start(early);
+        });
+        if (tenant.maxAdapters() <= 0) {
+            upload.start(null);
+            return;
+        }
+        if (registry.remote()) {
+            ctx.request().pause(); // the body waits while the count is read on a worker
+        }
+        read(vertx, registry.remote(), () -> registry.count(tenant.id())).onComplete(ar -> {
+            ApiError early = null;
+            int owned = ar.succeeded() ? ar.result() : 0; // a failed count refuses nothing early: register decides
+            if (owned >= tenant.maxAdapters()) { // decided again, atomically, by register
+                early = quota(new AdapterQuotaException("tenant " + tenant.id() + " already has " + owned + " adapters, its max_adapters is "
+                    + tenant.maxAdapters() + "; delete one before uploading another", tenant.maxAdapters()));
+            }
+            upload.start(early);
+        });
     }
 
     /** The API's adapter object. */
@@ -192,6 +241,8 @@ final class AdaptersApi {
         if (t instanceof ApiError e) {
             if (e.status() == 429) {
                 resp.putHeader("Retry-After", QUOTA_RETRY_AFTER_S);
+            } else if (e.status() == 503) { // no second node could hold a copy yet (cluster)
+                resp.putHeader("Retry-After", REPLICA_RETRY_AFTER_S);
             }
             ApiServer.error(resp, e);
         } else if (t instanceof AdapterValidationException) {

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
-import dev.loragateway.adapters.AdapterRegistry;
+import dev.loragateway.adapters.AdapterCatalog;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.InferenceExecutor;
@@ -73,7 +73,7 @@ public final class ApiServer {
     /** Longest {@code model} name kept for the access log and spans of a request that named an unknown one. */
     static final int MAX_LOGGED_MODEL = 256;
 
-    private final AdapterRegistry adapters;
+    private final AdapterCatalog adapters;
     private Tenants tenants = Tenants.open();
     private TenantLimiter limits = new TenantLimits();
     private RequestObserver observer = RequestObserver.NONE;
@@ -90,20 +90,21 @@ public final class ApiServer {
         this(vertx, new LocalExecutor(engine), tokenizer, modelId, maxModelLen, null);
     }
 
-    /** A server running requests on the local {@code engine}; see {@link #ApiServer(Vertx, InferenceExecutor, TextTokenizer, String, int, AdapterRegistry)}. */
-    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterRegistry adapters) {
+    /** A server running requests on the local {@code engine}; see {@link #ApiServer(Vertx, InferenceExecutor, TextTokenizer, String, int, AdapterCatalog)}. */
+    public ApiServer(Vertx vertx, Engine engine, TextTokenizer tokenizer, String modelId, int maxModelLen, AdapterCatalog adapters) {
         this(vertx, new LocalExecutor(engine), tokenizer, modelId, maxModelLen, adapters);
     }
 
     /**
      * @param executor where completions and chat completions run (and what {@code /health} asks)
-     * @param adapters the adapters a request's {@code model} may name (null: none); the engine's
-     *     device tier is keyed by their {@link AdapterKey}
+     * @param adapters the adapters a request's {@code model} may name (null: none): a node's
+     *     {@code AdapterRegistry}, or the cluster's catalog; the engine's device tier is keyed by
+     *     their {@link AdapterKey}
      * @throws IllegalArgumentException when {@code adapters} does not keep {@code modelId} from
      *     adapter names (an adapter of that name could never be reached)
      */
     public ApiServer(Vertx vertx, InferenceExecutor executor, TextTokenizer tokenizer, String modelId, int maxModelLen,
-                     AdapterRegistry adapters) {
+                     AdapterCatalog adapters) {
         if (adapters != null && !modelId.equals(adapters.baseModelId())) {
             throw new IllegalArgumentException("the adapter registry reserves the name '" + adapters.baseModelId()
                 + "' for the base model, but the server's model id is '" + modelId + "'");
@@ -496,15 +497,28 @@ public final class ApiServer {
     }
 
     private void models(RoutingContext ctx) {
-        ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
-        com.fasterxml.jackson.databind.node.ArrayNode data = root.putArray("data");
-        data.add(baseModel());
-        if (adapters != null) {
-            for (AdapterInfo a : adapters.list(tenant(ctx).id())) {
-                data.add(adapterModel(a));
+        String tenant = tenant(ctx).id();
+        readAdapters(ctx, () -> adapters == null ? java.util.List.<AdapterInfo>of() : adapters.list(tenant), list -> {
+            ObjectNode root = Json.MAPPER.createObjectNode().put("object", "list");
+            com.fasterxml.jackson.databind.node.ArrayNode data = root.putArray("data");
+            data.add(baseModel());
+            list.forEach(a -> data.add(adapterModel(a)));
+            json(ctx.response(), 200, root);
+        });
+    }
+
+    /**
+     * Reads the adapters with {@code read} and answers with {@code answer}: at once from a local
+     * registry (memory), on a worker thread from the cluster's catalog (remote calls).
+     */
+    private <T> void readAdapters(RoutingContext ctx, java.util.concurrent.Callable<T> read, java.util.function.Consumer<T> answer) {
+        AdaptersApi.read(vertx, adapters != null && adapters.remote(), read).onComplete(ar -> {
+            if (ar.failed()) {
+                fail(ctx.response(), ar.cause());
+            } else {
+                answer.accept(ar.result());
             }
-        }
-        json(ctx.response(), 200, root);
+        });
     }
 
     /** {@code GET /v1/cluster}: every live member's published state, and the placement policy. */
@@ -542,12 +556,14 @@ public final class ApiServer {
             json(ctx.response(), 200, baseModel());
             return;
         }
-        Optional<AdapterInfo> a = adapters == null ? Optional.empty() : adapters.find(tenant(ctx).id(), id);
-        if (a.isEmpty()) {
-            error(ctx.response(), ApiError.modelNotFound(id));
-            return;
-        }
-        json(ctx.response(), 200, adapterModel(a.get()));
+        String tenant = tenant(ctx).id();
+        readAdapters(ctx, () -> adapters == null ? Optional.<AdapterInfo>empty() : adapters.find(tenant, id), a -> {
+            if (a.isEmpty()) {
+                error(ctx.response(), ApiError.modelNotFound(id));
+            } else {
+                json(ctx.response(), 200, adapterModel(a.get()));
+            }
+        });
     }
 
     private ObjectNode baseModel() {

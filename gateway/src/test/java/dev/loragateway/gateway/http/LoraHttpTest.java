@@ -40,7 +40,7 @@ import org.junit.jupiter.api.io.TempDir;
  * naming an adapter gets what a server of that adapter's merged-weights twin returns for the base
  * model, over HTTP, also when requests for all adapters arrive at once and share batches.
  */
-class LoraHttpTest {
+public class LoraHttpTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final HttpClient HTTP = HttpClient.newHttpClient();
     private static final String PROMPT = "The gateway serves adapters to";
@@ -80,8 +80,8 @@ class LoraHttpTest {
         loader.shutdownNow();
     }
 
-    /** The base weights with {@code W + scaling·B·A} merged into every adapted projection (float32). */
-    static Map<String, Tensor> merged(ModelConfig cfg, Map<String, Tensor> base, LoraAdapter a) {
+    /** The base weights with {@code W + scaling·B·A} merged into every adapted projection (float32); also for the cluster's tests. */
+    public static Map<String, Tensor> merged(ModelConfig cfg, Map<String, Tensor> base, LoraAdapter a) {
         Map<String, Tensor> w = new HashMap<>(base);
         for (int l = 0; l < cfg.numLayers(); l++) {
             for (LoraModule m : LoraModule.values()) {

@@ -4,6 +4,7 @@ import com.hazelcast.cluster.Member;
 import com.hazelcast.config.Config;
 import com.hazelcast.config.InMemoryFormat;
 import com.hazelcast.config.JoinConfig;
+import com.hazelcast.config.MapConfig;
 import com.hazelcast.config.NetworkConfig;
 import com.hazelcast.config.ReplicatedMapConfig;
 import com.hazelcast.core.Hazelcast;
@@ -58,6 +59,12 @@ public final class ClusterMember implements ClusterView, AutoCloseable {
     /** Lifetime of a status entry not refreshed: the backstop behind the membership listener. */
     public static final Duration DEFAULT_TTL = Duration.ofSeconds(2);
     static final int MAX_NO_HEARTBEAT_SECONDS = 10;
+    /**
+     * The map of uploaded adapters' metadata, one entry per tenant (the gateway's
+     * {@code ClusterAdapters}): a partitioned map with one synchronous backup, so the loss of any one
+     * member loses no adapter and a write returns only once its backup has it.
+     */
+    public static final String ADAPTERS_MAP = "lora-gateway.adapters";
 
     private static final Logger LOG = LoggerFactory.getLogger(ClusterMember.class);
 
@@ -165,6 +172,7 @@ public final class ClusterMember implements ClusterView, AutoCloseable {
 
         config.addReplicatedMapConfig(new ReplicatedMapConfig(NodeStatusBoard.MAP_NAME)
             .setInMemoryFormat(InMemoryFormat.OBJECT));
+        config.addMapConfig(new MapConfig(ADAPTERS_MAP).setBackupCount(1).setAsyncBackupCount(0).setReadBackupData(false));
         return config;
     }
 
@@ -193,6 +201,10 @@ public final class ClusterMember implements ClusterView, AutoCloseable {
         return board.nodes();
     }
 
+    /**
+     * The node ids of the cluster's members now, this one included, from Hazelcast's membership
+     * (a member that joined counts at once, before it publishes a state).
+     */
     @Override
     public java.util.Set<String> memberIds() {
         return board.memberIds();

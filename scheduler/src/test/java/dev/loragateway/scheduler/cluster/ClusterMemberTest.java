@@ -273,6 +273,9 @@ class ClusterMemberTest {
         assertTrue(join.getTcpIpConfig().isEnabled());
         assertEquals(List.of("127.0.0.1:15701", "127.0.0.1:15702"), join.getTcpIpConfig().getMembers());
         assertEquals("n0", c.getMemberAttributeConfig().getAttribute(NodeStatusBoard.NODE_ID_ATTRIBUTE));
+        // adapters' metadata survives the loss of one member: one synchronous backup
+        assertEquals(1, c.getMapConfig(ClusterMember.ADAPTERS_MAP).getBackupCount());
+        assertEquals(0, c.getMapConfig(ClusterMember.ADAPTERS_MAP).getAsyncBackupCount());
     }
 
     // --- helpers
