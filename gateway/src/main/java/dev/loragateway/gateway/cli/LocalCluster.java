@@ -36,7 +36,7 @@ import java.util.regex.Pattern;
  *        --cluster-port pI --cluster-secret-file DIR/secret --node-id node-I --placement P ...
  * </pre>
  */
-final class LocalCluster implements AutoCloseable {
+public final class LocalCluster implements AutoCloseable {
     private static final Pattern LISTENING = Pattern.compile("lora-gateway listening on (http://\\S+) ");
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -166,15 +166,32 @@ final class LocalCluster implements AutoCloseable {
         throw new IllegalStateException(node.id() + " did not see " + n + " members in " + seconds + " s: " + last);
     }
 
-    /** {@code n} ports free now (held together, so distinct). */
-    private static int[] freePorts(int n) throws IOException {
+    /**
+     * {@code n} distinct ports free now, below Linux's ephemeral range (32768 and up): a port the
+     * kernel hands out as the source of an outgoing connection (Hazelcast members dial each other
+     * all the time) would be taken again before the member that was meant to bind it starts.
+     */
+    public static int[] freePorts(int n) throws IOException {
         int[] ports = new int[n];
         List<ServerSocket> held = new ArrayList<>();
+        java.util.Random rnd = new java.util.Random();
         try {
             for (int i = 0; i < n; i++) {
-                ServerSocket s = new ServerSocket(0);
-                held.add(s);
-                ports[i] = s.getLocalPort();
+                for (int attempt = 0; ; attempt++) {
+                    int p = 20_000 + rnd.nextInt(12_000);
+                    try {
+                        ServerSocket s = new ServerSocket();
+                        s.setReuseAddress(false);
+                        s.bind(new java.net.InetSocketAddress("127.0.0.1", p));
+                        held.add(s);
+                        ports[i] = p;
+                        break;
+                    } catch (IOException taken) {
+                        if (attempt > 200) {
+                            throw taken;
+                        }
+                    }
+                }
             }
         } finally {
             for (ServerSocket s : held) {

@@ -105,18 +105,36 @@ public final class ClusterAdapters implements AdapterCatalog {
         // this node's copies are merged in again so that no adapter is lost from the records
         hz.getLifecycleService().addLifecycleListener(e -> {
             if (e.getState() == LifecycleEvent.LifecycleState.MERGED) {
-                Thread t = new Thread(this::rejoinQuietly, "adapters-rejoin");
-                t.setDaemon(true);
-                t.start();
+                rejoinLater();
             }
         });
+        // a member lost before the records' backups were placed on others (it had just joined, or
+        // two died at once) takes those records with it: the copies on the survivors' disks put
+        // them back (a merge is idempotent: records that survived are unchanged)
+        hz.getCluster().addMembershipListener(new com.hazelcast.cluster.MembershipListener() {
+            @Override
+            public void memberAdded(com.hazelcast.cluster.MembershipEvent event) {
+            }
+
+            @Override
+            public void memberRemoved(com.hazelcast.cluster.MembershipEvent event) {
+                rejoinLater();
+            }
+        });
+    }
+
+    /** {@link #rejoin} on a thread of its own (never on Hazelcast's event thread). */
+    private void rejoinLater() {
+        Thread t = new Thread(this::rejoinQuietly, "adapters-rejoin");
+        t.setDaemon(true);
+        t.start();
     }
 
     private void rejoinQuietly() {
         try {
             rejoin();
         } catch (RuntimeException e) {
-            LOG.warn("merging this node's adapter copies after the cluster merged failed: {}", e.toString());
+            LOG.warn("merging this node's adapter copies into the cluster's records again failed: {}", e.toString());
         }
     }
 

@@ -8,7 +8,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loragateway.gateway.ServerProcesses;
 import dev.loragateway.gateway.cli.Main;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -41,22 +40,9 @@ public final class ClusterNodes implements AutoCloseable {
         this.clusterName = clusterName;
     }
 
-    /** {@code n} ports free now (held together, so distinct). */
+    /** {@code n} distinct free ports of 127.0.0.1 ({@link dev.loragateway.gateway.cli.LocalCluster#freePorts}). */
     public static int[] freePorts(int n) throws IOException {
-        int[] ports = new int[n];
-        List<ServerSocket> held = new ArrayList<>();
-        try {
-            for (int i = 0; i < n; i++) {
-                ServerSocket s = new ServerSocket(0);
-                held.add(s);
-                ports[i] = s.getLocalPort();
-            }
-        } finally {
-            for (ServerSocket s : held) {
-                s.close();
-            }
-        }
-        return ports;
+        return dev.loragateway.gateway.cli.LocalCluster.freePorts(n);
     }
 
     /** {@code 127.0.0.1:p0,127.0.0.1:p1,...}: the {@code --cluster-members} value. */

@@ -13,7 +13,6 @@ import dev.loragateway.scheduler.NodeState;
 import dev.loragateway.scheduler.cluster.ClusterMember;
 import dev.loragateway.scheduler.cluster.ClusterOptions;
 import dev.loragateway.scheduler.cluster.quota.TenantQuotas;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -71,10 +70,7 @@ class ClusterTenantLimitsTest {
     @Test
     void theClusterCountsAndAHangOrAStoppedMemberFallsBackToLocalCountsWithinTheBound() throws Exception {
         Path secret = Files.writeString(dir.resolve("secret"), "limits");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
+        int port = ClusterNodes.freePorts(1)[0];
         ClusterMember member = ClusterMember.start(ClusterOptions.parse("lg-limits", "127.0.0.1:" + port, port, "127.0.0.1", secret, "n0"),
             () -> new NodeState("n0", "http://127.0.0.1:0", "cpu", 0, 0, 8, 64, 64, 16, Set.of(), Set.of(), 0, false,
                 System.currentTimeMillis()));
