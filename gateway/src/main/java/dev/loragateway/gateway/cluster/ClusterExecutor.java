@@ -157,18 +157,26 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             Decision d = decision.get();
             if (d.nodeId().equals(view.localNodeId())) {
                 LOG.debug("request {} runs on {} ({})", work.requestId(), d.nodeId(), d.reason());
-                List<List<CompletableFuture<Generator.Finish>>> futures = local.submit(work);
-                placedOn(d, req.sequences());
-                return futures;
+                Placed p = placedOn(d, req.sequences());
+                try {
+                    return local.submit(work);
+                } catch (RuntimeException | Error e) {
+                    unplace(d, p);
+                    throw e;
+                }
             }
+            Placed p = placedOn(d, req.sequences());
             try {
                 List<List<CompletableFuture<Generator.Finish>>> futures = forward(work, d.node());
-                placedOn(d, req.sequences());
                 LOG.debug("request {} forwarded to {} at {} ({})", work.requestId(), d.nodeId(), d.node().address(), d.reason());
                 return futures;
             } catch (Engine.UnavailableException e) { // unreachable or draining: the next best node
+                unplace(d, p);
                 LOG.info("request {}: node {} unavailable ({}); placing it again without it", work.requestId(), d.nodeId(), e.getMessage());
                 refused.add(d.nodeId());
+            } catch (RuntimeException | Error e) {
+                unplace(d, p);
+                throw e;
             }
         }
     }
@@ -313,11 +321,12 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             Decision d = chosen[0];
             NodeState n = d.node();
             nodes.put(n.nodeId(), charged(n, next.placement.sequences(), d.kvBlocks()));
+            Placed p = placedOn(d, next.placement.sequences());
             try {
                 next.run(n);
-                placedOn(d, next.placement.sequences());
                 LOG.debug("request {} leaves the wait for room for {} ({})", next.request.work.requestId(), n.nodeId(), d.reason());
             } catch (Engine.QueueFullException | Engine.UnavailableException e) {
+                unplace(d, p);
                 // the node's state was behind: back in line, and the next state change tries again
                 synchronized (waiting) {
                     waiting.add(next);
@@ -325,6 +334,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
                 }
                 return;
             } catch (RuntimeException e) {
+                unplace(d, p);
                 next.fail(e);
             }
         }
@@ -351,7 +361,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             int kv = 0;
             if (q != null) {
                 synchronized (q) {
-                    q.removeIf(p -> p.atMillis() < n.updatedMillis() || now - p.atMillis() > PLACED_TTL_MILLIS);
+                    q.removeIf(p -> p.atMillis() <= n.updatedMillis() || now - p.atMillis() > PLACED_TTL_MILLIS);
                     for (Placed p : q) {
                         sequences += p.sequences();
                         kv += p.kvBlocks();
@@ -363,10 +373,26 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
         return out;
     }
 
-    private void placedOn(Decision d, int sequences) {
+    /**
+     * Counts {@code sequences} against the decided node from now, before the request is sent: the
+     * node's next published state (newer than this entry) includes it, and drops the entry.
+     */
+    private Placed placedOn(Decision d, int sequences) {
+        Placed p = new Placed(System.currentTimeMillis(), sequences, d.kvBlocks());
         java.util.Deque<Placed> q = placed.computeIfAbsent(d.nodeId(), k -> new java.util.ArrayDeque<>());
         synchronized (q) {
-            q.addLast(new Placed(System.currentTimeMillis(), sequences, d.kvBlocks()));
+            q.addLast(p);
+        }
+        return p;
+    }
+
+    /** The request {@code p} counted was refused there: it no longer counts. */
+    private void unplace(Decision d, Placed p) {
+        java.util.Deque<Placed> q = placed.get(d.nodeId());
+        if (q != null && p != null) {
+            synchronized (q) {
+                q.remove(p);
+            }
         }
     }
 
@@ -614,23 +640,25 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             while (!proxy.isDone()) {
                 Optional<Decision> d = placement.place(request(resumed), without(nodesNow(), excluded));
                 String target = d.isEmpty() || d.get().nodeId().equals(view.localNodeId()) ? null : d.get().nodeId();
+                Placed p = d.map(x -> placedOn(x, 1)).orElse(null);
                 try {
                     CompletableFuture<Generator.Finish> f = target == null ? local.submit(resumed).get(0).get(0)
                         : remotes.apply(d.get().node().address()).submit(resumed).get(0).get(0);
                     LOG.info("request {}: a choice moved off {} ({}) after {} token(s) resumes on {}", w.requestId(), from, reason, n,
                         target == null ? view.localNodeId() : target);
-                    d.ifPresent(x -> placedOn(x, 1));
                     attach(f, target);
                     return;
-                } catch (Engine.UnavailableException | Engine.QueueFullException e) {
+                } catch (RuntimeException e) {
+                    d.ifPresent(x -> unplace(x, p));
+                    if (!(e instanceof Engine.UnavailableException) && !(e instanceof Engine.QueueFullException)) {
+                        proxy.completeExceptionally(e);
+                        return;
+                    }
                     if (target == null) { // this node cannot take it either
                         proxy.completeExceptionally(e);
                         return;
                     }
                     excluded.add(target);
-                } catch (RuntimeException e) {
-                    proxy.completeExceptionally(e);
-                    return;
                 }
             }
         }
