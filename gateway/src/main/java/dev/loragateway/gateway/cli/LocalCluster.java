@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -126,8 +125,8 @@ public final class LocalCluster implements AutoCloseable {
         return cmd;
     }
 
-    /** Completes with the base URL of {@code p}'s ready line; the rest of its stdout is drained. */
-    private static CompletableFuture<String> readyLine(Process p) {
+    /** Completes with the base URL of {@code p}'s ready line ({@code serve}'s); the rest of its stdout is drained. */
+    public static CompletableFuture<String> readyLine(Process p) {
         CompletableFuture<String> url = new CompletableFuture<>();
         Thread reader = new Thread(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
@@ -142,7 +141,7 @@ public final class LocalCluster implements AutoCloseable {
             } catch (IOException e) {
                 url.completeExceptionally(e);
             }
-        }, "bench-node-stdout");
+        }, "serve-stdout");
         reader.setDaemon(true);
         reader.start();
         return url;
@@ -166,39 +165,9 @@ public final class LocalCluster implements AutoCloseable {
         throw new IllegalStateException(node.id() + " did not see " + n + " members in " + seconds + " s: " + last);
     }
 
-    /**
-     * {@code n} distinct ports free now, below Linux's ephemeral range (32768 and up): a port the
-     * kernel hands out as the source of an outgoing connection (Hazelcast members dial each other
-     * all the time) would be taken again before the member that was meant to bind it starts.
-     */
+    /** {@code n} distinct free ports of 127.0.0.1 ({@link dev.loragateway.scheduler.cluster.LocalPorts#free}). */
     public static int[] freePorts(int n) throws IOException {
-        int[] ports = new int[n];
-        List<ServerSocket> held = new ArrayList<>();
-        java.util.Random rnd = new java.util.Random();
-        try {
-            for (int i = 0; i < n; i++) {
-                for (int attempt = 0; ; attempt++) {
-                    int p = 20_000 + rnd.nextInt(12_000);
-                    try {
-                        ServerSocket s = new ServerSocket();
-                        s.setReuseAddress(false);
-                        s.bind(new java.net.InetSocketAddress("127.0.0.1", p));
-                        held.add(s);
-                        ports[i] = p;
-                        break;
-                    } catch (IOException taken) {
-                        if (attempt > 200) {
-                            throw taken;
-                        }
-                    }
-                }
-            }
-        } finally {
-            for (ServerSocket s : held) {
-                s.close();
-            }
-        }
-        return ports;
+        return dev.loragateway.scheduler.cluster.LocalPorts.free(n);
     }
 
     /** The last 3000 characters of a log. */

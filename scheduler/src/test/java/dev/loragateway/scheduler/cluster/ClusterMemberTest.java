@@ -306,17 +306,7 @@ class ClusterMemberTest {
     }
 
     private static int[] freePorts(int n) throws IOException {
-        List<ServerSocket> sockets = new ArrayList<>();
-        try {
-            for (int i = 0; i < n; i++) {
-                sockets.add(new ServerSocket(0, 1, InetAddress.getLoopbackAddress()));
-            }
-            return sockets.stream().mapToInt(ServerSocket::getLocalPort).toArray();
-        } finally {
-            for (ServerSocket s : sockets) {
-                s.close();
-            }
-        }
+        return dev.loragateway.scheduler.cluster.LocalPorts.free(n);
     }
 
     private static void awaitTrue(BooleanSupplier condition, Duration limit, String what) throws InterruptedException {

@@ -8,8 +8,6 @@ import dev.loragateway.scheduler.NodeState;
 import dev.loragateway.scheduler.cluster.ClusterMember;
 import dev.loragateway.scheduler.cluster.ClusterOptions;
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -158,17 +156,7 @@ class TenantQuotasTest {
     }
 
     private static int[] freePorts(int n) throws IOException {
-        List<ServerSocket> sockets = new ArrayList<>();
-        try {
-            for (int i = 0; i < n; i++) {
-                sockets.add(new ServerSocket(0, 1, InetAddress.getLoopbackAddress()));
-            }
-            return sockets.stream().mapToInt(ServerSocket::getLocalPort).toArray();
-        } finally {
-            for (ServerSocket s : sockets) {
-                s.close();
-            }
-        }
+        return dev.loragateway.scheduler.cluster.LocalPorts.free(n);
     }
 
     private static void awaitTrue(BooleanSupplier condition, Duration limit, String what) throws InterruptedException {
