@@ -78,6 +78,17 @@ public final class DemoAdapters {
         }
     }
 
+    /**
+     * Writes one more adapter of the demo model's shape as {@code dir/NAME/} (PEFT files), its weights
+     * drawn from {@code seed}: load tests upload thousands of distinct small adapters this way.
+     */
+    public static void writeRandom(Path dir, DemoModel.Options o, Spec s, long seed) throws IOException {
+        Path d = dir.resolve(s.name());
+        Files.createDirectories(d);
+        DemoModel.writeJson(d.resolve("adapter_config.json"), config(s));
+        writeTensors(d.resolve("adapter_model.safetensors"), s, o.withSeed(seed));
+    }
+
     static ObjectNode config(Spec s) {
         ObjectNode c = DemoModel.JSON.createObjectNode(); // keys sorted, as PEFT writes them
         c.putObject("alpha_pattern");

@@ -80,6 +80,26 @@ class DemoModelTest {
     }
 
     @Test
+    void randomAdaptersAreValidPeftFilesAndDifferBySeed() throws Exception {
+        Path dir = tmp.resolve("many");
+        var spec = new DemoAdapters.Spec("x1", 8, 16, DemoAdapters.ALL_MODULES, false);
+        DemoAdapters.writeRandom(dir, DemoModel.Options.tiny(), spec, 11);
+        DemoAdapters.writeRandom(dir, DemoModel.Options.tiny(), new DemoAdapters.Spec("x2", 8, 16, DemoAdapters.ALL_MODULES, false), 12);
+        var cfg = dev.loragateway.adapters.AdapterConfig.parse(Files.readAllBytes(dir.resolve("x1/adapter_config.json")));
+        assertEquals(8, cfg.r());
+        Map<String, Tensor> s1 = SafeTensors.open(dir.resolve("x1/adapter_model.safetensors"));
+        Map<String, Tensor> s2 = SafeTensors.open(dir.resolve("x2/adapter_model.safetensors"));
+        {
+            String name = DemoAdapters.tensorName(1, "down_proj", 'B');
+            Tensor a1 = s1.get(name);
+            Tensor a2 = s2.get(name);
+            assertArrayEquals(a1.shape(), a2.shape());
+            assertFalse(Arrays.equals(a1.toFloats(), a2.toFloats()), "seeds give other weights");
+            assertEquals(2 * 7 * 2, s1.size(), "A and B for 7 modules in 2 layers");
+        }
+    }
+
+    @Test
     void loadsAsLlamaInF32AndBf16() throws Exception {
         DemoModel.Options small = new DemoModel.Options(32, 80, 2, 4, 1, 320, DType.BF16, 3);
         for (DemoModel.Options o : List.of(DemoModel.Options.tiny(), small, small.withDtype(DType.F32))) {
