@@ -77,6 +77,11 @@ public final class ClusterSim {
     private final List<BitSet> residentOn = new ArrayList<>();
     private final List<BitSet> warmOn = new ArrayList<>();
     private final Map<Integer, long[]> weights = new HashMap<>();
+    /** Per node: adapter keys in its device slots and host tier, and immutable copies for its NodeState (null when changed). */
+    private final List<Set<String>> residentKeys = new ArrayList<>();
+    private final List<Set<String>> warmKeys = new ArrayList<>();
+    private final Set<String>[] residentView;
+    private final Set<String>[] warmView;
     private final EventHeap heap = new EventHeap();
     private final ArrayDeque<SimRequest> clusterQueue = new ArrayDeque<>();
     private double now;
@@ -112,6 +117,12 @@ public final class ClusterSim {
         this.freeKv = new int[n];
         this.busy = new boolean[n];
         this.picks = new int[n + 3 * (cfg.maxBatch() + 1)];
+        @SuppressWarnings("unchecked")
+        Set<String>[] rv = new Set[n];
+        @SuppressWarnings("unchecked")
+        Set<String>[] wv = new Set[n];
+        this.residentView = rv;
+        this.warmView = wv;
         int width = Math.max(4, Integer.toString(n - 1).length());
         for (int i = 0; i < n; i++) {
             nodes[i] = new SimNode(i, cfg, opts.profile(), this);
@@ -119,6 +130,8 @@ public final class ClusterSim {
             indexOf.put(ids[i], i);
             stale[i] = true;
             freeKv[i] = cfg.kvBlocks();
+            residentKeys.add(new HashSet<>());
+            warmKeys.add(new HashSet<>());
         }
     }
 
@@ -258,20 +271,19 @@ public final class ClusterSim {
         if (stale[i] || states[i] == null) {
             SimNode n = nodes[i];
             states[i] = new NodeState(ids[i], "sim://" + ids[i], "sim", n.running(), n.queued(), cfg.maxBatch(),
-                n.publishedFreeKv(), cfg.kvBlocks(), cfg.blockSize(), keys(residentOn, i), keys(warmOn, i), 0, false, 0);
+                n.publishedFreeKv(), cfg.kvBlocks(), cfg.blockSize(), view(residentView, residentKeys, i), view(warmView, warmKeys, i),
+                0, false, 0);
             stale[i] = false;
         }
         return states[i];
     }
 
-    private Set<String> keys(List<BitSet> on, int node) {
-        Set<String> s = new HashSet<>();
-        for (int a = 0; a < on.size(); a++) {
-            if (on.get(a).get(node)) {
-                s.add(adapterKeys.get(a));
-            }
+    /** The node's keys as an immutable set, copied only after they changed (NodeState keeps an immutable set as it is). */
+    private static Set<String> view(Set<String>[] views, List<Set<String>> keys, int node) {
+        if (views[node] == null) {
+            views[node] = Set.copyOf(keys.get(node));
         }
-        return s;
+        return views[node];
     }
 
     // ---- events ---------------------------------------------------------------------------------
@@ -338,11 +350,23 @@ public final class ClusterSim {
 
     void resident(int node, int adapter, boolean on) {
         residentOn.get(adapter).set(node, on);
+        if (on) {
+            residentKeys.get(node).add(adapterKeys.get(adapter));
+        } else {
+            residentKeys.get(node).remove(adapterKeys.get(adapter));
+        }
+        residentView[node] = null;
         stale[node] = true;
     }
 
     void warm(int node, int adapter, boolean on) {
         warmOn.get(adapter).set(node, on);
+        if (on) {
+            warmKeys.get(node).add(adapterKeys.get(adapter));
+        } else {
+            warmKeys.get(node).remove(adapterKeys.get(adapter));
+        }
+        warmView[node] = null;
         stale[node] = true;
     }
 
