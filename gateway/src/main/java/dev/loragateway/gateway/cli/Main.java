@@ -7,7 +7,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
- * The command line: {@code serve}, {@code demo-model}, {@code bench}.
+ * The command line: {@code serve}, {@code demo-model}, {@code bench}, {@code simulate}.
  *
  * <p>The CPU kernels use the Vector API, an incubator module that {@code java -jar} cannot enable
  * from the jar's manifest. When the module is missing, main starts the same JVM again with
@@ -20,7 +20,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "lora-gateway", mixinStandardHelpOptions = true, version = "lora-gateway 0.1.0",
     description = "Serves many LoRA adapters on one copy of a base model (OpenAI-compatible HTTP API).",
-    subcommands = {ServeCommand.class, DemoModelCommand.class, BenchCommand.class})
+    subcommands = {ServeCommand.class, DemoModelCommand.class, BenchCommand.class, SimulateCommand.class})
 public final class Main implements Runnable {
     static final String VECTOR_MODULE = "jdk.incubator.vector";
 

@@ -49,6 +49,15 @@ public final class Placements {
         return !node.draining() && node.maxBatch() >= req.sequences() && node.totalKvBlocks() >= Room.kvBlocks(req, node);
     }
 
+    /**
+     * The rendezvous weight {@code adapter-affinity} ranks {@code nodeId} by for {@code adapter}
+     * (unsigned; the largest wins): for callers that must know a policy's ranking without asking it
+     * once per node (the cluster simulator prunes the nodes it passes to {@link Placement#place}).
+     */
+    public static long rendezvousWeight(String adapter, String nodeId) {
+        return AdapterAffinity.weight(adapter, nodeId);
+    }
+
     /** The default policy, {@value #DEFAULT}. */
     public static Placement defaultPlacement() {
         return byName(DEFAULT);
