@@ -81,7 +81,8 @@ public final class CapacityMain implements Callable<Integer> {
     String seed;
 
     public static void main(String[] args) {
-        System.exit(new CommandLine(new CapacityMain()).execute(args));
+        // capacity.sh --smoke passes its own defaults first: a later value of an option wins
+        System.exit(new CommandLine(new CapacityMain()).setOverwrittenOptionsAllowed(true).execute(args));
     }
 
     @Override
