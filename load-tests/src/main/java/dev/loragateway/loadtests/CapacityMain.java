@@ -57,6 +57,8 @@ public final class CapacityMain implements Callable<Integer> {
     double warmupSeconds;
     @Option(names = "--out", description = "report folder (default load-tests/target/capacity/TIMESTAMP under the current directory)")
     Path out;
+    @Option(names = "--gatling-console", description = "show Gatling's console output (default: into DESCRIPTION.console.txt beside the reports)")
+    boolean gatlingConsole;
     @Option(names = "--model", description = "model id of base-model requests (default ${DEFAULT-VALUE})", defaultValue = "demo")
     String model;
     @Option(names = "--api", description = "completions, chat or both (default ${DEFAULT-VALUE})", defaultValue = "completions")
@@ -122,8 +124,10 @@ public final class CapacityMain implements Callable<Integer> {
         }
         Path dir = out != null ? out : Path.of("load-tests", "target", "capacity",
             LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-        System.out.println("capacity search against " + load.url() + ": " + load.workload().options());
-        CapacitySearch.Result r = CapacitySearch.run(load, slo, settings, metrics, dir, System.out::println);
+        Map<String, String> workload = new LinkedHashMap<>(load.workload().options());
+        workload.remove("rate");
+        System.out.println("capacity search against " + load.url() + ": " + workload);
+        CapacitySearch.Result r = CapacitySearch.run(load, slo, settings, metrics, dir, System.out::println, !gatlingConsole);
         Path page = CapacityReport.write(r, dir);
         System.out.println(CapacityReport.summary(r));
         System.out.println("report: " + page.toAbsolutePath());

@@ -167,10 +167,14 @@ public final class CapacityReport {
             s.append(String.format(Locale.ROOT, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
                 ox + LEFT, ox + LEFT + pw, yy, yy, ox + LEFT - 4, yy + 4, trim(v)));
         }
+        double lastLabel = Double.NEGATIVE_INFINITY;
         for (StepResult st : steps) {
             double xx = px.applyAsDouble(st.offeredRate());
-            s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#999\"/><text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"9\">%s</text>\n",
-                xx, xx, oy + TOP + ph, oy + TOP + ph + 4, xx, oy + TOP + ph + 14, trim(st.offeredRate())));
+            s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#999\"/>\n", xx, xx, oy + TOP + ph, oy + TOP + ph + 4));
+            if (xx - lastLabel < 24) continue; // bisected rates crowd: label every tick that has room
+            lastLabel = xx;
+            s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"9\">%s</text>\n",
+                xx, oy + TOP + ph + 14, trim(st.offeredRate())));
         }
         s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">offered rate (requests/s, log scale)</text>\n",
             ox + LEFT + pw / 2, oy + PANEL_H - 14));

@@ -77,20 +77,23 @@ public final class CapacitySearch {
     private CapacitySearch() {
     }
 
-    /** Runs the search against a gateway with Gatling, reports under {@code outDir}, progress to {@code log}. */
+    /**
+     * Runs the search against a gateway with Gatling, reports under {@code outDir}, progress to
+     * {@code log}; {@code quiet}: Gatling's own console output goes to files beside its reports.
+     */
     public static Result run(LoadSpec spec, Slo slo, Settings settings, List<URI> metricsUrls, Path outDir,
-                             Consumer<String> log) throws Exception {
+                             Consumer<String> log, boolean quiet) throws Exception {
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
         Path gatling = outDir.resolve("gatling");
         if (settings.warmupSeconds() > 0) {
             log.accept(String.format(Locale.ROOT, "warm-up: %.1f requests/s for %.0f s (not measured)", settings.startRate(), settings.warmupSeconds()));
-            GatlingRun.run(spec.withRate(settings.startRate()).withSeconds(settings.warmupSeconds()), gatling, "warmup");
+            GatlingRun.run(spec.withRate(settings.startRate()).withSeconds(settings.warmupSeconds()), gatling, "warmup", quiet);
         }
         int[] n = {0};
         return search(spec, slo, settings, rate -> {
             LoadSpec s = spec.withRate(rate).withSeconds(settings.stepSeconds());
             MetricsSnapshot before = scrape(http, metricsUrls, log);
-            GatlingRun.Result run = GatlingRun.run(s, gatling, String.format(Locale.ROOT, "step%02d-%.2frps", ++n[0], rate));
+            GatlingRun.Result run = GatlingRun.run(s, gatling, String.format(Locale.ROOT, "step%02d-%.2frps", ++n[0], rate), quiet);
             MetricsSnapshot after = before == null ? null : scrape(http, metricsUrls, log);
             StepResult r = StepResult.of(rate, RequestSample.read(run.samples()), after == null ? null : after.minus(before), run.report());
             List<String> misses = slo.misses(r);

@@ -1,7 +1,9 @@
 package dev.loragateway.loadtests;
 
 import java.io.IOException;
+import java.io.PrintStream;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
@@ -37,13 +39,26 @@ public final class GatlingRun {
      * Runs {@code spec} and writes its report under {@code resultsDir} (one new folder per run,
      * named after {@code description}).
      */
-    public static synchronized Result run(LoadSpec spec, Path resultsDir, String description) {
+    public static Result run(LoadSpec spec, Path resultsDir, String description) {
+        return run(spec, resultsDir, description, false);
+    }
+
+    /**
+     * As {@link #run(LoadSpec, Path, String)}; with {@code quiet}, what Gatling prints (its summary
+     * tables, the report's path) goes to {@code DESCRIPTION.console.txt} in {@code resultsDir}
+     * instead of stdout, for a caller that prints its own line per run.
+     */
+    public static synchronized Result run(LoadSpec spec, Path resultsDir, String description, boolean quiet) {
         Map<String, String> props = spec.toProperties();
+        PrintStream stdout = System.out;
         try {
             Files.createDirectories(resultsDir);
             Path samples = resultsDir.resolve(description + ".requests.jsonl");
             props.put("lora.samples", samples.toString());
             props.forEach(System::setProperty);
+            if (quiet) {
+                System.setOut(new PrintStream(Files.newOutputStream(resultsDir.resolve(description + ".console.txt")), true, StandardCharsets.UTF_8));
+            }
             int status = io.gatling.app.Gatling$.MODULE$.fromArgs(new String[] {
                 "-s", GatewaySimulation.class.getName(), "-rf", resultsDir.toString(), "-rd", description});
             Path report = newestReport(resultsDir, description);
@@ -56,6 +71,10 @@ public final class GatlingRun {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         } finally {
+            if (System.out != stdout) {
+                System.out.close();
+                System.setOut(stdout);
+            }
             props.keySet().forEach(System::clearProperty);
         }
     }
