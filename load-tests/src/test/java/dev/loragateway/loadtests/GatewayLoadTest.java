@@ -34,7 +34,7 @@ class GatewayLoadTest {
             LoadSpec spec = LoadSpec.of(Map.of("url", gateway.url().toString(), "tenants", "2", "adapters-per-tenant", "1",
                 "api", "both", "stream", "both", "prompt-len", "uniform:8:40", "output-len", "uniform:4:16"));
             CapacitySearch.Result r = CapacitySearch.run(spec, new Slo(30, 5, 0), new CapacitySearch.Settings(4, 4, 6, 1, 0.15, 0),
-                List.of(URI.create(gateway.url() + "/metrics")), dir.resolve("capacity"), System.out::println, false);
+                List.of(URI.create(gateway.url() + "/metrics")), dir.resolve("capacity"), System.out::println, true);
             Path page = CapacityReport.write(r, dir.resolve("capacity"));
 
             assertEquals(1, r.steps().size());
