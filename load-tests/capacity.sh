@@ -50,13 +50,14 @@ cp="load-tests/target/classes:$(cat "$cpfile")"
 
 search() {
   # --add-opens: Gatling's stats writer reads String internals (as gatling-maven-plugin passes it)
-  "$java" --add-opens=java.base/java.lang=ALL-UNNAMED -Xmx1g -DOPT_OUT_TRACKING=true -cp "$cp" \
+  # exec: run in the background below, $! is then the JVM itself, which the trap stops
+  exec "$java" --add-opens=java.base/java.lang=ALL-UNNAMED -Xmx1g -DOPT_OUT_TRACKING=true -cp "$cp" \
     dev.loragateway.loadtests.CapacityMain "$@"
 }
 
 if ((!smoke)); then
   for a in "${args[@]}"; do
-    [[ $a == --url || $a == --url=* || $a == -h || $a == --help || $a == -V || $a == --version ]] && { search "${args[@]}"; exit; }
+    [[ $a == --url || $a == --url=* || $a == -h || $a == --help || $a == -V || $a == --version ]] && search "${args[@]}"
   done
   die "give --smoke or --url URL (--help lists the options)"
 fi
@@ -64,7 +65,9 @@ fi
 [[ $tenants =~ ^[0-9]+$ && $per_tenant =~ ^[0-9]+$ ]] || die "--tenants and --adapters-per-tenant must be integers, got '$tenants' and '$per_tenant'"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/lora-capacity.XXXXXX")
 server=
+searching=
 stop() {
+  if [[ -n $searching ]] && kill -0 "$searching" 2>/dev/null; then kill -TERM "$searching" 2>/dev/null || true; fi
   if [[ -n $server ]] && kill -0 "$server" 2>/dev/null; then
     kill -TERM "$server" 2>/dev/null || true   # serve drains and exits; java -jar passes it to its relaunched JVM
     for _ in $(seq 1 150); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
@@ -101,5 +104,8 @@ done
 [[ -n $url ]] || { tail -20 "$tmp/serve.log" >&2; echo "capacity.sh: serve not ready in 120 s" >&2; exit 1; }
 echo "gateway on the demo model at $url (${#modules[@]} adapters)"
 # bounded: 8 s per rate, at most 7 rates (doubling from 8/s, then bisecting), a 4 s warm-up; later options win
+# (in the background, so that a signal runs the trap at once rather than after the search)
 search --url "$url" --start-rate 8 --max-rate 1024 --step-seconds 8 --max-steps 7 --warmup-seconds 4 \
-  --slo-ttft-p99 0.5 --slo-tpot-p99 0.05 "${args[@]}"
+  --slo-ttft-p99 0.5 --slo-tpot-p99 0.05 "${args[@]}" &
+searching=$!
+wait "$searching"
