@@ -183,8 +183,15 @@ public final class CapacityReport {
         List<String> legend = new ArrayList<>();
         legend.add("#1f6fd1|measured");
         if (ideal) {
-            s.append(String.format(Locale.ROOT, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>\n",
-                px.applyAsDouble(xMin), py.applyAsDouble(xMin), px.applyAsDouble(Math.min(xMax, top)), py.applyAsDouble(Math.min(xMax, top))));
+            // y = x is a curve on a log-x axis: a polyline of small steps, not one segment
+            StringBuilder pts = new StringBuilder();
+            double hi = Math.min(xMax, top);
+            for (int i = 0; i <= 64; i++) {
+                double v = xMin * Math.pow(hi / xMin, i / 64.0);
+                pts.append(String.format(Locale.ROOT, "%.1f,%.1f ", px.applyAsDouble(v), py.applyAsDouble(v)));
+            }
+            s.append("<polyline points=\"").append(pts.toString().trim())
+                .append("\" fill=\"none\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>\n");
             legend.add("#888|achieved = offered");
         }
         if (!Double.isNaN(slo)) {

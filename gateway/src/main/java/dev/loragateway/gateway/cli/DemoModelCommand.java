@@ -1,5 +1,6 @@
 package dev.loragateway.gateway.cli;
 
+import dev.loragateway.gateway.demo.DemoAdapters;
 import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.kernels.DType;
 import java.nio.file.Path;
@@ -44,12 +45,30 @@ final class DemoModelCommand implements Callable<Integer> {
     @Option(names = "--seed", description = "Random seed (default: the demo model's).")
     Long seed;
 
+    @Option(names = "--extra-adapters", paramLabel = "N", defaultValue = "0",
+        description = "Also write N more random PEFT adapters (all seven projections) as adapters/extra-<i>, e.g. for load tests that upload thousands (default: ${DEFAULT-VALUE}).")
+    int extraAdapters;
+
+    @Option(names = "--extra-rank", paramLabel = "R", defaultValue = "8", description = "Rank of the --extra-adapters (default: ${DEFAULT-VALUE}).")
+    int extraRank;
+
     @Override
     public Integer call() throws Exception {
         DemoModel.Options o = options(spec, hidden, intermediate, layers, heads, kvHeads, vocab, dtype, seed);
+        if (extraAdapters < 0 || extraAdapters > 100_000) {
+            throw new ParameterException(spec.commandLine(), "--extra-adapters must be 0 to 100000, got " + extraAdapters);
+        }
+        if (extraRank < 1 || extraRank > Math.min(o.hiddenSize(), 1024)) {
+            throw new ParameterException(spec.commandLine(), "--extra-rank must be 1 to " + Math.min(o.hiddenSize(), 1024) + ", got " + extraRank);
+        }
         DemoModel.write(out, o);
+        for (int i = 0; i < extraAdapters; i++) {
+            DemoAdapters.writeRandom(out.resolve("adapters"), o,
+                new DemoAdapters.Spec("extra-" + i, extraRank, 2 * extraRank, DemoAdapters.ALL_MODULES, false), o.seed() + 1 + i);
+        }
         System.out.println("wrote model to " + out + " (hidden " + o.hiddenSize() + ", " + o.layers() + " layers, vocab "
-            + o.vocabSize() + ", " + o.dtype() + ") with adapters in " + out.resolve("adapters"));
+            + o.vocabSize() + ", " + o.dtype() + ") with adapters in " + out.resolve("adapters")
+            + (extraAdapters > 0 ? " (" + extraAdapters + " extra, rank " + extraRank + ")" : ""));
         return 0;
     }
 
