@@ -5,6 +5,8 @@
 #                                                 at most ~2 minutes, the summary; the gateway is stopped
 #                                                 at the end, on failure and on Ctrl-C
 #   load-tests/capacity.sh --url URL [options]    against a running gateway or cluster
+#   load-tests/capacity.sh --many-adapters [opts] a gateway with 2,000 uploaded adapters (Zipf 1.5) against
+#                                                 the same load over 8 always-hot ones (--help lists opts)
 #
 # Options are the search's (--help lists them): --slo-ttft-p99 S, --slo-tpot-p99 S, --max-error-rate F,
 # --keys FILE, --metrics-url URL,..., --start-rate, --max-rate, --step-seconds, --max-steps, the workload's
@@ -26,12 +28,14 @@ feature=$("$java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.sp
 [[ ${feature%%.*} =~ ^[0-9]+$ && ${feature%%.*} -ge 17 ]] || die "Java 17 or later is needed, $java is $feature"
 
 smoke=0
+many=0
 args=()
 tenants=4
 per_tenant=2
 while (($#)); do
   case $1 in
     --smoke) smoke=1 ;;
+    --many-adapters) many=1 ;;
     --tenants) tenants=${2:-}; args+=("$1" "${2:-}"); shift ;;
     --adapters-per-tenant) per_tenant=${2:-}; args+=("$1" "${2:-}"); shift ;;
     *) args+=("$1") ;;
@@ -54,6 +58,12 @@ search() {
   exec "$java" --add-opens=java.base/java.lang=ALL-UNNAMED -Xmx1g -DOPT_OUT_TRACKING=true -cp "$cp" \
     dev.loragateway.loadtests.CapacityMain "$@"
 }
+
+if ((many)); then
+  ((smoke)) && die "--many-adapters starts its own gateway: not with --smoke"
+  exec "$java" --add-opens=java.base/java.lang=ALL-UNNAMED -Xmx1g -DOPT_OUT_TRACKING=true -cp "$cp" \
+    dev.loragateway.loadtests.ManyAdapters "${args[@]}"
+fi
 
 if ((!smoke)); then
   for a in "${args[@]}"; do
