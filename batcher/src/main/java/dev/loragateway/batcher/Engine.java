@@ -51,6 +51,30 @@ public final class Engine implements AutoCloseable {
         }
     }
 
+    /**
+     * What one step held, counted as the cluster simulator's step-time model counts it
+     * ({@code bench profile} fits that model to these).
+     *
+     * @param decodeRows   rows of sequences with one position left to compute (a decode)
+     * @param promptTokens the other rows: prompt chunks being prefilled (or recomputed)
+     * @param adapters     distinct adapters among the rows (the base model is none)
+     * @param attended     positions attended over all rows (a row at position p attends to p + 1):
+     *                     the attention work, which grows with the context
+     */
+    public record StepShape(int decodeRows, int promptTokens, int adapters, long attended) {
+    }
+
+    /** Hears of every step: what it held and how long it took. */
+    @FunctionalInterface
+    public interface StepListener {
+        /**
+         * Runs on the engine thread after each step; it must return at once.
+         *
+         * @param nanos the step's wall time: admission before it, planning, the forward pass, sampling
+         */
+        void step(StepShape shape, long nanos);
+    }
+
     /** One choice of a forked request: its sampling and its sink. */
     public record Choice(SamplingParams params, Generator.TokenSink sink) {
     }
@@ -194,6 +218,8 @@ public final class Engine implements AutoCloseable {
     /** A moving average (1/8 weight per step) of a step's time, ns; 0 before the first step. */
     private volatile long stepNanosAverage;
     private volatile Runnable onAdmitOrFinish;
+    /** Off (null) unless a bench listens: then one call per step. */
+    private volatile StepListener onStep;
     /** When the step now running started, or 0 between steps. */
     private volatile long stepStarted;
     /** Why the loop ended when it ended abnormally, else null. */
@@ -531,6 +557,7 @@ public final class Engine implements AutoCloseable {
         } catch (InterruptedException e) {
             return false;
         }
+        long admitStarted = System.nanoTime();
         try {
             planner.admit();
             if (!planner.running()) {
@@ -546,6 +573,10 @@ public final class Engine implements AutoCloseable {
             lastProgress = System.nanoTime();
             long took = lastProgress - stepStarted;
             stepNanosAverage = stepNanosAverage == 0 ? took : (stepNanosAverage * 7 + took) / 8;
+            StepListener listener = onStep;
+            if (listener != null && planner.lastShape() != null) {
+                listener.step(planner.lastShape(), lastProgress - admitStarted);
+            }
         } catch (RuntimeException | Error e) {
             planner.failStep(e);
         } finally {
@@ -596,6 +627,15 @@ public final class Engine implements AutoCloseable {
      */
     public void onAdmitOrFinish(Runnable listener) {
         this.onAdmitOrFinish = listener;
+    }
+
+    /**
+     * Runs {@code listener} on the engine thread after every step with what the step held and its
+     * wall time ({@code bench profile} fits the simulator's step-time model to them); null turns it
+     * off. Off by default: the engine then only keeps the last step's counts.
+     */
+    public void onStep(StepListener listener) {
+        this.onStep = listener;
     }
 
     /** Stops taking work, finishes what is running and queued, then frees the pass and the backend. */

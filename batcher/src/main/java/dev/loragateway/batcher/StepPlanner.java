@@ -49,6 +49,8 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
     /** Sequences given away instead of preempted ({@link Generator.MovableSink}). */
     private volatile long moved;
     private volatile long faults;
+    /** What the last step held (engine thread only; read by {@link Engine} after {@link #step}). */
+    private Engine.StepShape lastShape;
 
     StepPlanner(StepForward pass, KvBlockPool kv, DeviceTier<AdapterKey> adapters, Engine.Options opts, EngineMetrics metrics,
                 EngineSpans spans, AtomicInteger queued) {
@@ -97,6 +99,11 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
     /** Sequences that left for another node when the KV pool ran dry, instead of being preempted. */
     long moved() {
         return moved;
+    }
+
+    /** What the step just run held; null when the last call of {@link #step} ran no forward pass. */
+    Engine.StepShape lastShape() {
+        return lastShape;
     }
 
     /** Failures of one step or one sequence that were survived (each failed only what it concerned). */
@@ -224,6 +231,7 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
 
     /** Plans and runs one step. */
     void step() {
+        lastShape = null; // until a forward pass runs
         active.sort(Comparator.comparingLong(s -> s.order));
         planned.clear();
         int decodes = 0;
@@ -256,10 +264,25 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
         planned.sort(Comparator.comparingInt(p -> p.s().slot)); // stable: rows of one adapter together
         batch.clear();
         List<Sequence> outputs = new ArrayList<>();
+        int decodeRows = 0;
+        int promptTokens = 0;
+        int distinct = 0;
+        long attended = 0;
+        int lastSlot = -1;
         for (Plan plan : planned) {
             Sequence s = plan.s();
             int from = s.computed();
             int to = from + plan.rows();
+            if (s.len - from == 1) { // the simulator's decode row: the one position left is the newest token
+                decodeRows++;
+            } else {
+                promptTokens += plan.rows();
+            }
+            if (s.slot >= 0 && s.slot != lastSlot) { // sorted by slot: each adapter's rows are one run
+                distinct++;
+                lastSlot = s.slot;
+            }
+            attended += (long) (from + 1 + to) * (to - from) / 2; // row at position p attends to p + 1 positions
             for (int p = from; p < to; p++) {
                 batch.add(s.cache, s.tokens[p], p == s.len - 1, s.slot);
             }
@@ -269,6 +292,7 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
         }
         pass.step(batch, logits);
         steps++;
+        lastShape = new Engine.StepShape(decodeRows, promptTokens, distinct, attended);
         metrics.step(planned.size(), batch.size());
         for (int k = 0; k < outputs.size(); k++) {
             Sequence s = outputs.get(k);

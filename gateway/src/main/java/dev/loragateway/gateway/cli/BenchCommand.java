@@ -4,6 +4,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.bench.ConcurrencyBench;
 import dev.loragateway.bench.DecodeBench;
 import dev.loragateway.bench.LoraBench;
+import dev.loragateway.bench.ProfileBench;
 import dev.loragateway.bench.gpu.GpuBench;
 import dev.loragateway.bench.gpu.GpuBenchConfig;
 import dev.loragateway.bench.gpu.GpuBenchOptions;
@@ -30,7 +31,7 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code bench decode | lora | serve | gpu | cluster}: the benches of the {@code bench} module, each
+ * {@code bench decode | lora | serve | gpu | cluster | profile}: the benches of the {@code bench} module, each
  * subcommand with only its own options (picocli refuses another mode's option, naming it). The CPU
  * benches take {@code --model DIR}; without it this command generates (once, cached) the 254M bf16
  * bench model, which is the CLI's job, not the bench module's.
@@ -42,11 +43,11 @@ import picocli.CommandLine.Spec;
  * and {@code --gpu} beside another mode's flag.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = {"Benchmarks: bench decode | lora | serve | gpu | cluster (see 'bench SUBCOMMAND --help').",
+    description = {"Benchmarks: bench decode | lora | serve | gpu | cluster | profile (see 'bench SUBCOMMAND --help').",
         "The earlier flag forms still work: bench [OPTIONS] is 'bench decode', with --adapters N 'bench lora', with --concurrency C,... "
             + "'bench serve', with --gpu 'bench gpu'; other options go to that subcommand as given."},
     subcommands = {BenchCommand.Decode.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
-        BenchCommand.Cluster.class})
+        BenchCommand.Cluster.class, BenchCommand.ProfileCmd.class})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gpu", description = "Flag form of 'bench gpu': the GPU bench on the CUDA device: SGMV latency vs distinct adapters "
         + "beside BGMV and gather+bmm, batch-1 GEMV bandwidth beside a device-to-device copy, decode throughput (the CUDA forward pass). "
@@ -416,12 +417,118 @@ final class BenchCommand implements Callable<Integer> {
             return 0;
         }
 
-        private static void deleteTree(Path root) throws IOException {
+        static void deleteTree(Path root) throws IOException {
             try (var s = Files.walk(root)) {
                 for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
                     Files.deleteIfExists(p);
                 }
             }
+        }
+    }
+
+    @Command(name = "profile", mixinStandardHelpOptions = true,
+        description = {"A step-time profile of this machine for 'simulate --profile FILE': the real engine, built as serve builds it "
+            + "for these options, under decode-heavy, prompt-heavy and long-context loads with 0 to 8 adapters; every step's decode rows, "
+            + "prompt tokens, distinct adapters and wall time fitted to the simulator's linear step model; adapter load times from the "
+            + "host tier and from disk. Prints the fitted terms and the fit's error, writes the profile JSON."})
+    static final class ProfileCmd implements Callable<Integer> {
+        @Option(names = "--out", paramLabel = "FILE", required = true, description = "Where the profile JSON goes.")
+        Path outFile;
+
+        @Option(names = "--model", paramLabel = "DIR", description = "Model directory; its adapters/NAME directories are the adapters "
+            + "(default: the demo model serve serves without --model, and its demo adapters).")
+        Path model;
+
+        @Option(names = "--max-batch", paramLabel = "N", defaultValue = "32", description = "As serve (default: ${DEFAULT-VALUE}).")
+        int maxBatch;
+
+        @Option(names = "--max-num-batched-tokens", paramLabel = "N", defaultValue = "512", description = "As serve (default: ${DEFAULT-VALUE}).")
+        int maxStepTokens;
+
+        @Option(names = "--gpu-adapter-slots", paramLabel = "N", defaultValue = "64", description = "As serve (default: ${DEFAULT-VALUE}).")
+        int slots;
+
+        @Option(names = "--kv-cache-mb", paramLabel = "MB", description = "As serve (default: sized as serve sizes it).")
+        Integer kvCacheMb;
+
+        @Option(names = "--host-cache-mb", paramLabel = "MB", defaultValue = "1024", description = "As serve (default: ${DEFAULT-VALUE}).")
+        int hostCacheMb;
+
+        @Option(names = "--threads", paramLabel = "N", description = "Kernel threads (default: one per processor, as serve).")
+        Integer threads;
+
+        @Option(names = "--seconds", paramLabel = "S", defaultValue = "40",
+            description = "Time of the engine loads, all together; the adapter loads come on top (default: ${DEFAULT-VALUE}).")
+        double seconds;
+
+        @Option(names = "--steps-out", paramLabel = "FILE", description = "Also write every recorded step as CSV (load, decode_rows, "
+            + "prompt_tokens, adapters, attended, ms, predicted_ms), to see where the linear model misses.")
+        Path stepsOut;
+
+        @Spec
+        CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            refuseOptionsBeforeSubcommand(spec);
+            CommandLine cl = spec.commandLine();
+            for (Object[] o : new Object[][] {{"--max-batch", maxBatch}, {"--max-num-batched-tokens", maxStepTokens},
+                {"--gpu-adapter-slots", slots}, {"--host-cache-mb", hostCacheMb}, {"--kv-cache-mb", kvCacheMb}, {"--threads", threads}}) {
+                if (o[1] != null && (Integer) o[1] < 1) {
+                    throw new ParameterException(cl, o[0] + " must be at least 1, got " + o[1]);
+                }
+            }
+            if (!(seconds > 0) || seconds > 3600) {
+                throw new ParameterException(cl, "--seconds must be in (0, 3600], got " + seconds);
+            }
+            if (model != null && !Files.isDirectory(model)) {
+                throw new ParameterException(cl, "--model " + model + " is not a directory");
+            }
+            for (Path f : new Path[] {outFile, stepsOut}) {
+                Path parent = f == null ? null : f.toAbsolutePath().getParent();
+                if (parent != null && !Files.isDirectory(parent)) {
+                    throw new ParameterException(cl, (f == outFile ? "--out " : "--steps-out ") + f + ": the directory " + parent
+                        + " does not exist");
+                }
+            }
+            Path dir = model != null ? model : DemoCache.demo();
+            String id = model != null ? dir.toAbsolutePath().normalize().getFileName().toString() : DemoModel.MODEL_ID;
+            LlamaModel llama;
+            try {
+                llama = LlamaModel.load(dir);
+            } catch (RuntimeException | IOException e) {
+                throw new ParameterException(cl, "cannot load model from " + dir + ": " + e.getMessage());
+            }
+            if (kvCacheMb != null && kvCacheMb * (1L << 20) < dev.loragateway.batcher.KvBlockPool.bytesPerBlock(llama.config(), 16) * 4) {
+                throw new ParameterException(cl, "--kv-cache-mb " + kvCacheMb + " holds fewer than 4 KV blocks of this model");
+            }
+            List<String[]> adapters = new ArrayList<>();
+            for (String a : ClusterBench.adaptersOf(dir)) {
+                adapters.add(a.split("=", 2));
+            }
+            int nThreads = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+            DecodeBench.printModel(dir, llama, nThreads);
+            String machine = BenchProfile.machine(nThreads);
+            System.out.println("machine: " + machine);
+            ProfileBench.Options o = new ProfileBench.Options(maxBatch, maxStepTokens, kvCacheMb == null ? 0 : kvCacheMb * (1L << 20), slots,
+                Runtime.getRuntime().maxMemory() / 4, hostCacheMb * (1L << 20), nThreads, seconds);
+            Path scratch = Files.createTempDirectory("lora-bench-profile");
+            ProfileBench.Result r;
+            try {
+                r = new ProfileBench(llama, o, System.out).run(id, adapters, scratch);
+            } finally {
+                Cluster.deleteTree(scratch);
+            }
+            BenchProfile.Fit fit = BenchProfile.fit(id + "-cpu", "measured by bench profile on " + machine, r);
+            dev.loragateway.scheduler.sim.Profile p = fit.profile();
+            BenchProfile.print(System.out, fit, r);
+            Files.writeString(outFile, p.toJson());
+            if (stepsOut != null) {
+                Files.writeString(stepsOut, BenchProfile.csv(p, r.steps()));
+                System.out.println("steps: " + stepsOut);
+            }
+            System.out.println("profile: " + outFile + " (simulate --profile " + outFile + ")");
+            return 0;
         }
     }
 

@@ -81,6 +81,9 @@ final class SimulateCommand implements Callable<Integer> {
     Integer maxStepTokens;
     @Option(names = "--kv-blocks", paramLabel = "N", description = "KV blocks of 16 positions per node (default: the profile's).")
     Integer kvBlocks;
+    @Option(names = "--kv-cache-mb", paramLabel = "MB", description = "The KV pool per node in MB, as serve: MB ÷ the profile's kv_block_bytes "
+        + "blocks (a profile written by 'bench profile' records it); not with --kv-blocks.")
+    Integer kvCacheMb;
     @Option(names = "--gpu-adapter-slots", paramLabel = "N", description = "Device adapter slots per node, as serve (default: the profile's).")
     Integer slots;
     @Option(names = "--host-adapters", paramLabel = "N", description = "Adapters the host tier holds per node (default: the profile's).")
@@ -120,12 +123,34 @@ final class SimulateCommand implements Callable<Integer> {
         if (findNodes && sloTtft == null && sloTpot == null) {
             throw bad("--find-nodes needs --slo-ttft-p99 or --slo-tpot-p99");
         }
+        if (kvCacheMb != null && kvBlocks != null) {
+            throw bad("--kv-cache-mb and --kv-blocks both size the KV pool: give one");
+        }
+        if (kvCacheMb != null && kvCacheMb < 1) {
+            throw bad("--kv-cache-mb must be >= 1, got " + kvCacheMb);
+        }
         Profile prof;
         try {
             prof = Profile.load(profile);
+        } catch (IllegalArgumentException e) {
+            throw bad("--profile " + profile + ": " + e.getMessage());
+        }
+        Integer blocks = kvBlocks;
+        if (kvCacheMb != null) {
+            if (prof.kvBlockBytes() <= 0) {
+                throw bad("--kv-cache-mb " + kvCacheMb + ": the profile " + prof.name() + " does not record kv_block_bytes (a profile "
+                    + "written by 'bench profile' does); give --kv-blocks instead");
+            }
+            long b = kvCacheMb * (1L << 20) / prof.kvBlockBytes(); // as serve sizes its pool
+            if (b < 1) {
+                throw bad("--kv-cache-mb " + kvCacheMb + " holds less than one KV block (" + prof.kvBlockBytes() + " bytes)");
+            }
+            blocks = (int) Math.min(Integer.MAX_VALUE, b);
+        }
+        try {
             NodeConfig n = prof.node();
             prof = prof.withNode(new NodeConfig(pick(maxBatch, n.maxBatch()), pick(maxStepTokens, n.maxStepTokens()),
-                pick(kvBlocks, n.kvBlocks()), n.blockSize(), pick(slots, n.adapterSlots()), pick(hostAdapters, n.hostAdapters())));
+                pick(blocks, n.kvBlocks()), n.blockSize(), pick(slots, n.adapterSlots()), pick(hostAdapters, n.hostAdapters())));
         } catch (IllegalArgumentException e) {
             throw bad("--profile " + profile + " / node options: " + e.getMessage());
         }
@@ -133,9 +158,10 @@ final class SimulateCommand implements Callable<Integer> {
         Source source = source(header);
         NodeConfig n = prof.node();
         header.add(String.format(Locale.ROOT, "profile %s: %s", prof.name(), prof.source()));
-        header.add(String.format(Locale.ROOT, "step ms = %.4g + %.4g × decode rows + %.4g × prompt tokens + %.4g × adapters; "
+        header.add(String.format(Locale.ROOT, "step ms = %.4g + %.4g × decode rows + %.4g × prompt tokens + %.4g × adapters%s; "
             + "adapter load %.4g ms from host, %.4g ms from disk", prof.baseMs(), prof.decodeRowMs(), prof.promptTokenMs(),
-            prof.adapterMs(), prof.hostLoadMs(), prof.diskLoadMs()));
+            prof.adapterMs(), prof.attendedMs() > 0 ? String.format(Locale.ROOT, " + %.4g × positions attended", prof.attendedMs()) : "",
+            prof.hostLoadMs(), prof.diskLoadMs()));
         header.add(String.format(Locale.ROOT, "%d nodes, each: max batch %d, max-num-batched-tokens %d, %d KV blocks of %d, "
             + "%d adapter slots, %d adapters in the host tier; migration on a dry KV pool %s", nodes, n.maxBatch(),
             n.maxStepTokens(), n.kvBlocks(), n.blockSize(), n.adapterSlots(), n.hostAdapters(), noMigration ? "off" : "on"));

@@ -31,7 +31,8 @@ import java.util.Map;
  * </ul>
  *
  * <p>Speed: steps that hold only decodes repeat identically until a sequence finishes, so they run
- * as one segment of k steps (one event), cut short at the next step boundary when work arrives. A
+ * as one segment of k steps (one event), cut short at the next step boundary when work arrives
+ * (with a profile's attention term each step of a segment takes the segment's mean step time). A
  * segment takes the KV blocks of all its steps when it starts (so it never runs dry halfway) but
  * publishes the free blocks of its first step, as the real node's state, published at most 200 ms
  * earlier, would show them.
@@ -284,20 +285,24 @@ final class SimNode {
         }
         int promptTokens = 0;
         int decodeRows = 0;
+        long attended = 0;
         for (SimRequest r : planned) { // counted after planning: a sequence planned early may have been evicted since
             if (r.len - r.computed == 1) {
                 decodeRows++;
             } else {
                 promptTokens += r.rows;
             }
+            attended += (2L * r.computed + 1 + r.rows) * r.rows / 2; // rows at positions computed.. attend to p + 1 each
         }
         int adapters = distinctAdapters();
-        dt = profile.stepMillis(decodeRows, promptTokens, adapters) / 1000.0;
         k = 1;
         decodeSegment = promptTokens == 0;
         if (decodeSegment) {
             k = segmentLength();
         }
+        // the steps of a segment take their mean time: each decode row attends to one more position per step
+        dt = (profile.stepMillis(decodeRows, promptTokens, adapters, attended)
+            + profile.attendedMs() * decodeRows * (k - 1) / 2.0) / 1000.0;
         segStart = now;
         stepping = true;
         sim.scheduleStepEnd(index, now + k * dt, ++version);

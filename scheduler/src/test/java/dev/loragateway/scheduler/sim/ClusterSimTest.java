@@ -44,6 +44,19 @@ class ClusterSimTest {
     }
 
     @Test
+    void theAttentionTermChargesEachStepThePositionsItsRowsAttendTo() {
+        // as the test profile, plus 0.01 ms per position attended
+        Profile p = new Profile("test", "hand-made", 10, 1, 0.1, 2, 0.01, 5, 50, NODE, 0);
+        List<TraceRequest> trace = List.of(req(0, null, 16, 4));
+        SimResult r = new ClusterSim(new ClusterSim.Options(1, "consolidate", p, true, Double.NaN, Double.NaN))
+            .run(trace.iterator(), 1, 1);
+        // prefill: 16 rows attend to 1 + 2 + ... + 16 = 136 positions
+        assertEquals(10 + 0.1 * 16 + 0.01 * 136, r.ttftP50() / MS, 1e-3);
+        // then 3 decode steps at positions 16, 17, 18 (one segment: its steps take their mean, the total is exact)
+        assertEquals(10 + 1.6 + 1.36 + 3 * 11 + 0.01 * (17 + 18 + 19), r.e2eP50() / MS, 1e-3);
+    }
+
+    @Test
     void aPromptLongerThanTheStepBudgetIsChunked() {
         SimResult r = run(NODE, 1, "consolidate", List.of(req(0, null, 1200, 1)));
         // 512 + 512 + 176 prompt tokens over three steps; the last one samples the first token
