@@ -81,6 +81,16 @@ public final class CapacityMain implements Callable<Integer> {
     String arrivals;
     @Option(names = "--seed", description = "workload: seed (default 1)")
     String seed;
+    @Option(names = "--target-rate", description = "requests/s to plan for: the page's 'nodes needed' section, measured node scaled and simulated (needs --profile)")
+    Double targetRate;
+    @Option(names = "--profile", description = "the simulator's step-time profile for --target-rate: a 'bench profile' file of the node's machine, or punica-a100-7b")
+    String profile;
+    @Option(names = "--sim-policy", description = "placement policy simulated for --target-rate (default ${DEFAULT-VALUE})", defaultValue = "consolidate")
+    String simPolicy;
+    @Option(names = "--sim-max-nodes", description = "most nodes the simulator tries for --target-rate (default ${DEFAULT-VALUE})", defaultValue = "4096")
+    int simMaxNodes;
+
+    private dev.loragateway.scheduler.sim.Profile simProfile;
 
     public static void main(String[] args) {
         // capacity.sh --smoke passes its own defaults first: a later value of an option wins
@@ -109,6 +119,13 @@ public final class CapacityMain implements Callable<Integer> {
             put(o, "arrivals", arrivals);
             put(o, "seed", seed);
             load = LoadSpec.of(o);
+            if (targetRate != null) {
+                if (!(targetRate > 0) || !Double.isFinite(targetRate)) throw new IllegalArgumentException("--target-rate must be > 0 requests/s, got " + targetRate);
+                if (profile == null) throw new IllegalArgumentException("--target-rate needs --profile FILE (bench profile on the node's machine) or --profile punica-a100-7b");
+                if (simMaxNodes < 1 || simMaxNodes > 4096) throw new IllegalArgumentException("--sim-max-nodes must be 1 to 4096, got " + simMaxNodes);
+                dev.loragateway.scheduler.placement.Placements.byName(simPolicy);
+                simProfile = dev.loragateway.scheduler.sim.Profile.load(profile);
+            }
             slo = new Slo(sloTtft, sloTpot, maxErrorRate);
             settings = new CapacitySearch.Settings(startRate, maxRate, stepSeconds, maxSteps, precision, warmupSeconds);
             if (metricsUrls == null) metrics.add(URI.create(load.url() + "/metrics"));
@@ -128,7 +145,15 @@ public final class CapacityMain implements Callable<Integer> {
         workload.remove("rate");
         System.out.println("capacity search against " + load.url() + ": " + workload);
         CapacitySearch.Result r = CapacitySearch.run(load, slo, settings, metrics, dir, System.out::println, !gatlingConsole);
-        Path page = CapacityReport.write(r, dir);
+        NodesForTarget nodes = null;
+        if (simProfile != null) {
+            System.out.printf(java.util.Locale.ROOT, "simulating the cluster for %.2f requests/s (%s, profile %s) ...%n", targetRate, simPolicy, simProfile.name());
+            nodes = NodesForTarget.compute(r, targetRate, simProfile, simPolicy, simMaxNodes);
+            System.out.printf(java.util.Locale.ROOT, "nodes for %.2f requests/s: %s measured and scaled, %s simulated%n", targetRate,
+                nodes.measuredNodes() < 0 ? "unknown" : Integer.toString(nodes.measuredNodes()),
+                nodes.fewestNodes() < 0 ? "more than " + simMaxNodes : Integer.toString(nodes.fewestNodes()));
+        }
+        Path page = CapacityReport.write(r, nodes, dir);
         System.out.println(CapacityReport.summary(r));
         System.out.println("report: " + page.toAbsolutePath());
         return 0;

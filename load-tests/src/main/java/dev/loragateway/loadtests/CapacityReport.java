@@ -35,12 +35,17 @@ public final class CapacityReport {
 
     /** Writes the pages into {@code dir}; returns the HTML page. */
     public static Path write(CapacitySearch.Result r, Path dir) throws IOException {
+        return write(r, null, dir);
+    }
+
+    /** As {@link #write(CapacitySearch.Result, Path)}, with the section {@value #NODES_SECTION} filled ({@code nodes} null: left empty). */
+    public static Path write(CapacitySearch.Result r, NodesForTarget nodes, Path dir) throws IOException {
         Files.createDirectories(dir);
         String svg = svg(r);
         Files.writeString(dir.resolve("capacity.svg"), svg);
-        Files.writeString(dir.resolve("capacity.md"), markdown(r, dir));
+        Files.writeString(dir.resolve("capacity.md"), markdown(r, nodes, dir));
         Path html = dir.resolve("capacity.html");
-        Files.writeString(html, html(r, svg, dir));
+        Files.writeString(html, html(r, nodes, svg, dir));
         return html;
     }
 
@@ -58,7 +63,7 @@ public final class CapacityReport {
             b.hostLoads(), r.settings().stepSeconds());
     }
 
-    private static String markdown(CapacitySearch.Result r, Path dir) {
+    private static String markdown(CapacitySearch.Result r, NodesForTarget nodes, Path dir) {
         StringBuilder md = new StringBuilder("# Capacity\n\n");
         md.append("**").append(summary(r)).append("**\n\n");
         md.append(setup(r)).append("\n\n![capacity: throughput and p99 latencies against offered rate](capacity.svg)\n\n");
@@ -73,7 +78,8 @@ public final class CapacityReport {
                 s.report() == null ? "-" : "[index.html](" + relative(dir, s.report().resolve("index.html")) + ")"));
         }
         md.append("\n").append(sources()).append("\n\n## ").append(NODES_SECTION).append("\n\n").append(NODES_HOOK)
-            .append("\nNot computed yet: the cluster simulator (`simulate`) fills this section.\n");
+            .append("\n").append(nodes != null ? nodes.markdown()
+                : "Not computed: give `--target-rate R --profile FILE|punica-a100-7b` (a `bench profile` of the node's machine) and the cluster simulator fills this section.\n");
         return md.toString();
     }
 
@@ -95,7 +101,7 @@ public final class CapacityReport {
             + "mean running batch (`lora_gateway_engine_batch_size`) and adapter loads per tier (`lora_gateway_adapter_cache_loads_total`).";
     }
 
-    private static String html(CapacitySearch.Result r, String svg, Path dir) {
+    private static String html(CapacitySearch.Result r, NodesForTarget nodes, String svg, Path dir) {
         StringBuilder h = new StringBuilder("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Capacity</title>\n<style>"
             + "body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse;font-size:13px}"
             + "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}.miss{color:#b00}.meet{color:#070}"
@@ -115,7 +121,8 @@ public final class CapacityReport {
                 s.report() == null ? "-" : "<a href=\"" + esc(relative(dir, s.report().resolve("index.html"))) + "\">index.html</a>"));
         }
         h.append("</table>\n<p>").append(esc(sources())).append("</p>\n<h2>").append(NODES_SECTION).append("</h2>\n")
-            .append(NODES_HOOK).append("\n<p>Not computed yet: the cluster simulator (<code>simulate</code>) fills this section.</p>\n");
+            .append(NODES_HOOK).append("\n").append(nodes != null ? nodes.html()
+                : "<p>Not computed: give <code>--target-rate R --profile FILE|punica-a100-7b</code> (a <code>bench profile</code> of the node's machine) and the cluster simulator fills this section.</p>\n");
         h.append("</body></html>\n");
         return h.toString();
     }

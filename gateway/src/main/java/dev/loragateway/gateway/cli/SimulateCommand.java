@@ -256,20 +256,7 @@ final class SimulateCommand implements Callable<Integer> {
 
     /** The fewest nodes (1 to --nodes) whose run meets the SLOs, assuming more nodes never hurt; −1 when --nodes does not. */
     private int bisect(Profile prof, Source src, String policy, SimResult atMax) {
-        if (!atMax.sloMet()) {
-            return -1;
-        }
-        int lo = 1;
-        int hi = nodes;
-        while (lo < hi) {
-            int mid = (lo + hi) >>> 1;
-            if (run(prof, src, policy, mid).sloMet()) {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        return hi;
+        return ClusterSim.fewestNodes(nodes, n -> n == nodes ? atMax.sloMet() : run(prof, src, policy, n).sloMet());
     }
 
     private static SimResult withNodesNeeded(SimResult r, int needed) {

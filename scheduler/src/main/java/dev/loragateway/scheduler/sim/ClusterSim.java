@@ -145,6 +145,28 @@ public final class ClusterSim {
     }
 
     /**
+     * The fewest nodes, 1 to {@code maxNodes}, for which {@code meetsSlo} holds, by bisection (assumes
+     * more nodes never hurt); −1 when even {@code maxNodes} does not meet it. {@code meetsSlo} runs
+     * one simulation per call, e.g. {@code n -> new ClusterSim(opts with n nodes).run(...).sloMet()}.
+     */
+    public static int fewestNodes(int maxNodes, java.util.function.IntPredicate meetsSlo) {
+        if (maxNodes < 1 || !meetsSlo.test(maxNodes)) {
+            return -1;
+        }
+        int lo = 1;
+        int hi = maxNodes;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (meetsSlo.test(mid)) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        return hi;
+    }
+
+    /**
      * Runs the first {@code requests} requests of {@code trace} (arrival times ascending) to the end.
      *
      * @param expectedSeconds a guess of the trace's length, for the busy-over-time buckets (they widen as needed)
