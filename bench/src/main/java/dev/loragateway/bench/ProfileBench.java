@@ -181,7 +181,7 @@ public final class ProfileBench {
                 }
             });
             long t0 = System.nanoTime();
-            for (int i = 0; i < loads.size(); i++) {
+            for (int i = 0; opts.seconds() > 0 && i < loads.size(); i++) { // 0 s: steps come from elsewhere (serve --record-steps)
                 Load load = loads.get(i);
                 current.set(i == 0 ? null : load.name());
                 drive(engine, load, keys.subList(0, Math.min(load.adapters(), keys.size())),

@@ -465,6 +465,12 @@ final class BenchCommand implements Callable<Integer> {
             + "prompt_tokens, adapters, attended, ms, predicted_ms), to see where the linear model misses.")
         Path stepsOut;
 
+        @Option(names = "--from-steps", paramLabel = "FILE", split = ",",
+            description = "Fit the steps a serving node recorded (serve --record-steps FILE, under real traffic: HTTP, "
+                + "streaming and whatever else shares its cores included) instead of driving the engine here; the node "
+                + "block and adapter load times are still measured here, so give the node's serve options too.")
+        List<Path> fromSteps;
+
         @Spec
         CommandSpec spec;
 
@@ -472,6 +478,20 @@ final class BenchCommand implements Callable<Integer> {
         public Integer call() throws Exception {
             refuseOptionsBeforeSubcommand(spec);
             CommandLine cl = spec.commandLine();
+            List<ProfileBench.Step> recorded = null;
+            if (fromSteps != null) {
+                recorded = new ArrayList<>();
+                for (Path f : fromSteps) {
+                    try {
+                        recorded.addAll(BenchProfile.readSteps(f));
+                    } catch (IllegalArgumentException | IOException e) {
+                        throw new ParameterException(cl, "--from-steps " + f + ": " + e.getMessage());
+                    }
+                }
+                if (recorded.size() < 20) {
+                    throw new ParameterException(cl, "--from-steps: " + recorded.size() + " steps recorded, at least 20 are needed for a fit");
+                }
+            }
             for (Object[] o : new Object[][] {{"--max-batch", maxBatch}, {"--max-num-batched-tokens", maxStepTokens},
                 {"--gpu-adapter-slots", slots}, {"--host-cache-mb", hostCacheMb}, {"--kv-cache-mb", kvCacheMb}, {"--threads", threads}}) {
                 if (o[1] != null && (Integer) o[1] < 1) {
@@ -511,7 +531,7 @@ final class BenchCommand implements Callable<Integer> {
             String machine = BenchProfile.machine(nThreads);
             System.out.println("machine: " + machine);
             ProfileBench.Options o = new ProfileBench.Options(maxBatch, maxStepTokens, kvCacheMb == null ? 0 : kvCacheMb * (1L << 20), slots,
-                Runtime.getRuntime().maxMemory() / 4, hostCacheMb * (1L << 20), nThreads, seconds);
+                Runtime.getRuntime().maxMemory() / 4, hostCacheMb * (1L << 20), nThreads, recorded != null ? 0 : seconds);
             Path scratch = Files.createTempDirectory("lora-bench-profile");
             ProfileBench.Result r;
             try {
@@ -519,7 +539,14 @@ final class BenchCommand implements Callable<Integer> {
             } finally {
                 Cluster.deleteTree(scratch);
             }
-            BenchProfile.Fit fit = BenchProfile.fit(id + "-cpu", "measured by bench profile on " + machine, r);
+            String how = "measured by bench profile on " + machine;
+            if (recorded != null) {
+                r = new ProfileBench.Result(recorded, r.maxBatch(), r.maxStepTokens(), r.hostLoadMs(), r.diskLoadMs(), r.kvBlocks(), r.blockSize(),
+                    r.kvBlockBytes(), r.adapterSlots(), r.hostAdapters(), r.adapterNames());
+                how = "fitted by bench profile to " + recorded.size() + " steps a serving node recorded (serve --record-steps) on " + machine;
+                System.out.println("steps from " + fromSteps + ": " + recorded.size());
+            }
+            BenchProfile.Fit fit = BenchProfile.fit(id + "-cpu", how, r);
             dev.loragateway.scheduler.sim.Profile p = fit.profile();
             BenchProfile.print(System.out, fit, r);
             Files.writeString(outFile, p.toJson());

@@ -195,6 +195,38 @@ final class BenchProfile {
             p.node().blockSize(), p.kvBlockBytes(), p.node().adapterSlots(), p.node().hostAdapters());
     }
 
+    /**
+     * Steps from a CSV with the columns {@code load,decode_rows,prompt_tokens,adapters,attended,ms}
+     * (a header line first; further columns ignored): {@code serve --record-steps} or {@code --steps-out}.
+     */
+    static List<ProfileBench.Step> readSteps(Path file) throws java.io.IOException {
+        List<String> lines = java.nio.file.Files.readAllLines(file);
+        if (lines.isEmpty() || !lines.get(0).startsWith("load,decode_rows,prompt_tokens,adapters,attended,ms")) {
+            throw new IllegalArgumentException("not a steps file: its first line must be load,decode_rows,prompt_tokens,adapters,attended,ms");
+        }
+        List<ProfileBench.Step> steps = new java.util.ArrayList<>();
+        for (int i = 1; i < lines.size(); i++) {
+            String line = lines.get(i);
+            if (line.isBlank()) {
+                continue;
+            }
+            String[] c = line.split(",");
+            try {
+                if (c.length < 6) {
+                    throw new NumberFormatException("6 columns expected, got " + c.length);
+                }
+                steps.add(new ProfileBench.Step(c[0], Integer.parseInt(c[1]), Integer.parseInt(c[2]), Integer.parseInt(c[3]),
+                    Long.parseLong(c[4]), Double.parseDouble(c[5])));
+            } catch (NumberFormatException e) {
+                if (i == lines.size() - 1) {
+                    continue; // a node killed mid-write leaves a partial last line
+                }
+                throw new IllegalArgumentException("line " + (i + 1) + ": " + e.getMessage());
+            }
+        }
+        return steps;
+    }
+
     /** The steps as CSV, with the profile's prediction beside each. */
     static String csv(Profile p, List<ProfileBench.Step> steps) {
         StringBuilder b = new StringBuilder("load,decode_rows,prompt_tokens,adapters,attended,ms,predicted_ms\n");

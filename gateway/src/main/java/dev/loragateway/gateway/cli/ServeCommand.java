@@ -39,6 +39,7 @@ import dev.loragateway.kernels.cuda.CudaDevice;
 import dev.loragateway.kernels.cuda.CudaOps;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import org.slf4j.Logger;
@@ -158,6 +159,11 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--placement", defaultValue = "consolidate", paramLabel = "POLICY",
         description = "How the cluster places requests: consolidate, least-loaded, round-robin or adapter-affinity (default: ${DEFAULT-VALUE}).")
     String placement;
+
+    @Option(names = "--record-steps", paramLabel = "FILE",
+        description = "Diagnostics: write every engine step (decode rows, prompt tokens, distinct adapters, positions attended, "
+            + "wall ms) to FILE as CSV, for 'bench profile --from-steps FILE': the simulator's profile of this node as it serves.")
+    Path recordSteps;
 
     @Option(names = "--watchdog-s", defaultValue = "60",
         description = "GET /health answers 503 when work waits and no engine step has finished for this many seconds, "
@@ -292,6 +298,15 @@ final class ServeCommand implements Callable<Integer> {
             engine.close();
             telemetry.close();
             return SelfCheck.EXIT_CODE;
+        }
+        if (recordSteps != null) {
+            try {
+                StepRecorder.attach(engine, recordSteps);
+            } catch (IOException e) {
+                engine.close();
+                telemetry.close();
+                throw new ParameterException(spec.commandLine(), "--record-steps " + recordSteps + ": " + e.getMessage());
+            }
         }
         LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
             blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit, maxNumBatchedTokens);

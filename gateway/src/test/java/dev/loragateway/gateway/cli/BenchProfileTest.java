@@ -100,4 +100,35 @@ class BenchProfileTest {
             "--kv-blocks", "9"));
         assertTrue(err.toString().contains("--kv-cache-mb and --kv-blocks both size the KV pool"), err.toString());
     }
+
+    @Test
+    void fromStepsFitsTheRecordedStepsAndRefusesBadFiles() throws Exception {
+        // steps of a known model (3 ms + 2/row + 0.5/prompt token + 1/adapter + 0.001/position), ±2 % noise
+        StringBuilder csv = new StringBuilder(StepRecorder.HEADER + "\n");
+        java.util.SplittableRandom r = new java.util.SplittableRandom(3);
+        for (int i = 0; i < 400; i++) {
+            int rows = 1 + r.nextInt(31);
+            int prompt = r.nextInt(4) == 0 ? 1 + r.nextInt(500) : 0;
+            int adapters = r.nextInt(9);
+            long attended = (long) rows * (20 + r.nextInt(400)) + (long) prompt * (prompt + 1) / 2;
+            double ms = (3 + 2 * rows + 0.5 * prompt + adapters + 0.001 * attended) * (0.98 + 0.04 * r.nextDouble());
+            csv.append(String.format(java.util.Locale.ROOT, "serve,%d,%d,%d,%d,%.4f%n", rows, prompt, adapters, attended, ms));
+        }
+        csv.append("serve,3,0,1"); // a node killed mid-line
+        Path steps = tmp.resolve("served.csv");
+        Files.writeString(steps, csv);
+        Path out = tmp.resolve("served.json");
+        assertEquals(0, run(err, "bench", "profile", "--model", model.toString(), "--out", out.toString(), "--from-steps", steps.toString(),
+            "--threads", "1", "--max-batch", "8"), err + "\n" + printed);
+        assertTrue(printed.contains("steps from [" + steps + "]: 400"), printed);
+        Profile p = Profile.load(out.toString());
+        assertTrue(p.source().startsWith("fitted by bench profile to 400 steps a serving node recorded"), p.source());
+        assertEquals(2, p.decodeRowMs(), 0.1, p.toString());
+        assertEquals(0.5, p.promptTokenMs(), 0.05, p.toString());
+        assertEquals(1, p.adapterMs(), 0.15, p.toString());
+        assertEquals(8, p.node().maxBatch(), "the node block is still this machine's, for the given options");
+        Files.writeString(tmp.resolve("bad.csv"), "a,b\n1,2\n");
+        assertEquals(2, run(err, "bench", "profile", "--out", out.toString(), "--from-steps", tmp.resolve("bad.csv").toString()));
+        assertTrue(err.toString().contains("not a steps file"), err.toString());
+    }
 }

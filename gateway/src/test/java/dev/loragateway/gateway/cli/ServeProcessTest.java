@@ -68,7 +68,8 @@ class ServeProcessTest {
             load.add(t);
         }
         Path stderr = dir.resolve("stderr.log");
-        Process parent = start(stderr, "--model", model.toString(), "--model-id", "demo");
+        Path steps = dir.resolve("steps.csv");
+        Process parent = start(stderr, "--model", model.toString(), "--model-id", "demo", "--record-steps", steps.toString());
         try {
             String base = ServerProcesses.awaitListening(parent, stderr);
             String body = "{\"model\":\"demo\",\"prompt\":\"Hello\",\"max_tokens\":2,\"temperature\":0}";
@@ -111,6 +112,13 @@ class ServeProcessTest {
             assertEquals(200, running.get(60, TimeUnit.SECONDS).statusCode(), "the running generation was cut by the drain");
             assertTrue(parent.waitFor(30, TimeUnit.SECONDS), "the server did not exit after SIGTERM");
             assertEquals(0, parent.exitValue(), "exit code after a drain; stderr:\n" + ServerProcesses.tail(stderr));
+            // --record-steps: one line per step of the served requests (not the self-check's), prompt then decodes
+            List<String> recorded = Files.readAllLines(steps);
+            assertEquals(StepRecorder.HEADER, recorded.get(0));
+            assertTrue(recorded.size() > 600, "640 tokens were generated in one stream: " + recorded.size() + " lines");
+            assertTrue(recorded.stream().skip(1).allMatch(l -> l.matches("serve,\\d+,\\d+,\\d+,\\d+,\\d+\\.\\d{4}")), recorded.get(1));
+            assertTrue(recorded.stream().skip(1).anyMatch(l -> l.startsWith("serve,0,") && !l.startsWith("serve,0,0,")), "a prompt step");
+            assertTrue(recorded.stream().skip(1).anyMatch(l -> l.startsWith("serve,1,0,")), "a decode step");
         } finally {
             load.forEach(Thread::interrupt);
             kill(parent);
