@@ -64,7 +64,8 @@ class BenchProfileTest {
         Profile p = Profile.load(profile.toString());
         assertEquals("demo-cpu", p.name());
         assertTrue(p.source().startsWith("measured by bench profile on ") && p.source().contains("cores"), p.source());
-        assertTrue(p.baseMs() > 0 && p.decodeRowMs() > 0 && p.promptTokenMs() > 0, p.toString());
+        // a step of the demo model is ~0.1 ms, nearly all of it rows: over a 1.5 s run the fixed cost can fit to 0 (pinned there)
+        assertTrue(p.baseMs() >= 0 && p.decodeRowMs() > 0 && p.promptTokenMs() > 0, p.toString());
         assertTrue(p.hostLoadMs() > 0 && p.diskLoadMs() > 0, "four demo adapters were loaded: " + p);
         assertEquals(8, p.node().maxBatch());
         assertEquals(512, p.node().maxStepTokens());
