@@ -255,7 +255,12 @@ public final class InternalApi {
                 int c = i;
                 fs.get(i).whenComplete((finish, failure) -> {
                     if (failure == null) {
-                        send(InternalWire.finishLine(c, finish.wire()));
+                        // a choice stopped here (moved or cancelled) sends no finish: once drain() has marked it,
+                        // the engine may end it (its sink refuses the next token) before the move line is queued,
+                        // and a finish ahead of the move would end the client's choice early
+                        if (!stopped[c].get()) {
+                            send(InternalWire.finishLine(c, finish.wire()));
+                        }
                     } else if (!stopped[c].get()) {
                         send(InternalWire.errorLine(c, failure, requestId));
                     }
