@@ -4,6 +4,7 @@ import dev.loragateway.batcher.LlamaModel;
 import dev.loragateway.bench.ConcurrencyBench;
 import dev.loragateway.bench.DecodeBench;
 import dev.loragateway.bench.LoraBench;
+import dev.loragateway.bench.PrefillBench;
 import dev.loragateway.bench.ProfileBench;
 import dev.loragateway.bench.gpu.GpuBench;
 import dev.loragateway.bench.gpu.GpuBenchConfig;
@@ -43,10 +44,10 @@ import picocli.CommandLine.Spec;
  * and {@code --gpu} beside another mode's flag.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = {"Benchmarks: bench decode | lora | serve | gpu | cluster | profile (see 'bench SUBCOMMAND --help').",
+    description = {"Benchmarks: bench decode | pp | lora | serve | gpu | cluster | profile (see 'bench SUBCOMMAND --help').",
         "The earlier flag forms still work: bench [OPTIONS] is 'bench decode', with --adapters N 'bench lora', with --concurrency C,... "
             + "'bench serve', with --gpu 'bench gpu'; other options go to that subcommand as given."},
-    subcommands = {BenchCommand.Decode.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
+    subcommands = {BenchCommand.Decode.class, BenchCommand.Pp.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
         BenchCommand.Cluster.class, BenchCommand.ProfileCmd.class})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gpu", description = "Flag form of 'bench gpu': the GPU bench on the CUDA device: SGMV latency vs distinct adapters "
@@ -139,6 +140,7 @@ final class BenchCommand implements Callable<Integer> {
         @Option(names = "--rank", hidden = true) String rank;
         @Option(names = "--distribution", hidden = true) String distribution;
         @Option(names = "--steps", hidden = true) String steps;
+        @Option(names = "--cpu-kernels", hidden = true) String cpuKernels;
     }
 
     /** {@code --model} and {@code --threads}, shared by the CPU subcommands. */
@@ -154,8 +156,48 @@ final class BenchCommand implements Callable<Integer> {
                 new DemoModel.Options(1024, 2816, 16, 16, 8, 32000, DType.BF16, 7L));
         }
 
+        @Option(names = "--cpu-kernels", paramLabel = "auto|native|java", defaultValue = "auto",
+            description = "Kernels of bf16 matmuls: native (AVX-512 BF16, where this CPU and build have it), java (Vector API) or auto "
+                + "(native where available; default: ${DEFAULT-VALUE}).")
+        String cpuKernels;
+
         int threads() {
             return threads != null ? threads : Runtime.getRuntime().availableProcessors();
+        }
+
+        /** The kernels asked for, applied to every CPU backend this process makes (-Dlora.cpu.native). */
+        CpuBackend.Kernels kernels(CommandSpec spec) {
+            return CpuKernelChoice.apply(spec, cpuKernels);
+        }
+    }
+
+    @Command(name = "pp", mixinStandardHelpOptions = true,
+        description = {"Prompt processing: tokens/s of one N-token prefill (as llama-bench -p N), for each kernel set in the same run.",
+            "Without --cpu-kernels: the Vector API kernels and, where available, the native ones, with their ratio."})
+    static final class Pp implements Callable<Integer> {
+        @Mixin
+        CpuModel cpuModel;
+
+        @Option(names = "--prompt-tokens", paramLabel = "N", defaultValue = "512", description = "Prompt length (default: ${DEFAULT-VALUE}).")
+        int promptTokens;
+
+        @Option(names = "--runs", paramLabel = "N", defaultValue = "5", description = "Measured prefills per kernel set; the median is reported (default: ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Spec
+        CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            refuseOptionsBeforeSubcommand(spec);
+            if (promptTokens < 1 || runs < 1) {
+                throw new ParameterException(spec.commandLine(), "--prompt-tokens and --runs must be at least 1");
+            }
+            boolean given = spec.commandLine().getParseResult().hasMatchedOption("--cpu-kernels");
+            CpuBackend.Kernels k = cpuModel.kernels(spec);
+            List<CpuBackend.Kernels> sets = given ? List.of(k) : PrefillBench.everyAvailable();
+            new PrefillBench(promptTokens, runs, cpuModel.threads(), sets).run(cpuModel.dir());
+            return 0;
         }
     }
 
@@ -183,6 +225,7 @@ final class BenchCommand implements Callable<Integer> {
         @Override
         public Integer call() throws Exception {
             refuseOptionsBeforeSubcommand(spec);
+            cpuModel.kernels(spec);
             new DecodeBench(tokens, promptTokens, runs, cpuModel.threads(), copyMb).run(cpuModel.dir());
             return 0;
         }
@@ -227,7 +270,7 @@ final class BenchCommand implements Callable<Integer> {
             LlamaModel llama = LlamaModel.load(dir);
             int nThreads = cpuModel.threads();
             DecodeBench.printModel(dir, llama, nThreads);
-            try (CpuBackend cpu = new CpuBackend(nThreads)) {
+            try (CpuBackend cpu = new CpuBackend(nThreads, cpuModel.kernels(spec))) {
                 new LoraBench(llama, adapters, batch, rank, distribution, steps, runs).run(cpu);
             }
             return 0;
@@ -295,7 +338,7 @@ final class BenchCommand implements Callable<Integer> {
             int nThreads = cpuModel.threads();
             DecodeBench.printModel(dir, llama, nThreads);
             new ConcurrencyBench(llama, adapters, rank, maxBatch, warmup, requests, promptTokens, tokens, thinkMs)
-                .run(new CpuBackend(nThreads), levels); // the engine closes the backend
+                .run(new CpuBackend(nThreads, cpuModel.kernels(spec)), levels); // the engine closes the backend
             return 0;
         }
 

@@ -81,7 +81,7 @@ final class SelfCheck {
     /** The JDK and the CPU kernels in words, for the log and for a failure's message. */
     static String environment() {
         return "Java " + Runtime.version() + " (" + System.getProperty("java.vendor", "?") + ", " + System.getProperty("java.home", "?")
-            + "), CPU kernels: " + cpuKernels();
+            + "), CPU kernels: " + cpuKernels() + "; " + dev.loragateway.kernels.cpu.NativeCpu.describe();
     }
 
     private static String cpuKernels() {

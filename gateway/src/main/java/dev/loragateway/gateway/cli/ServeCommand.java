@@ -79,6 +79,11 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu or cuda (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--cpu-kernels", paramLabel = "auto|native|java", defaultValue = "auto",
+        description = "CPU backend: kernels of bf16 matmuls: native (AVX-512 BF16, where this CPU and build have it; activations rounded "
+            + "to bf16 as llama.cpp does), java (Vector API, float32 activations) or auto (native where available; default: ${DEFAULT-VALUE}).")
+    String cpuKernels;
+
     @Option(names = "--lora-modules", paramLabel = "NAME=DIR,...", split = ",", description = "Adapters loaded at start, visible to every tenant.")
     java.util.List<String> loraModules;
 
@@ -187,6 +192,7 @@ final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         validate();
+        CpuKernelChoice.apply(spec, cpuKernels);
         Backends.Choice chosen; // first: a --backend that cannot run here fails before the model loads
         try {
             chosen = Backends.choose(backend);
@@ -231,7 +237,7 @@ final class ServeCommand implements Callable<Integer> {
             return new CudaForwardBackend(new CudaOps(CudaContext.open(CudaDevice.probe(), CudaContext.Options.defaults())));
         }
         CpuBackend cpu = CpuBackend.create();
-        LOG.info("CPU backend: {} threads", cpu.threads());
+        LOG.info("CPU backend: {} threads, bf16 matmuls on the {} kernels ({})", cpu.threads(), cpu.usesNative() ? "native" : "Vector API", dev.loragateway.kernels.cpu.NativeCpu.describe());
         return new CpuForwardBackend(cpu);
     }
 

@@ -64,4 +64,25 @@ public final class Attention {
     private static int row(int[] table, int blockSize, int t) {
         return table == null ? t : table[t / blockSize] * blockSize + t % blockSize;
     }
+
+    /**
+     * Attention of the query rows {@code [r0, r0 + rows)} of one sequence, all query heads that read
+     * the key/value heads {@code [g0, g1)}, on the native kernels ({@link NativeCpu}; the caller checked that its
+     * backend {@link CpuBackend#usesNative uses them}): row r attends to positions
+     * {@code [from[r], len[r])} of the paged history ({@code table}, as in {@link #attend}); q and
+     * out hold rows of {@code heads·headDim}. The same numbers as {@link #attend} up to float32
+     * rounding: the keys are gathered and transposed once per call, so many rows of a prefill share
+     * each key load, and the exponentials are vectorized. A row's result does not depend on the
+     * other rows of the call (masked positions add exact zeros).
+     */
+    public static void attendRowsNative(float[] q, int r0, int rows, int[] len, int[] from, int heads, int kvHeads, int headDim,
+                                        float[] keys, float[] values, int[] table, int blockSize, int g0, int g1, float[] out) {
+        if (heads % kvHeads != 0) {
+            throw new IllegalArgumentException(heads + " attention heads are not a multiple of " + kvHeads + " key/value heads");
+        }
+        int qDim = heads * headDim;
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        NativeCpu.attend(q, r0 * qDim, qDim, rows, len, from, r0, keys, values, table, blockSize, kvHeads * headDim, headDim,
+            heads / kvHeads, g0, g1, scale, out, r0 * qDim);
+    }
 }

@@ -3,6 +3,8 @@ package dev.loragateway.kernels.cpu;
 import dev.loragateway.kernels.Tensor;
 
 import dev.loragateway.kernels.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 
 /**
  * The CPU compute backend: matrix products split across a {@link ParallelFor} team, Vector API
@@ -12,19 +14,69 @@ import dev.loragateway.kernels.DType;
 public final class CpuBackend implements AutoCloseable {
     private final ParallelFor team;
     private final CpuKernelForm form;
+    private final boolean useNative;         // bf16 weights through NativeCpu's GEMM
+    private ByteBuffer xBf16 = ByteBuffer.allocateDirect(0); // (rows, in) input rounded to bf16 for NativeCpu
     private float[] permuted = new float[0]; // (rows, in) input de-interleaved for 16-bit weights
     private float[] packed = new float[0];   // (rows, in) input packed into row panels (rows >= 2)
     private float[] loraT = new float[0];    // (rows, maxRank) LoRA shrink output
 
-    /** A backend with the form chosen for this JVM ({@link CpuKernelForm#describe}). */
+    /**
+     * A backend with the form chosen for this JVM ({@link CpuKernelForm#describe}) and the native
+     * bf16 GEMM where it runs and is not turned off ({@link NativeCpu#usedByDefault}).
+     */
     public CpuBackend(int threads) {
-        this(threads, CpuKernelForm.selected());
+        this(threads, CpuKernelForm.selected(), NativeCpu.usedByDefault());
     }
 
-    /** A backend loading weights with {@code form} (tests run each available form). */
+    /** Which kernels a backend runs bf16 matmuls on: {@code auto} (native where available), {@code native} or {@code java}. */
+    public enum Kernels {
+        AUTO, NATIVE, JAVA;
+
+        /** {@code auto}, {@code native} or {@code java}, any case; throws naming the allowed values otherwise. */
+        public static Kernels parse(String s) {
+            for (Kernels k : values()) {
+                if (k.name().equalsIgnoreCase(s.trim())) {
+                    return k;
+                }
+            }
+            throw new IllegalArgumentException("CPU kernels must be auto, native or java, got '" + s + "'");
+        }
+    }
+
+    /**
+     * A backend with the form chosen for this JVM and the kernels asked for: {@code NATIVE} throws
+     * (naming why) when the native kernels are not available here; {@code AUTO} is the
+     * {@link #CpuBackend(int)} default.
+     */
+    public CpuBackend(int threads, Kernels kernels) {
+        this(threads, CpuKernelForm.selected(), switch (kernels) {
+            case AUTO -> NativeCpu.usedByDefault();
+            case NATIVE -> true;
+            case JAVA -> false;
+        });
+    }
+
+    /** A backend loading weights with {@code form}, Vector API kernels only (tests run each available form). */
     CpuBackend(int threads, CpuKernelForm form) {
+        this(threads, form, false);
+    }
+
+    /**
+     * A backend loading weights with {@code form} that sends bf16 matmuls to {@link NativeCpu} when
+     * {@code useNative} (which then must be {@link NativeCpu#available}).
+     */
+    CpuBackend(int threads, CpuKernelForm form, boolean useNative) {
+        if (useNative && !NativeCpu.available()) {
+            throw new IllegalStateException("the native CPU kernels are not available: " + NativeCpu.describe());
+        }
         this.form = form;
+        this.useNative = useNative;
         this.team = new ParallelFor(threads);
+    }
+
+    /** Whether bf16 matmuls run on the native kernels ({@link NativeCpu}). */
+    public boolean usesNative() {
+        return useNative;
     }
 
     /** A backend with one thread per available processor. */
@@ -50,6 +102,10 @@ public final class CpuBackend implements AutoCloseable {
             throw new IllegalArgumentException("matmul " + w + ": buffers too small for " + rows + " rows (x "
                 + x.length + " < " + rows * in + " or out " + out.length + " < " + rows * outDim + ")");
         }
+        if (useNative && NativeCpu.serves(w)) {
+            nativeMatmul(x, rows, w, out, outDim, in);
+            return;
+        }
         if (rows >= 2) {
             // batched rows: compute bound, register-blocked over packed input panels
             if (packed.length < rows * in) {
@@ -64,6 +120,68 @@ public final class CpuBackend implements AutoCloseable {
             return;
         }
         columns(x, rows, w, out);
+    }
+
+    /** {@link #matmul} on {@link NativeCpu}: the input rounded to bf16 once, columns split across the team. */
+    private void nativeMatmul(float[] x, int rows, Tensor w, float[] out, int outDim, int in) {
+        ByteBuffer xb = toBf16(x, rows, in);
+        ByteBuffer wb = w.buffer();
+        team.run(outDim, 16, (j0, j1) -> NativeCpu.gemmBf16(xb, rows, in, wb, j0, j1, out, outDim));
+    }
+
+    /** {@code x: (rows, in)} rounded to bf16 into the scratch buffer, rows split across the team. */
+    private ByteBuffer toBf16(float[] x, int rows, int in) {
+        int n = rows * in;
+        if (xBf16.capacity() < 2 * n) {
+            xBf16 = ByteBuffer.allocateDirect(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+        }
+        final ByteBuffer xb = xBf16;
+        team.run(rows, 1, (r0, r1) -> NativeCpu.toBf16(x, r0 * in, r1 * in, xb));
+        return xb;
+    }
+
+    /**
+     * {@code outs[i] = x · ws[i]ᵀ} for weights that share the input (q, k, v; gate, up): the same
+     * numbers as {@link #matmul} on each, but on the native kernels one bf16 rounding of the input
+     * and one parallel region over the columns of all of them.
+     */
+    public void matmuls(float[] x, int rows, Tensor[] ws, float[][] outs) {
+        boolean together = useNative && ws.length > 1;
+        int in = ws[0].dim(1);
+        int total = 0;
+        for (int i = 0; i < ws.length; i++) {
+            Tensor w = ws[i];
+            together &= w.rank() == 2 && NativeCpu.serves(w) && w.dim(1) == in && outs[i].length >= rows * w.dim(0);
+            total += w.dim(0);
+        }
+        if (!together || x.length < rows * in) {
+            for (int i = 0; i < ws.length; i++) {
+                matmul(x, rows, ws[i], outs[i]);
+            }
+            return;
+        }
+        ByteBuffer xb = toBf16(x, rows, in);
+        team.run(total, 16, (c0, c1) -> {
+            int base = 0;
+            for (int i = 0; i < ws.length; i++) {
+                int n = ws[i].dim(0);
+                int lo = Math.max(c0, base);
+                int hi = Math.min(c1, base + n);
+                if (lo < hi) {
+                    NativeCpu.gemmBf16(xb, rows, in, ws[i].buffer(), lo - base, hi - base, outs[i], n);
+                }
+                base += n;
+            }
+        });
+    }
+
+    /** {@code gate[i] = silu(gate[i]) · up[i]} for {@code i < n}, split across the team (vectorized on the native kernels). */
+    public void siluMul(float[] gate, float[] up, int n) {
+        if (useNative) {
+            team.run(n, 1024, (i0, i1) -> NativeCpu.siluMul(gate, up, i0, i1));
+        } else {
+            team.run(n, 1024, (i0, i1) -> Ops.siluMul(gate, up, i0, i1));
+        }
     }
 
     /**

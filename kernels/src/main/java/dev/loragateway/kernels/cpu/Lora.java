@@ -89,7 +89,8 @@ final class Lora {
 
     /**
      * Shrink for rows {@code [lo, hi)} that all use slot {@code s} (one BGMV row, or one SGMV segment):
-     * each row of A is read once and applied to two rows at a time.
+     * each row of A is read once and applied to two rows at a time; an odd last row is paired with
+     * itself, so every row's sums are formed the same way wherever it falls (batch invariance).
      */
     private static void shrink(LoraSlotPool pool, int s, int layer, int m, int lo, int hi,
                                float[] x, int xs, float[] t, int ts) {
@@ -109,8 +110,8 @@ final class Lora {
                 for (; i + 2 <= hi; i += 2) {
                     Bf16Rows.dot2(p, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
                 }
-                for (; i < hi; i++) {
-                    t[i * ts + k] = sc * Bf16Rows.dot(p, ak, x, i * xs, in);
+                if (i < hi) { // the odd row as a pair with itself: a row's sum never depends on its segment
+                    Bf16Rows.dot2(p, ak, x, i * xs, i * xs, in, t, i * ts + k, i * ts + k, sc);
                 }
             }
             return;
@@ -122,8 +123,8 @@ final class Lora {
             for (; i + 2 <= hi; i += 2) {
                 dot2(d, ak, x, i * xs, (i + 1) * xs, in, t, i * ts + k, (i + 1) * ts + k, sc);
             }
-            for (; i < hi; i++) {
-                t[i * ts + k] = sc * Ops.dot(d, ak, x, i * xs, in);
+            if (i < hi) { // the odd row as a pair with itself: a row's sum never depends on its segment
+                dot2(d, ak, x, i * xs, i * xs, in, t, i * ts + k, i * ts + k, sc);
             }
         }
     }

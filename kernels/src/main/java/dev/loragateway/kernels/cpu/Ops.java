@@ -40,7 +40,12 @@ public final class Ops {
 
     /** {@code gate[i] = silu(gate[i]) · up[i]} for {@code i < n}, where silu(g) = g / (1 + e^-g). */
     public static void siluMul(float[] gate, float[] up, int n) {
-        for (int i = 0; i < n; i++) {
+        siluMul(gate, up, 0, n);
+    }
+
+    /** {@link #siluMul(float[], float[], int)} over {@code [from, to)}. */
+    public static void siluMul(float[] gate, float[] up, int from, int to) {
+        for (int i = from; i < to; i++) {
             float g = gate[i];
             gate[i] = g / (1f + (float) Math.exp(-g)) * up[i];
         }

@@ -59,19 +59,32 @@ public final class Rope {
      * {@code pos}; {@code cos} and {@code sin} are scratch of at least headDim/2.
      */
     public void apply(float[] x, int off, int heads, int pos, float[] cos, float[] sin) {
+        angles(pos, cos, sin, 0);
+        rotate(x, off, heads, cos, sin, 0);
+    }
+
+    /** {@code cos[co..co + headDim/2)} and {@code sin[...]} of position {@code pos}'s angles. */
+    public void angles(int pos, float[] cos, float[] sin, int co) {
         int half = headDim / 2;
         for (int i = 0; i < half; i++) {
             double a = pos * invFreq[i];
-            cos[i] = (float) Math.cos(a);
-            sin[i] = (float) Math.sin(a);
+            cos[co + i] = (float) Math.cos(a);
+            sin[co + i] = (float) Math.sin(a);
         }
+    }
+
+    /** {@link #apply} with the angles already in {@code cos[co..]} and {@code sin[co..]} ({@link #angles}). */
+    public void rotate(float[] x, int off, int heads, float[] cos, float[] sin, int co) {
+        int half = headDim / 2;
         for (int h = 0; h < heads; h++) {
             int base = off + h * headDim;
             for (int i = 0; i < half; i++) {
                 float x1 = x[base + i];
                 float x2 = x[base + half + i];
-                x[base + i] = x1 * cos[i] - x2 * sin[i];
-                x[base + half + i] = x2 * cos[i] + x1 * sin[i];
+                float c = cos[co + i];
+                float sn = sin[co + i];
+                x[base + i] = x1 * c - x2 * sn;
+                x[base + half + i] = x2 * c + x1 * sn;
             }
         }
     }

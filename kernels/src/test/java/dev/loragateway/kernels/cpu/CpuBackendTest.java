@@ -46,7 +46,7 @@ class CpuBackendTest {
     @MethodSource("dtypesAndThreads")
     void matmulMatchesDoubleReference(DType dtype, int threads) {
         Random rnd = new Random(100L * dtype.ordinal() + threads);
-        try (CpuBackend cpu = new CpuBackend(threads)) {
+        try (CpuBackend cpu = new CpuBackend(threads, CpuKernelForm.selected())) {
             assertEquals(threads, cpu.threads());
             for (int rows : ROWS) {
                 for (int in : INNER) {
@@ -63,7 +63,7 @@ class CpuBackendTest {
     @MethodSource("dtypesAndThreads")
     void linearAddsBias(DType dtype, int threads) {
         Random rnd = new Random(7000L + 100L * dtype.ordinal() + threads);
-        try (CpuBackend cpu = new CpuBackend(threads)) {
+        try (CpuBackend cpu = new CpuBackend(threads, CpuKernelForm.selected())) {
             for (int rows : new int[] {1, 3, 17}) {
                 for (int in : new int[] {7, 64, 257}) {
                     for (int outDim : new int[] {1, 31, 130}) {
@@ -81,7 +81,7 @@ class CpuBackendTest {
     @EnumSource(DType.class)
     void weightsOfWidelyVaryingMagnitude(DType dtype) {
         Random rnd = new Random(31 + dtype.ordinal());
-        try (CpuBackend cpu = new CpuBackend(2)) {
+        try (CpuBackend cpu = new CpuBackend(2, CpuKernelForm.selected())) {
             for (int rows : new int[] {1, 5}) {
                 for (int in : new int[] {33, 100, 1000}) {
                     float[] w = gaussian(rnd, 17 * in, 1, 0);
@@ -115,7 +115,7 @@ class CpuBackendTest {
 
     @Test
     void rejectsBadShapesNamingTheWeight() {
-        try (CpuBackend cpu = new CpuBackend(1)) {
+        try (CpuBackend cpu = new CpuBackend(1, CpuKernelForm.selected())) {
             Tensor vec = Tensor.of("norm.weight", DType.F32, new float[] {1, 2, 3}, 3);
             var e = assertThrows(IllegalArgumentException.class, () -> cpu.matmul(new float[3], 1, vec, new float[3]));
             assertTrue(e.getMessage().contains("norm.weight"), e.getMessage());
@@ -129,7 +129,7 @@ class CpuBackendTest {
 
     @Test
     void parallelCoversTheRangeOnce() {
-        try (CpuBackend cpu = new CpuBackend(3)) {
+        try (CpuBackend cpu = new CpuBackend(3, CpuKernelForm.selected())) {
             for (int total : new int[] {1, 2, 3, 4, 50, 1001}) {
                 AtomicIntegerArray hits = new AtomicIntegerArray(total);
                 cpu.parallel(total, (from, to) -> {

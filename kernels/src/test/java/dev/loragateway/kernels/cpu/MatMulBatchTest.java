@@ -42,7 +42,7 @@ class MatMulBatchTest {
     /** Runs every shape; also callable from a main for experiments. */
     static void checkAll(DType dtype, int threads) {
         Random rnd = new Random(4242L + 10L * dtype.ordinal() + threads);
-        try (CpuBackend cpu = new CpuBackend(threads)) {
+        try (CpuBackend cpu = new CpuBackend(threads, CpuKernelForm.selected())) { // the Vector API kernels (NativeCpuTest: the native ones)
             for (int in : INNER) {
                 for (int outDim : OUT) {
                     Tensor wt = Tensor.of("w", dtype, gaussian(rnd, outDim * in, 0.5, 0.05), outDim, in);
