@@ -154,7 +154,7 @@ BF16_TARGET static void gemm_bf16(const uint16_t *x, int M, int K, const uint16_
 
 /* ---- attention ------------------------------------------------------------------------------ */
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define AVX512_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
 /* Query rows per pass over the keys and values: each key and value vector loaded once for all. */
 #define QR 4
 
@@ -345,6 +345,100 @@ AVX512_TARGET static int attend(const float *q, size_t qs, int rows, const int *
     return 0;
 }
 
+/* ---- LoRA over bf16 adapters in the slot pool's packed rows ---------------------------------- */
+/*
+ * The slot pool (LoraSlotPool, Bf16Rows) packs each bf16 row of n values for the JVM's vector
+ * length L (16 with 512-bit vectors, 8 with 256-bit): each block of 2L values becomes L ints whose
+ * int i holds v[b+i] in its low half and v[b+L+i] in its high half; the n mod 2L values after the
+ * last block follow as one float32 each. So (int << 16) is v[b..b+L) and (int & 0xFFFF0000) is
+ * v[b+L..b+2L) as floats: the activations need no reordering. Sums are float32 FMAs (the LoRA
+ * terms keep float32 activations), one row at a time: a row's result never depends on its segment.
+ */
+#define PAIR_LO(v) _mm512_castsi512_ps(_mm512_slli_epi32((v), 16))
+#define PAIR_HI(v) _mm512_castsi512_ps(_mm512_and_si512((v), _mm512_set1_epi32((int)0xFFFF0000)))
+#define PAIR_LO8(v) _mm256_castsi256_ps(_mm256_slli_epi32((v), 16))
+#define PAIR_HI8(v) _mm256_castsi256_ps(_mm256_and_si256((v), _mm256_set1_epi32((int)0xFFFF0000)))
+
+static inline int packed_words(int n, int L) {
+    int full = n - n % (2 * L);
+    return full / 2 + (n - full);
+}
+
+static inline float bits_to_float(int32_t b) {
+    float f;
+    __builtin_memcpy(&f, &b, 4);
+    return f;
+}
+
+/* Σ_j row[j]·x[j] over a packed row of n values. */
+AVX512_TARGET static float packed_dot(const int32_t *p, const float *x, int n, int L) {
+    int full = n - n % (2 * L);
+    int w = 0;
+    float s;
+    if (L == 16) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        for (int b = 0; b < full; b += 32, w += 16) {
+            __m512i v = _mm512_loadu_si512(p + w);
+            a0 = _mm512_fmadd_ps(PAIR_LO(v), _mm512_loadu_ps(x + b), a0);
+            a1 = _mm512_fmadd_ps(PAIR_HI(v), _mm512_loadu_ps(x + b + 16), a1);
+        }
+        s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    } else {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int b = 0; b < full; b += 16, w += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(p + w));
+            a0 = _mm256_fmadd_ps(PAIR_LO8(v), _mm256_loadu_ps(x + b), a0);
+            a1 = _mm256_fmadd_ps(PAIR_HI8(v), _mm256_loadu_ps(x + b + 8), a1);
+        }
+        float l[8];
+        _mm256_storeu_ps(l, _mm256_add_ps(a0, a1));
+        s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    }
+    for (int j = full; j < n; j++, w++) {
+        s += bits_to_float(p[w]) * x[j];
+    }
+    return s;
+}
+
+/* y[o] += Σ_{k<r} t[k]·Bᵀ[k][o] for o < out; the r packed rows of Bᵀ start at p, rowWords apart. */
+AVX512_TARGET static void packed_expand(const int32_t *p, int r, int out, int L, const float *t, float *y) {
+    int full = out - out % (2 * L);
+    int rowWords = packed_words(out, L);
+    if (L == 16) {
+        for (int b = 0, w = 0; b < full; b += 32, w += 16) {
+            __m512 lo = _mm512_loadu_ps(y + b), hi = _mm512_loadu_ps(y + b + 16);
+            for (int k = 0; k < r; k++) {
+                __m512i v = _mm512_loadu_si512(p + (size_t)k * rowWords + w);
+                __m512 tk = _mm512_set1_ps(t[k]);
+                lo = _mm512_fmadd_ps(PAIR_LO(v), tk, lo);
+                hi = _mm512_fmadd_ps(PAIR_HI(v), tk, hi);
+            }
+            _mm512_storeu_ps(y + b, lo);
+            _mm512_storeu_ps(y + b + 16, hi);
+        }
+    } else {
+        for (int b = 0, w = 0; b < full; b += 16, w += 8) {
+            __m256 lo = _mm256_loadu_ps(y + b), hi = _mm256_loadu_ps(y + b + 8);
+            for (int k = 0; k < r; k++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(p + (size_t)k * rowWords + w));
+                __m256 tk = _mm256_set1_ps(t[k]);
+                lo = _mm256_fmadd_ps(PAIR_LO8(v), tk, lo);
+                hi = _mm256_fmadd_ps(PAIR_HI8(v), tk, hi);
+            }
+            _mm256_storeu_ps(y + b, lo);
+            _mm256_storeu_ps(y + b + 8, hi);
+        }
+    }
+    int tailWord = full / 2;
+    for (int o = full; o < out; o++) {
+        float acc = y[o];
+        for (int k = 0; k < r; k++) {
+            acc += t[k] * bits_to_float(p[(size_t)k * rowWords + tailWord + (o - full)]);
+        }
+        y[o] = acc;
+    }
+}
+
 /* ---- JNI ---------------------------------------------------------------------------------- */
 
 JNIEXPORT jint JNICALL Java_dev_loragateway_kernels_cpu_NativeCpu_features(JNIEnv *env, jclass cls) {
@@ -432,4 +526,63 @@ JNIEXPORT void JNICALL Java_dev_loragateway_kernels_cpu_NativeCpu_siluMul(JNIEnv
     }
     if (u) (*env)->ReleasePrimitiveArrayCritical(env, up, u, JNI_ABORT);
     if (g) (*env)->ReleasePrimitiveArrayCritical(env, gate, g, 0);
+}
+
+/*
+ * LoRA of one (layer, module) for the segments [s0, s1) clipped to rows [r0, r1): segment g covers
+ * rows [segStart[g], segStart[g+1]) with slot segSlot[g], whose packed bf16 weights are
+ * packed[segSlot[g]] with A at segA[g], Bᵀ at segB[g], rank segRank[g] (0: skip) and scaling
+ * segScale[g]. t[i·ts + k] = scaling·(x_i·A_k), then y_i += t_i·Bᵀ. L: the packing's vector length.
+ */
+JNIEXPORT void JNICALL Java_dev_loragateway_kernels_cpu_NativeCpu_loraBf16(JNIEnv *env, jclass cls, jobjectArray packed,
+        jint L, jintArray segStart, jintArray segSlot, jintArray segA, jintArray segB, jintArray segRank,
+        jfloatArray segScale, jint s0, jint s1, jint r0, jint r1, jint in, jint out, jfloatArray x, jint xs,
+        jfloatArray t, jint ts, jfloatArray y, jint ys) {
+    (void)cls;
+    jint *st = (*env)->GetIntArrayElements(env, segStart, NULL);
+    jint *sl = (*env)->GetIntArrayElements(env, segSlot, NULL);
+    jint *sa = (*env)->GetIntArrayElements(env, segA, NULL);
+    jint *sb = (*env)->GetIntArrayElements(env, segB, NULL);
+    jint *sr = (*env)->GetIntArrayElements(env, segRank, NULL);
+    jfloat *sc = (*env)->GetFloatArrayElements(env, segScale, NULL);
+    if (st && sl && sa && sb && sr && sc) {
+        for (int g = s0; g < s1; g++) {
+            int lo = st[g] > r0 ? st[g] : r0;
+            int hi = st[g + 1] < r1 ? st[g + 1] : r1;
+            int r = sr[g];
+            if (r == 0 || lo >= hi) {
+                continue;
+            }
+            jintArray pa = (jintArray)(*env)->GetObjectArrayElement(env, packed, sl[g]);
+            if (pa == NULL) {
+                break; /* exception pending */
+            }
+            int32_t *p = (*env)->GetPrimitiveArrayCritical(env, pa, NULL);
+            float *xp = (*env)->GetPrimitiveArrayCritical(env, x, NULL);
+            float *tp = (*env)->GetPrimitiveArrayCritical(env, t, NULL);
+            float *yp = (*env)->GetPrimitiveArrayCritical(env, y, NULL);
+            if (p && xp && tp && yp) {
+                int aw = packed_words(in, L);
+                for (int k = 0; k < r; k++) {
+                    for (int i = lo; i < hi; i++) {
+                        tp[(size_t)i * ts + k] = sc[g] * packed_dot(p + sa[g] + (size_t)k * aw, xp + (size_t)i * xs, in, L);
+                    }
+                }
+                for (int i = lo; i < hi; i++) {
+                    packed_expand(p + sb[g], r, out, L, tp + (size_t)i * ts, yp + (size_t)i * ys);
+                }
+            }
+            if (yp) (*env)->ReleasePrimitiveArrayCritical(env, y, yp, 0);
+            if (tp) (*env)->ReleasePrimitiveArrayCritical(env, t, tp, 0);
+            if (xp) (*env)->ReleasePrimitiveArrayCritical(env, x, xp, JNI_ABORT);
+            if (p) (*env)->ReleasePrimitiveArrayCritical(env, pa, p, JNI_ABORT);
+            (*env)->DeleteLocalRef(env, pa);
+        }
+    }
+    if (sc) (*env)->ReleaseFloatArrayElements(env, segScale, sc, JNI_ABORT);
+    if (sr) (*env)->ReleaseIntArrayElements(env, segRank, sr, JNI_ABORT);
+    if (sb) (*env)->ReleaseIntArrayElements(env, segB, sb, JNI_ABORT);
+    if (sa) (*env)->ReleaseIntArrayElements(env, segA, sa, JNI_ABORT);
+    if (sl) (*env)->ReleaseIntArrayElements(env, segSlot, sl, JNI_ABORT);
+    if (st) (*env)->ReleaseIntArrayElements(env, segStart, st, JNI_ABORT);
 }

@@ -177,10 +177,11 @@ public final class CpuBackend implements AutoCloseable {
 
     /** {@code gate[i] = silu(gate[i]) · up[i]} for {@code i < n}, split across the team (vectorized on the native kernels). */
     public void siluMul(float[] gate, float[] up, int n) {
+        int grain = 16384; // one decode row's SiLU costs less than waking the team
         if (useNative) {
-            team.run(n, 1024, (i0, i1) -> NativeCpu.siluMul(gate, up, i0, i1));
+            team.run(n, grain, (i0, i1) -> NativeCpu.siluMul(gate, up, i0, i1));
         } else {
-            team.run(n, 1024, (i0, i1) -> Ops.siluMul(gate, up, i0, i1));
+            team.run(n, grain, (i0, i1) -> Ops.siluMul(gate, up, i0, i1));
         }
     }
 
@@ -249,6 +250,9 @@ public final class CpuBackend implements AutoCloseable {
         }
         final float[] t = loraT;
         final int tStride = ts;
+        if (useNative && nativeLora(pool, batch, layer, module, x, xs, y, ys, t, tStride)) {
+            return;
+        }
         if (batch.allSingleRows()) {
             int[] slot = batch.rowSlots();
             team.run(rows, 1, (r0, r1) -> {
@@ -266,6 +270,55 @@ public final class CpuBackend implements AutoCloseable {
                 Lora.sgmvExpand(pool, layer, module, start, seg, s0, s1, r0, r1, t, tStride, y, ys);
             });
         }
+    }
+
+    private int[] segA = new int[0];
+    private int[] segB = new int[0];
+    private int[] segRank = new int[0];
+    private float[] segScale = new float[0];
+
+    /**
+     * {@link #lora} on {@link NativeCpu#loraBf16} when every adapter of the batch is held as bf16
+     * and the packing's vector length is one the kernel reads; false (nothing done) otherwise.
+     */
+    private boolean nativeLora(LoraSlotPool pool, LoraBatch batch, int layer, int module, float[] x, int xs, float[] y, int ys,
+                               float[] t, int tStride) {
+        int lanes = Bf16Rows.L;
+        if (lanes != 8 && lanes != 16) {
+            return false;
+        }
+        int segs = batch.segments();
+        if (segA.length < segs) {
+            segA = new int[segs];
+            segB = new int[segs];
+            segRank = new int[segs];
+            segScale = new float[segs];
+        }
+        for (int g = 0; g < segs; g++) {
+            int s = batch.segSlot(g);
+            if (s < 0) {
+                segRank[g] = 0;
+                continue;
+            }
+            if (!pool.isBf16(s)) {
+                return false;
+            }
+            segRank[g] = pool.rank(s, layer, module);
+            segA[g] = pool.offA(s, layer, module);
+            segB[g] = pool.offB(s, layer, module);
+            segScale[g] = pool.scaling(s, layer, module);
+        }
+        int[] start = batch.segStarts();
+        int[] seg = batch.segSlots();
+        int[][] packed = pool.packedSlots();
+        int in = pool.in(module);
+        int out = pool.out(module);
+        team.run(batch.rows(), 1, (r0, r1) -> {
+            int s0 = segmentOf(start, segs, r0);
+            int s1 = segmentOf(start, segs, r1 - 1) + 1;
+            NativeCpu.loraBf16(packed, lanes, start, seg, segA, segB, segRank, segScale, s0, s1, r0, r1, in, out, x, xs, t, tStride, y, ys);
+        });
+        return true;
     }
 
     /** The segment holding {@code row}: the last g with {@code start[g] <= row}. */

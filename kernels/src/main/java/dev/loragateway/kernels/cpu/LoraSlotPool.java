@@ -280,6 +280,11 @@ public final class LoraSlotPool {
         return packed[slot];
     }
 
+    /** Every slot's packed bf16 weights by slot (null entries: empty or float32), for the native LoRA kernel. */
+    int[][] packedSlots() {
+        return packed;
+    }
+
     int offA(int slot, int layer, int module) {
         return offA[slot][layer][module];
     }

@@ -53,6 +53,16 @@ public final class NativeCpu {
     static native void attend(float[] q, int q0, int qDim, int rows, int[] len, int[] from, int lo, float[] keys, float[] values,
                               int[] table, int blockSize, int kvDim, int headDim, int group, int g0, int g1, float scale, float[] out, int o0);
 
+    /**
+     * LoRA of one (layer, module) over bf16 adapters in {@link LoraSlotPool}'s packed rows for
+     * vector length {@code lanes} (8 or 16): the segments {@code [s0, s1)} clipped to rows
+     * {@code [r0, r1)}, segment g with slot {@code segSlot[g]}, A at {@code segA[g]}, Bᵀ at
+     * {@code segB[g]}, rank {@code segRank[g]} (0: skipped), scaling {@code segScale[g]}.
+     */
+    static native void loraBf16(int[][] packed, int lanes, int[] segStart, int[] segSlot, int[] segA, int[] segB, int[] segRank,
+                                float[] segScale, int s0, int s1, int r0, int r1, int in, int out, float[] x, int xs, float[] t,
+                                int ts, float[] y, int ys);
+
     /** Whether the library loaded, this CPU runs its bf16 GEMM, and it computed the right numbers. */
     public static boolean available() {
         return Loaded.STATE.available;

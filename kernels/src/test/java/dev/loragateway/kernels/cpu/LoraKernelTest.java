@@ -34,15 +34,21 @@ class LoraKernelTest {
     static final int[] RANKS = {4, 8, 16, 64, 0}; // 0: mixed ranks
 
     static CpuBackend backend;
+    /** The native kernels where available (bf16 adapters only; a batch with a float32 adapter falls back to Java), else null. */
+    static CpuBackend nativeBackend;
 
     @BeforeAll
     static void start() {
-        backend = new CpuBackend(2);
+        backend = new CpuBackend(2, CpuKernelForm.selected()); // the Vector API kernels
+        nativeBackend = NativeCpu.available() ? new CpuBackend(2, CpuKernelForm.selected(), true) : null;
     }
 
     @AfterAll
     static void stop() {
         backend.close();
+        if (nativeBackend != null) {
+            nativeBackend.close();
+        }
     }
 
     static Stream<Arguments> matrix() {
@@ -84,6 +90,21 @@ class LoraKernelTest {
                 }
             }
             return new Adapter(rk, sc, a, b);
+        }
+
+        /** A copy with every A and B value rounded to bf16 (so the pool holds it as bf16). */
+        Adapter roundedToBf16() {
+            float[][][] a2 = new float[LAYERS][INS.length][];
+            float[][][] b2 = new float[LAYERS][INS.length][];
+            for (int l = 0; l < LAYERS; l++) {
+                for (int m = 0; m < INS.length; m++) {
+                    a2[l][m] = a[l][m].clone();
+                    b2[l][m] = b[l][m].clone();
+                    toBf16(a2[l][m]);
+                    toBf16(b2[l][m]);
+                }
+            }
+            return new Adapter(rank, scale, a2, b2);
         }
 
         static void toBf16(float[] v) {
@@ -193,6 +214,14 @@ class LoraKernelTest {
             bySlot[s] = Adapter.random(rnd, rank, s);
             pool.write(s, bySlot[s]);
         }
+        // the same adapters rounded to bf16, all held as bf16 (the native LoRA kernel's input)
+        LoraSlotPool pool16 = new LoraSlotPool(slots, LAYERS, INS, OUTS);
+        Adapter[] bySlot16 = new Adapter[slots];
+        for (int s = 0; s < slots; s++) {
+            bySlot16[s] = bySlot[s].roundedToBf16();
+            pool16.write(s, bySlot16[s]);
+            assertTrue(pool16.isBf16(s), "slot " + s + " of the bf16 pool");
+        }
         int[] sorted = slot.clone();
         Arrays.sort(sorted); // the engine's order: rows of one adapter contiguous
 
@@ -210,6 +239,17 @@ class LoraKernelTest {
                     float[] y = y0.clone();
                     backend.lora(pool, LoraBatch.of(order, rows), layer, m, x, in, y, out);
                     check(ref, y, where + " backend");
+                    if (nativeBackend != null) {
+                        // float32 and bf16 adapters mixed: the native backend (Java for batches with a float32 adapter)
+                        y = y0.clone();
+                        nativeBackend.lora(pool, LoraBatch.of(order, rows), layer, m, x, in, y, out);
+                        check(ref, y, where + " native backend, mixed pool");
+                        // every adapter bf16: the native LoRA kernel
+                        double[] ref16 = reference(bySlot16, order, layer, m, x, y0);
+                        y = y0.clone();
+                        nativeBackend.lora(pool16, LoraBatch.of(order, rows), layer, m, x, in, y, out);
+                        check(ref16, y, where + " native backend, bf16 pool");
+                    }
 
                     // BGMV directly, in two uneven row ranges
                     int ts = 64;

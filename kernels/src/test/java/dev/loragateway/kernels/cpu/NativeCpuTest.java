@@ -75,6 +75,129 @@ class NativeCpuTest {
         }
     }
 
+
+    /**
+     * The native attention against a double-precision reference over a paged history (a scrambled
+     * block table, block size 5): grouped-query heads, head sizes that are and are not multiples of
+     * 16, a prefill run of many rows and a single decode row, and a sliding window (from > 0).
+     * Tolerance per element: 1e-5 · Σ_t p_t·|v_t| + 1e-6. Also: each row alone gives the same bits.
+     */
+    @Test
+    void attentionMatchesDoubleReference() {
+        assumeTrue(NativeCpu.available(), NativeCpu.describe());
+        Random rnd = new Random(21);
+        int[][] headShapes = {{4, 2, 16}, {6, 3, 24}, {2, 1, 64}, {3, 3, 7}, {8, 2, 40}};
+        for (int[] hs : headShapes) {
+            int heads = hs[0];
+            int kvHeads = hs[1];
+            int hd = hs[2];
+            for (int window : new int[] {0, 6}) {
+                for (int[] run : new int[][] {{0, 13}, {17, 1}, {3, 37}, {40, 5}}) {
+                    checkAttention(rnd, heads, kvHeads, hd, run[0], run[1], window);
+                }
+            }
+        }
+    }
+
+    private static void checkAttention(Random rnd, int heads, int kvHeads, int hd, int firstPos, int rows, int window) {
+        int bs = 5;
+        int len = firstPos + rows;
+        int blocks = (len + bs - 1) / bs + 3;
+        int kvDim = kvHeads * hd;
+        int qDim = heads * hd;
+        // a scrambled table over a pool with spare blocks
+        int[] table = new int[blocks];
+        for (int i = 0; i < blocks; i++) {
+            table[i] = (i * 7 + 3) % blocks;
+        }
+        float[] keys = gaussian(rnd, blocks * bs * kvDim, 1, 0);
+        float[] values = gaussian(rnd, blocks * bs * kvDim, 1, 0.2);
+        int r0 = 2; // the run starts at row 2 of the step
+        float[] q = gaussian(rnd, (r0 + rows) * qDim, 1, 0);
+        int[] lens = new int[r0 + rows];
+        int[] froms = new int[r0 + rows];
+        for (int i = 0; i < rows; i++) {
+            lens[r0 + i] = firstPos + i + 1;
+            froms[r0 + i] = window > 0 ? Math.max(0, lens[r0 + i] - window) : 0;
+        }
+        float[] out = new float[(r0 + rows + 1) * qDim];
+        Arrays.fill(out, Float.NaN);
+        Attention.attendRowsNative(q, r0, rows, lens, froms, heads, kvHeads, hd, keys, values, table, bs, 0, kvHeads, out);
+        String shape = "heads " + heads + "/" + kvHeads + " hd " + hd + " positions " + firstPos + "+" + rows + " window " + window;
+        assertUntouchedOutside(out, r0 * qDim, (r0 + rows) * qDim, Float.NaN, shape + " out");
+        int group = heads / kvHeads;
+        double scale = 1.0 / Math.sqrt(hd);
+        for (int i = 0; i < rows; i++) {
+            int r = r0 + i;
+            for (int h = 0; h < heads; h++) {
+                int g = h / group;
+                int n = lens[r] - froms[r];
+                double[] p = new double[n];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int t = froms[r]; t < lens[r]; t++) {
+                    int row = table[t / bs] * bs + t % bs;
+                    double sdot = 0;
+                    for (int d = 0; d < hd; d++) {
+                        sdot += (double) q[r * qDim + h * hd + d] * keys[row * kvDim + g * hd + d];
+                    }
+                    p[t - froms[r]] = sdot * scale;
+                    max = Math.max(max, p[t - froms[r]]);
+                }
+                double sum = 0;
+                for (int t = 0; t < n; t++) {
+                    p[t] = Math.exp(p[t] - max);
+                    sum += p[t];
+                }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    double mag = 0;
+                    for (int t = froms[r]; t < lens[r]; t++) {
+                        int row = table[t / bs] * bs + t % bs;
+                        double vv = values[row * kvDim + g * hd + d];
+                        o += p[t - froms[r]] / sum * vv;
+                        mag += p[t - froms[r]] / sum * Math.abs(vv);
+                    }
+                    final int ii = i;
+                    final int hh = h;
+                    final int dd = d;
+                    assertWithin(o, out[r * qDim + h * hd + d], 1e-5 * mag + 1e-6, () -> shape + " row " + ii + " head " + hh + " [" + dd + "]");
+                }
+            }
+            // the row alone: the same bits
+            float[] alone = new float[(r0 + rows + 1) * qDim];
+            Attention.attendRowsNative(q, r, 1, lens, froms, heads, kvHeads, hd, keys, values, table, bs, 0, kvHeads, alone);
+            assertArrayEquals(Arrays.copyOfRange(out, r * qDim, (r + 1) * qDim), Arrays.copyOfRange(alone, r * qDim, (r + 1) * qDim),
+                shape + " row " + i + ": alone vs in its run");
+        }
+    }
+
+    /** The native SiLU·up against double precision, over values that reach the exponential's clamps. */
+    @Test
+    void siluMulMatchesDoubleReference() {
+        assumeTrue(NativeCpu.available(), NativeCpu.describe());
+        Random rnd = new Random(8);
+        int n = 1000 + 37;
+        float[] gate = gaussian(rnd, n, 6, 0.1);
+        gate[3] = -100f;
+        gate[4] = 100f;
+        gate[5] = -87.5f;
+        gate[6] = 0.0f;
+        float[] up = gaussian(rnd, n, 1, 0.3);
+        double[] exact = new double[n];
+        for (int i = 0; i < n; i++) {
+            exact[i] = gate[i] / (1 + Math.exp(-(double) gate[i])) * up[i];
+        }
+        try (CpuBackend cpu = new CpuBackend(2, CpuKernelForm.selected(), true)) {
+            float[] g = gate.clone();
+            cpu.siluMul(g, up, n);
+            for (int i = 0; i < n; i++) {
+                final int ii = i;
+                assertWithin(exact[i], g[i], 1e-6 * Math.abs(exact[i]) + 1e-30, () -> "silu(" + gate[ii] + ")·" + up[ii]);
+            }
+        }
+    }
+
+
     /** Each row of a batch equals, bit for bit, the same row alone and the same row elsewhere in another batch. */
     @Test
     void aRowsResultDoesNotDependOnItsBatch() {
