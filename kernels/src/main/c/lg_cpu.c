@@ -201,6 +201,31 @@ AVX512_TARGET static void silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
+/* r[i][j] -> r[j][i] for a 16×16 block of floats held in 16 registers. */
+AVX512_TARGET ALWAYS_INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 16; i += 8) {
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0x88);
+            t[i + 4 + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0xDD);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    }
+}
+
 /* Per-thread scratch, grown as needed and kept: the gathered keys and values and the scores. */
 static __thread float *scratch;
 static __thread size_t scratch_floats;
@@ -226,8 +251,8 @@ static float *scratch_for(size_t floats) {
  * of memory (out untouched).
  *
  * The positions the rows need are gathered once: keys transposed into blocks of 16 positions
- * (kt[b][d][16]), so 16 scores come from hd broadcast FMAs without horizontal sums; values in
- * position order. Then per head, per QR rows: scores, softmax (masked lanes exactly 0), and the
+ * (kt[b][d][16], 16×16 register transposes), so 16 scores come from hd broadcast FMAs without
+ * horizontal sums; values are read in place through a row pointer per position. Then per head, per QR rows: scores, softmax (masked lanes exactly 0), and the
  * weighted sum of values divided by the sum of weights.
  */
 AVX512_TARGET static int attend(const float *q, size_t qs, int rows, const int *len, const int *from, const float *keys,
@@ -240,30 +265,40 @@ AVX512_TARGET static int attend(const float *q, size_t qs, int rows, const int *
     }
     int nt = hi - lo;
     int nb = (nt + 15) / 16;
-    size_t ktf = (size_t)nb * 16 * hd, vf = ((size_t)nt * hd + 15) / 16 * 16, sf = (size_t)QR * nb * 16;
+    /* scratch: keys transposed (kt), each position's value row (vrow), scores (sc) */
+    size_t ktf = (size_t)nb * 16 * hd, vf = ((size_t)nt * sizeof(float *) + 63) / 64 * 16, sf = (size_t)QR * nb * 16;
     float *kt = scratch_for(ktf + vf + sf);
     if (kt == NULL) {
         return -1;
     }
-    float *vc = kt + ktf;
-    float *sc = vc + vf;
-    for (int t = 0; t < nb * 16; t++) {
-        int b = t / 16, lane = t % 16;
-        float *dst = kt + (size_t)b * 16 * hd + lane;
-        if (t < nt) {
-            int p = lo + t;
+    const float **vrow = (const float **)(kt + ktf);
+    float *sc = kt + ktf + vf;
+    const float *krow[16];
+    for (int b = 0; b < nb; b++) {
+        int valid = nt - b * 16 < 16 ? nt - b * 16 : 16;
+        for (int lane = 0; lane < valid; lane++) {
+            int p = lo + b * 16 + lane;
             size_t row = table ? (size_t)table[p / bs] * bs + p % bs : (size_t)p;
-            const float *k = keys + row * kvDim + (size_t)g * hd;
-            const float *v = values + row * kvDim + (size_t)g * hd;
-            for (int d = 0; d < hd; d++) {
-                dst[d * 16] = k[d];
-            }
-            for (int d = 0; d < hd; d++) {
-                vc[(size_t)t * hd + d] = v[d];
+            krow[lane] = keys + row * kvDim + (size_t)g * hd;
+            vrow[b * 16 + lane] = values + row * kvDim + (size_t)g * hd;
+        }
+        float *dst = kt + (size_t)b * 16 * hd;
+        if (valid == 16 && hd % 16 == 0) {
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+                __m512 r[16];
+                for (int lane = 0; lane < 16; lane++) {
+                    r[lane] = _mm512_loadu_ps(krow[lane] + d0);
+                }
+                transpose16(r);
+                for (int j = 0; j < 16; j++) {
+                    _mm512_storeu_ps(dst + (size_t)(d0 + j) * 16, r[j]);
+                }
             }
         } else {
-            for (int d = 0; d < hd; d++) {
-                dst[d * 16] = 0.0f;
+            for (int lane = 0; lane < 16; lane++) {
+                for (int d = 0; d < hd; d++) {
+                    dst[d * 16 + lane] = lane < valid ? krow[lane][d] : 0.0f;
+                }
             }
         }
     }
@@ -328,7 +363,7 @@ AVX512_TARGET static int attend(const float *q, size_t qs, int rows, const int *
                 __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
                 const float *s0 = sc, *s1 = sc + (size_t)nb * 16, *s2 = sc + (size_t)2 * nb * 16, *s3 = sc + (size_t)3 * nb * 16;
                 for (int t = t0; t < t1; t++) {
-                    __m512 v = _mm512_maskz_loadu_ps(dm, vc + (size_t)t * hd + d0);
+                    __m512 v = _mm512_maskz_loadu_ps(dm, vrow[t] + d0);
                     o0 = _mm512_fmadd_ps(_mm512_set1_ps(s0[t]), v, o0);
                     if (nr > 1) o1 = _mm512_fmadd_ps(_mm512_set1_ps(s1[t]), v, o1);
                     if (nr > 2) o2 = _mm512_fmadd_ps(_mm512_set1_ps(s2[t]), v, o2);
