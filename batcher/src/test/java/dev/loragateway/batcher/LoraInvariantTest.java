@@ -70,6 +70,59 @@ class LoraInvariantTest {
         assertTrue(f32 <= 1e-4, "max |Δ logprob| " + f32 + " > 1e-4");
     }
 
+    /**
+     * What a moved request relies on (a node resumes a choice as prompt + tokens so far, one
+     * prefill): on the native kernels with bf16 weights and adapters, the logits after that prefill
+     * equal, bit for bit, those the sequence had when it decoded those tokens one by one, in a batch
+     * with other sequences.
+     */
+    @Test
+    void resumingAsOnePrefillGivesTheSameBitsOnTheNativeKernels() {
+        assumeTrue(nativeCpu != null, NativeCpu.describe());
+        Random rnd = new Random(13);
+        ModelConfig cfg = RandomModels.config(48, 88, 3, 4, 2, 131);
+        Map<String, float[]> base = RandomModels.weights(cfg, rnd, DType.BF16);
+        LlamaModel model = RandomModels.model(cfg, base, DType.BF16);
+        List<LoraAdapter> adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        adapters.forEach(RandomModels::roundToBf16);
+        LoraSlotPool pool = new LoraSlotPool(adapters.size(), cfg.numLayers(), cfg.shape().ins(), cfg.shape().outs());
+        for (int i = 0; i < adapters.size(); i++) {
+            pool.write(i, adapters.get(i));
+        }
+        List<Integer> seqAdapter = new ArrayList<>();
+        List<int[]> prompts = new ArrayList<>();
+        int[] slotOf = new int[adapters.size()];
+        for (int i = 0; i < adapters.size(); i++) {
+            slotOf[i] = i;
+            seqAdapter.add(i);
+            int[] p = new int[2 + rnd.nextInt(10)];
+            for (int j = 0; j < p.length; j++) {
+                p[j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+            }
+            prompts.add(p);
+        }
+        Run[] batched = runBatched(nativeCpu, cfg, model, pool, seqAdapter, slotOf, prompts);
+        int vocab = cfg.vocabSize();
+        for (int s = 0; s < seqAdapter.size(); s++) {
+            for (int k : new int[] {1, 4, DECODE_STEPS - 1}) {
+                // prompt + the first k generated tokens as one prefill: its last row predicts token k
+                int[] p = prompts.get(s);
+                KvCache cache = new KvCache(cfg, 16);
+                StepBatch b = new StepBatch();
+                for (int j = 0; j < p.length; j++) {
+                    b.add(cache, p[j], false, s);
+                }
+                for (int j = 0; j < k; j++) {
+                    b.add(cache, batched[s].tokens()[j], j == k - 1, s);
+                }
+                float[] logits = new float[vocab];
+                new ForwardPass(model, nativeCpu, pool).step(b, logits);
+                assertArrayEquals(batched[s].logprobs().get(k), logSoftmax(logits, 0, vocab),
+                    "sequence " + s + " (" + adapters.get(s).name() + "): resumed after " + k + " tokens");
+            }
+        }
+    }
+
     private static double check(CpuBackend cpu, DType dtype, long seed) {
         Random rnd = new Random(seed);
         ModelConfig cfg = RandomModels.config(48, 88, 3, 4, 2, 131);
