@@ -59,7 +59,7 @@ class CudaForwardPassGpuTest {
             ctx = CudaContext.open(probe, new CudaContext.Options(64L << 20, 1L << 30));
             ops = new CudaOps(ctx);
         }
-        cpu = new CpuBackend(2);
+        cpu = new CpuBackend(2, CpuBackend.Kernels.JAVA); // the reference: float32 activations
     }
 
     @AfterAll
@@ -361,7 +361,7 @@ class CudaForwardPassGpuTest {
         }
         Engine.Options options = Engine.Options.builder().maxBatch(8).maxQueued(100).kvCacheBytes(40 * KvBlockPool.bytesPerBlock(cfg, 4))
             .blockSize(4).build();
-        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, new CpuForwardBackend(new CpuBackend(2)), options,
+        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, new CpuForwardBackend(new CpuBackend(2, CpuBackend.Kernels.JAVA)), options,
             new long[1]);
         long[] preempted = new long[1];
         List<List<Object[]>> got = runEngine(model, adapters, prompts, which, new CudaForwardBackend(ops), options, preempted);

@@ -47,7 +47,7 @@ class CudaOpsGpuTest {
         if (probe.usable()) {
             ctx = CudaContext.open(probe, new CudaContext.Options(64L << 20, 1L << 30));
             ops = new CudaOps(ctx);
-            cpu = new CpuBackend(1);
+            cpu = new CpuBackend(1, CpuBackend.Kernels.JAVA); // the reference: float32 activations
         }
     }
 
