@@ -88,6 +88,12 @@ class StreamingHttpTest {
             }
         }
         w.put("lm_head.weight", Tensor.of("lm_head.weight", DType.F32, v, head.dim(0), h));
+        // The test compares a request streamed with the same request answered whole, seeded samples
+        // at temperature 1 over logits scaled up to 30×: the two runs' batches can differ in timing
+        // (when each prompt is admitted), so they agree to the bit only on batch-invariant kernels.
+        // With bf16 weights the native kernels are (where this CPU has them); the Vector API
+        // kernels group rows by batch, and a last-bit difference can flip a sample (rarely).
+        w.replaceAll((name, t) -> t.rank() == 2 ? Tensor.of(name, DType.BF16, t.toFloats(), t.dim(0), t.dim(1)) : t);
         engine = new Engine(LlamaModel.fromWeights(cfg, w), new CpuBackend(2), 16);
         vertx = Vertx.vertx();
         port = new ApiServer(vertx, engine, tokenizer, "demo", MAX_LEN).listen("127.0.0.1", 0).await();
