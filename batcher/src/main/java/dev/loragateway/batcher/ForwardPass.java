@@ -188,7 +188,7 @@ public final class ForwardPass implements StepForward {
         } else {
             // rows in turn to each share (row r to share r % shares): a prefill's later rows attend
             // to more positions, so contiguous ranges would leave the first shares idle
-            int shares = cpu.threads();
+            int shares = Math.min(cpu.threads(), rows); // one row (decode): no parallel region
             cpu.parallel(shares, (s0, s1) -> {
                 for (int s = s0; s < s1; s++) {
                     for (int r = s; r < rows; r += shares) {
