@@ -38,6 +38,7 @@ public final class DeviceTier<K> {
         long startNanos;
         boolean retired;       // invalidated while pinned: freed at the last unpin
         RuntimeException failure;
+        long epoch;            // the key's content epoch when this entry was started
     }
 
     private final LoraSlotPool pool;
@@ -45,6 +46,8 @@ public final class DeviceTier<K> {
     private final HostTier<K> host;
     private final Executor loader;
     private final Map<K, Entry> entries = new HashMap<>();
+    /** Content epochs: how often each key was invalidated (deleted or replaced). */
+    private final Map<K, Long> epochs = new HashMap<>();
     private final K[] slotOwner;
     private final ArrayDeque<K> waiting = new ArrayDeque<>();
     private final TierStats stats = new TierStats("device");
@@ -154,6 +157,7 @@ public final class DeviceTier<K> {
      */
     public synchronized void invalidate(K key) {
         host.invalidate(key);
+        epochs.merge(key, 1L, Long::sum);
         Entry e = entries.get(key);
         if (e == null) {
             return;
@@ -178,6 +182,21 @@ public final class DeviceTier<K> {
             case LOADING, WRITING -> e.retired = true;
             default -> throw new IllegalStateException("unknown state " + e.state);
         }
+    }
+
+    /**
+     * The content epoch of the weights {@code key}'s pin holds: it changes each time the adapter is
+     * deleted or replaced, so two pins with the same epoch ran on the same weights (the engine's
+     * prefix cache keys KV blocks by it). Call while holding a pin.
+     *
+     * @throws IllegalStateException when {@code key} is not pinned
+     */
+    public synchronized long contentEpoch(K key) {
+        Entry e = entries.get(key);
+        if (e == null || e.pins == 0) {
+            throw new IllegalStateException("contentEpoch of " + key + " which is not pinned");
+        }
+        return e.epoch;
     }
 
     public synchronized boolean isResident(K key) {
@@ -236,6 +255,7 @@ public final class DeviceTier<K> {
 
     private void start(K key) {
         Entry e = new Entry();
+        e.epoch = epochs.getOrDefault(key, 0L);
         e.startNanos = System.nanoTime();
         entries.put(key, e);
         stats.miss();

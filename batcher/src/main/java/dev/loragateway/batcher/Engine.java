@@ -96,9 +96,12 @@ public final class Engine implements AutoCloseable {
      *                      when {@code kvCacheBytes} is 0; 0: the model's {@code max_position_embeddings}
      * @param meter         where metrics go ({@link EngineMetrics}; a no-op meter costs nothing)
      * @param tracer        where spans go ({@link EngineSpans}; a no-op tracer costs nothing)
+     * @param prefixCaching automatic prefix caching ({@link PrefixIndex}): full KV blocks are kept, keyed by
+     *                      (tenant, adapter, tokens), and a prompt that starts with cached blocks of its own
+     *                      tenant and adapter reuses them instead of recomputing them
      */
     public record Options(int maxBatch, int maxQueued, long kvCacheBytes, int blockSize, int maxStepTokens, int maxModelLen,
-                          Meter meter, Tracer tracer) {
+                          Meter meter, Tracer tracer, boolean prefixCaching) {
         public Options {
             maxBatch = Math.max(1, maxBatch);
             maxQueued = Math.max(1, maxQueued);
@@ -107,7 +110,7 @@ public final class Engine implements AutoCloseable {
             maxModelLen = Math.max(0, maxModelLen);
         }
 
-        /** Batches of 32, 1024 queued, a KV pool sized by {@link #kvBytes}, blocks of 16, steps of 512 rows, no telemetry. */
+        /** Batches of 32, 1024 queued, a KV pool sized by {@link #kvBytes}, blocks of 16, steps of 512 rows, no telemetry, no prefix caching. */
         public static Options defaults() {
             return builder().build();
         }
@@ -142,6 +145,7 @@ public final class Engine implements AutoCloseable {
             private int maxModelLen;
             private Meter meter = OpenTelemetry.noop().getMeter("lora-gateway");
             private Tracer tracer = OpenTelemetry.noop().getTracer("lora-gateway");
+            private boolean prefixCaching;
 
             private Builder() {
             }
@@ -186,8 +190,13 @@ public final class Engine implements AutoCloseable {
                 return this;
             }
 
+            public Builder prefixCaching(boolean on) {
+                this.prefixCaching = on;
+                return this;
+            }
+
             public Options build() {
-                return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, maxModelLen, meter, tracer);
+                return new Options(maxBatch, maxQueued, kvCacheBytes, blockSize, maxStepTokens, maxModelLen, meter, tracer, prefixCaching);
             }
         }
     }
@@ -213,6 +222,7 @@ public final class Engine implements AutoCloseable {
     private volatile int runningNow;
     private volatile int preemptedNow;
     private volatile int kvUsed;
+    private volatile int kvCached;
     /** When the loop last finished a step, or last found nothing to do (the watchdog's clock). */
     private volatile long lastProgress = System.nanoTime();
     /** A moving average (1/8 weight per step) of a step's time, ns; 0 before the first step. */
@@ -239,6 +249,9 @@ public final class Engine implements AutoCloseable {
         ForwardBackend.Forward forward = backend.open(model, adapters, opts);
         this.pass = forward.pass();
         this.kv = forward.kv();
+        if (opts.prefixCaching()) {
+            kv.enablePrefixCaching();
+        }
         EngineMetrics metrics = new EngineMetrics(opts.meter(), () -> queued.get() + preemptedNow, () -> runningNow, () -> kvUsed,
             kv::total);
         this.spans = new EngineSpans(opts.tracer());
@@ -303,12 +316,32 @@ public final class Engine implements AutoCloseable {
         return planner.moved();
     }
 
-    /** KV blocks in the pool. */
     /** The recent average time of one step in ms (0 before the first): what a node publishes to the cluster. */
     public double stepMillis() {
         return stepNanosAverage / 1e6;
     }
 
+    /** Whether automatic prefix caching is on. */
+    public boolean prefixCaching() {
+        return kv.prefix() != null;
+    }
+
+    /** Prompt tokens looked up in the prefix cache so far (each admission of a sequence, recomputations included). */
+    public long prefixCacheQueries() {
+        return planner.prefixQueries();
+    }
+
+    /** Of {@link #prefixCacheQueries}, the tokens found cached (not computed again). */
+    public long prefixCacheHits() {
+        return planner.prefixHits();
+    }
+
+    /** KV blocks that hold cached content no sequence uses (counted as free: taken, least recently used first, when needed). */
+    public int kvBlocksCached() {
+        return kvCached;
+    }
+
+    /** KV blocks in the pool. */
     public int kvBlocksTotal() {
         return kv.total();
     }
@@ -610,6 +643,7 @@ public final class Engine implements AutoCloseable {
         runningNow = running;
         preemptedNow = planner.preemptedCount();
         kvUsed = kv.used();
+        kvCached = kv.cachedFree();
         Runnable listener = onAdmitOrFinish;
         if (changed && listener != null) {
             try {

@@ -22,6 +22,8 @@ import java.util.function.LongSupplier;
  * lora_gateway.engine.step_tokens             histogram  rows (tokens) per forward step
  * lora_gateway.engine.time_to_first_token     histogram  seconds from submit to the first token
  * lora_gateway.engine.time_per_output_token   histogram  seconds per token after the first, per request
+ * lora_gateway.engine.prefix_cache_queries    counter    prompt tokens looked up in the prefix cache at admission
+ * lora_gateway.engine.prefix_cache_hits       counter    of those, tokens found cached (not computed)
  * </pre>
  */
 final class EngineMetrics {
@@ -38,6 +40,8 @@ final class EngineMetrics {
     private final LongHistogram stepTokens;
     private final DoubleHistogram ttft;
     private final DoubleHistogram tpot;
+    private final LongCounter prefixQueries;
+    private final LongCounter prefixHits;
 
     EngineMetrics(Meter meter, LongSupplier queued, LongSupplier running, LongSupplier kvUsed, LongSupplier kvTotal) {
         meter.gaugeBuilder(PREFIX + "queue_depth").ofLongs().setDescription("Sequences waiting to join the running batch")
@@ -63,6 +67,15 @@ final class EngineMetrics {
         tpot = meter.histogramBuilder(PREFIX + "time_per_output_token")
             .setDescription("Seconds per output token after the first, per request").setUnit("s")
             .setExplicitBucketBoundariesAdvice(LATENCY_BUCKETS).build();
+        prefixQueries = meter.counterBuilder(PREFIX + "prefix_cache_queries")
+            .setDescription("Prompt tokens looked up in the prefix cache when a sequence is admitted").setUnit("{token}").build();
+        prefixHits = meter.counterBuilder(PREFIX + "prefix_cache_hits")
+            .setDescription("Prompt tokens found in the prefix cache (reused, not computed)").setUnit("{token}").build();
+    }
+
+    void prefixLookup(int queried, int hit) {
+        prefixQueries.add(queried);
+        prefixHits.add(hit);
     }
 
     void preempted() {

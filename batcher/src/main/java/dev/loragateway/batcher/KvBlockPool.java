@@ -39,6 +39,8 @@ public final class KvBlockPool {
     private int[] free;   // stack of free block ids
     private int freeTop;
     private int blocks;
+    /** Content-addressed full blocks ({@link #enablePrefixCaching}), or null. */
+    private PrefixIndex prefix;
 
     /**
      * @param blocks    number of blocks
@@ -110,14 +112,60 @@ public final class KvBlockPool {
         return blocks;
     }
 
-    /** Blocks on the free stack. */
+    /** Blocks a sequence may take: those on the free stack, and cached ones no sequence holds (prefix caching). */
     public int free() {
-        return freeTop;
+        return freeTop + (prefix == null ? 0 : prefix.cached());
     }
 
-    /** Blocks held by some sequence. */
+    /** Blocks held by some sequence (cached blocks no sequence holds count as free). */
     public int used() {
-        return blocks - freeTop;
+        return blocks - free();
+    }
+
+    /**
+     * Turns on automatic prefix caching ({@link PrefixIndex}): full blocks can be given a content
+     * key, and a block with a key stays cached when its last holder releases it, until the pool
+     * needs it. Only for a fixed-size pool, before any block is taken.
+     */
+    public void enablePrefixCaching() {
+        if (growable) {
+            throw new IllegalStateException("prefix caching needs a fixed-size KV pool");
+        }
+        if (freeTop != blocks) {
+            throw new IllegalStateException("prefix caching must be enabled before any KV block is taken");
+        }
+        prefix = new PrefixIndex(blocks);
+    }
+
+    /** The content index, or null when prefix caching is off. */
+    PrefixIndex prefix() {
+        return prefix;
+    }
+
+    /** Blocks cached for reuse that no sequence holds (0 when prefix caching is off). */
+    public int cachedFree() {
+        return prefix == null ? 0 : prefix.cached();
+    }
+
+    /** Content keys held (blocks that a later prompt could match; 0 when prefix caching is off). */
+    public int cachedKeys() {
+        return prefix == null ? 0 : prefix.keys();
+    }
+
+    /**
+     * One more sequence holds {@code block}, which a prefix lookup matched: a cached block no
+     * sequence held leaves the reclaimable list.
+     */
+    void hold(int block) {
+        if (refs[block] == 0) {
+            prefix.unpark(block);
+        }
+        refs[block]++;
+    }
+
+    /** Whether {@code block} has a content key (its rows must not be written again in place). */
+    boolean keyed(int block) {
+        return prefix != null && prefix.hasKey(block);
     }
 
     /** Blocks that {@code positions} positions occupy. */
@@ -128,6 +176,11 @@ public final class KvBlockPool {
     /** Takes a free block (reference count 1), or returns −1 when none is free. */
     public int allocate() {
         if (freeTop == 0) {
+            int evicted = prefix == null ? -1 : prefix.evict(); // never-cached blocks first, then the least recently used
+            if (evicted >= 0) {
+                refs[evicted] = 1;
+                return evicted;
+            }
             if (!growable) {
                 return -1;
             }
@@ -152,7 +205,11 @@ public final class KvBlockPool {
             throw new IllegalStateException("double release of KV block " + block);
         }
         if (--refs[block] == 0) {
-            free[freeTop++] = block;
+            if (prefix != null && prefix.hasKey(block)) {
+                prefix.park(block); // stays cached until the pool needs it
+            } else {
+                free[freeTop++] = block;
+            }
         }
     }
 

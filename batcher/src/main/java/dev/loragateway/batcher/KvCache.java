@@ -22,6 +22,11 @@ public final class KvCache {
     private int[] table;
     private int blocks;
     private int length;
+    /** Prefix caching: the salt of this sequence's content keys (null: its blocks are never keyed). */
+    private String salt;
+    /** Leading blocks whose content key is known (registered or matched), and the content id of the last of them. */
+    private int keyedBlocks;
+    private long lastId = PrefixIndex.ROOT;
 
     /** A cache on a pool of its own, room for {@code initialCapacity} positions at first. */
     public KvCache(ModelConfig cfg, int initialCapacity) {
@@ -32,6 +37,60 @@ public final class KvCache {
     public KvCache(KvBlockPool pool) {
         this.pool = pool;
         this.table = new int[4];
+    }
+
+    /**
+     * An empty cache on {@code pool} that takes the longest run of cached full blocks matching
+     * {@code tokens[0, len)} under {@code salt} ({@link PrefixIndex}), leaving at least the last
+     * token to compute (its logits are needed); its {@link #length()} is the positions matched. On a
+     * pool without prefix caching it matches nothing. Its full blocks are keyed by
+     * {@link #register} as they are computed.
+     */
+    public static KvCache matching(KvBlockPool pool, String salt, int[] tokens, int len) {
+        KvCache c = new KvCache(pool);
+        PrefixIndex index = pool.prefix();
+        if (index == null) {
+            return c;
+        }
+        c.salt = salt;
+        int bs = pool.blockSize();
+        int most = (len - 1) / bs;
+        while (c.blocks < most) {
+            int from = c.blocks * bs;
+            int b = index.lookup(new PrefixIndex.Key(salt, c.lastId, Arrays.copyOfRange(tokens, from, from + bs)));
+            if (b < 0) {
+                break;
+            }
+            pool.hold(b);
+            if (c.blocks == c.table.length) {
+                c.table = Arrays.copyOf(c.table, c.table.length * 2);
+            }
+            c.table[c.blocks++] = b;
+            c.lastId = index.id(b);
+            c.keyedBlocks = c.blocks;
+            c.length = c.blocks * bs;
+        }
+        return c;
+    }
+
+    /**
+     * Gives every full block computed since the last call its content key ({@code tokens} are this
+     * sequence's tokens, at least {@link #length()} of them), so later prompts can match it. A block
+     * whose content another block already holds stays unkeyed (freed, not cached, when released).
+     * Nothing on a cache made without a salt.
+     */
+    public void register(int[] tokens) {
+        PrefixIndex index = pool.prefix();
+        if (salt == null || index == null) {
+            return;
+        }
+        int bs = pool.blockSize();
+        int full = length / bs;
+        while (keyedBlocks < full) {
+            int from = keyedBlocks * bs;
+            lastId = index.register(table[keyedBlocks], new PrefixIndex.Key(salt, lastId, Arrays.copyOfRange(tokens, from, from + bs)));
+            keyedBlocks++;
+        }
     }
 
     /** Positions stored (the next token's position). */
@@ -75,7 +134,7 @@ public final class KvCache {
         int want = pool.blocksFor(needed);
         int n = Math.max(0, want - have);
         for (int b = length / bs; b < Math.min(have, want); b++) {
-            if (pool.refs(table[b]) > 1) {
+            if (pool.refs(table[b]) > 1 || pool.keyed(table[b])) {
                 n++;
             }
         }
@@ -93,7 +152,7 @@ public final class KvCache {
         int want = pool.blocksFor(needed);
         for (int b = length / bs; b < Math.min(blocks, want); b++) {
             int old = table[b];
-            if (pool.refs(old) > 1) {
+            if (pool.refs(old) > 1 || pool.keyed(old)) { // shared, or cached content others may match
                 int fresh = take(needed);
                 pool.copy(old, fresh, Math.max(0, Math.min(bs, length - b * bs)));
                 pool.release(old);
@@ -135,6 +194,9 @@ public final class KvCache {
         c.table = Arrays.copyOf(table, Math.max(4, table.length));
         c.blocks = blocks;
         c.length = length;
+        c.salt = salt;
+        c.keyedBlocks = keyedBlocks;
+        c.lastId = lastId;
         for (int b = 0; b < blocks; b++) {
             pool.retain(table[b]);
         }
@@ -151,6 +213,14 @@ public final class KvCache {
             pool.release(table[--blocks]);
         }
         length = newLength;
+        if (keyedBlocks > newLength / pool.blockSize()) { // keys past the cut no longer describe this cache
+            keyedBlocks = newLength / pool.blockSize();
+            if (keyedBlocks == 0) {
+                lastId = PrefixIndex.ROOT;
+            } else {
+                salt = null; // the predecessor's content id is not kept: key nothing more rather than guess
+            }
+        }
     }
 
     /** Returns every block to the pool; the cache is empty afterwards. */

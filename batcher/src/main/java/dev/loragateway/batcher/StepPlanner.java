@@ -49,6 +49,9 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
     /** Sequences given away instead of preempted ({@link Generator.MovableSink}). */
     private volatile long moved;
     private volatile long faults;
+    /** Prefix caching: prompt tokens looked up at admission, and those found cached. */
+    private volatile long prefixQueries;
+    private volatile long prefixHits;
     /** What the last step held (engine thread only; read by {@link Engine} after {@link #step}). */
     private Engine.StepShape lastShape;
 
@@ -109,6 +112,14 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
     /** Failures of one step or one sequence that were survived (each failed only what it concerned). */
     long faults() {
         return faults;
+    }
+
+    long prefixQueries() {
+        return prefixQueries;
+    }
+
+    long prefixHits() {
+        return prefixHits;
     }
 
     // ---- admission ----------------------------------------------------------------------------
@@ -178,7 +189,16 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
     }
 
     private void start(Sequence s) {
-        s.cache = new KvCache(kv);
+        if (kv.prefix() != null) {
+            AdapterKey a = s.req.adapter();
+            String salt = PrefixIndex.salt(s.tenant, a, a == null ? 0 : adapters.contentEpoch(a));
+            s.cache = KvCache.matching(kv, salt, s.tokens, s.len);
+            prefixQueries += s.len;
+            prefixHits += s.cache.length();
+            metrics.prefixLookup(s.len, s.cache.length());
+        } else {
+            s.cache = new KvCache(kv);
+        }
         s.cache.ensureCapacity(s.len);
         active.add(s);
         long now = System.nanoTime();
@@ -292,6 +312,9 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
         }
         pass.step(batch, logits);
         steps++;
+        for (Plan plan : planned) { // full blocks just computed become matchable (prefix caching)
+            plan.s().cache.register(plan.s().tokens);
+        }
         lastShape = new Engine.StepShape(decodeRows, promptTokens, distinct, attended);
         metrics.step(planned.size(), batch.size());
         for (int k = 0; k < outputs.size(); k++) {
