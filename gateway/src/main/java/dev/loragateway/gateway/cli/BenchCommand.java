@@ -5,6 +5,7 @@ import dev.loragateway.bench.ConcurrencyBench;
 import dev.loragateway.bench.DecodeBench;
 import dev.loragateway.bench.LoraBench;
 import dev.loragateway.bench.PrefillBench;
+import dev.loragateway.bench.PrefixCacheBench;
 import dev.loragateway.bench.ProfileBench;
 import dev.loragateway.bench.gpu.GpuBench;
 import dev.loragateway.bench.gpu.GpuBenchConfig;
@@ -44,10 +45,10 @@ import picocli.CommandLine.Spec;
  * and {@code --gpu} beside another mode's flag.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = {"Benchmarks: bench decode | pp | lora | serve | gpu | cluster | profile (see 'bench SUBCOMMAND --help').",
+    description = {"Benchmarks: bench decode | pp | prefix | lora | serve | gpu | cluster | profile (see 'bench SUBCOMMAND --help').",
         "The earlier flag forms still work: bench [OPTIONS] is 'bench decode', with --adapters N 'bench lora', with --concurrency C,... "
             + "'bench serve', with --gpu 'bench gpu'; other options go to that subcommand as given."},
-    subcommands = {BenchCommand.Decode.class, BenchCommand.Pp.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
+    subcommands = {BenchCommand.Decode.class, BenchCommand.Pp.class, BenchCommand.Prefix.class, BenchCommand.Lora.class, BenchCommand.Serve.class, BenchCommand.Gpu.class,
         BenchCommand.Cluster.class, BenchCommand.ProfileCmd.class})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--gpu", description = "Flag form of 'bench gpu': the GPU bench on the CUDA device: SGMV latency vs distinct adapters "
@@ -197,6 +198,44 @@ final class BenchCommand implements Callable<Integer> {
             CpuBackend.Kernels k = cpuModel.kernels(spec);
             List<CpuBackend.Kernels> sets = given ? List.of(k) : PrefillBench.everyAvailable();
             new PrefillBench(promptTokens, runs, cpuModel.threads(), sets).run(cpuModel.dir());
+            return 0;
+        }
+    }
+
+    @Command(name = "prefix", mixinStandardHelpOptions = true,
+        description = {"Prefix caching: time to first token of a chat workload whose requests share a system prompt, caching off and on "
+            + "in the same run (rounds alternate), with their ratio and the share of prompt tokens found cached."})
+    static final class Prefix implements Callable<Integer> {
+        @Mixin
+        CpuModel cpuModel;
+
+        @Option(names = "--system-tokens", paramLabel = "N", defaultValue = "1000", description = "Shared system prompt length (default: ${DEFAULT-VALUE}).")
+        int systemTokens;
+
+        @Option(names = "--user-tokens", paramLabel = "N", defaultValue = "40", description = "Each request's own tokens after it (default: ${DEFAULT-VALUE}).")
+        int userTokens;
+
+        @Option(names = "--requests", paramLabel = "N", defaultValue = "6", description = "Requests per round, one at a time (default: ${DEFAULT-VALUE}).")
+        int requests;
+
+        @Option(names = "--tokens", paramLabel = "N", defaultValue = "8", description = "Tokens generated per request (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--runs", paramLabel = "N", defaultValue = "2", description = "Rounds per setting (default: ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Spec
+        CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            refuseOptionsBeforeSubcommand(spec);
+            if (systemTokens < 1 || userTokens < 1 || requests < 2 || tokens < 1 || runs < 1) {
+                throw new ParameterException(spec.commandLine(),
+                    "--system-tokens, --user-tokens, --tokens and --runs must be at least 1, --requests at least 2");
+            }
+            new PrefixCacheBench(systemTokens, userTokens, requests, tokens, runs, cpuModel.threads(), cpuModel.kernels(spec))
+                .run(cpuModel.dir());
             return 0;
         }
     }

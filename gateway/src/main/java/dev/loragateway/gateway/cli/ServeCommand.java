@@ -103,6 +103,11 @@ final class ServeCommand implements Callable<Integer> {
         description = "Most tokens in one forward step: every running decode, then prompt chunks up to this (default: ${DEFAULT-VALUE}).")
     int maxNumBatchedTokens;
 
+    @Option(names = "--enable-prefix-caching", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "Automatic prefix caching: full KV blocks are kept and reused by later prompts of the same tenant and adapter "
+            + "that start with the same tokens; --no-enable-prefix-caching turns it off (default: on).")
+    boolean enablePrefixCaching;
+
     @Option(names = "--max-queued", defaultValue = "1024", description = "Sequences (a request's prompts × n) waiting beyond the running batch; a request that does not fit now"
         + " gets 429, one with more than this alone 400 (default: ${DEFAULT-VALUE}).")
     int maxQueued;
@@ -282,7 +287,7 @@ final class ServeCommand implements Callable<Integer> {
         }
         Engine.Options options = Engine.Options.builder().maxBatch(maxBatch).maxQueued(maxQueued).kvCacheBytes(kvBytes)
             .blockSize(blockSize).maxModelLen(limit).maxStepTokens(maxNumBatchedTokens)
-            .meter(telemetry.meter()).tracer(telemetry.tracer()).build();
+            .meter(telemetry.meter()).tracer(telemetry.tracer()).prefixCaching(enablePrefixCaching).build();
         ForwardBackend forward = forwardBackend(chosen);
         Engine engine = new Engine(llama, forward, device, options);
         long kvPositions = (long) engine.kvBlocksTotal() * blockSize;
@@ -314,8 +319,9 @@ final class ServeCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--record-steps " + recordSteps + ": " + e.getMessage());
             }
         }
-        LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens", engine.kvBlocksTotal(),
-            blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit, maxNumBatchedTokens);
+        LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens; prefix caching {}",
+            engine.kvBlocksTotal(), blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit,
+            maxNumBatchedTokens, engine.prefixCaching() ? "on" : "off");
         Vertx vertx = Vertx.vertx();
         InferenceExecutor local = new LocalExecutor(engine);
         InferenceExecutor executor = local;
