@@ -404,7 +404,7 @@ public final class Engine implements AutoCloseable {
         List<List<CompletableFuture<Generator.Finish>>> futures = new ArrayList<>();
         List<Sequence> leads = new ArrayList<>();
         for (Prompt p : prompts) {
-            Sequence lead = Sequence.lead(p.tokens(), p.choices(), adapter, t);
+            Sequence lead = Sequence.lead(p.tokens(), p.choices(), adapter, t, cfg.eosTokenIds());
             List<CompletableFuture<Generator.Finish>> fs = new ArrayList<>();
             lead.withForks().forEach(s -> fs.add(s.future));
             futures.add(fs);
@@ -476,6 +476,7 @@ public final class Engine implements AutoCloseable {
             }
             validate(p.tokens(), adapter);
             for (Choice c : p.choices()) {
+                c.params().controls().checkVocabulary(cfg.vocabSize());
                 long need = kv.blocksFor((long) p.tokens().length + c.params().maxTokens());
                 if (need > kv.total()) {
                     throw new IllegalArgumentException("the prompt (" + p.tokens().length + " tokens) plus max_tokens ("

@@ -53,9 +53,9 @@ public final class Generator {
     }
 
     /**
-     * Runs the prompt and generates up to {@code params.maxTokens()} tokens. The end-of-sequence
-     * token ends generation with {@link Finish#STOP} and is handed to the sink like any other
-     * (the caller decides not to show it).
+     * Runs the prompt and generates up to {@code params.maxTokens()} tokens. An end-of-sequence
+     * token (unless {@code ignore_eos}) or a stop token id ends generation with {@link Finish#STOP}
+     * and is handed to the sink like any other (the caller decides not to show it).
      */
     public Finish generate(int[] prompt, SamplingParams params, TokenSink sink) {
         ModelConfig cfg = config();
@@ -72,19 +72,25 @@ public final class Generator {
             return Finish.LENGTH;
         }
         KvCache cache = new KvCache(cfg, prompt.length + Math.min(params.maxTokens(), 256));
-        Sampler sampler = new Sampler(params);
+        params.controls().checkVocabulary(vocab);
+        Sampler sampler = new Sampler(params, cfg.eosTokenIds());
+        int[] history = java.util.Arrays.copyOf(prompt, prompt.length + Math.min(params.maxTokens(), 256));
         batch.clear();
         for (int i = 0; i < prompt.length; i++) {
             batch.add(cache, prompt[i], i == prompt.length - 1);
         }
         pass.step(batch, logits);
         for (int n = 0; ; ) {
-            int token = sampler.sample(logits, 0, vocab, prompt.length + n);
+            int token = sampler.sample(logits, 0, vocab, history, prompt.length + n, prompt.length);
+            if (prompt.length + n == history.length) {
+                history = java.util.Arrays.copyOf(history, history.length * 2);
+            }
+            history[prompt.length + n] = token;
             Sampler.Logprobs lp = params.logprobs() >= 0
                 ? Sampler.logprobs(logits, 0, vocab, token, params.logprobs()) : null;
             n++;
             boolean more = sink.accept(token, lp);
-            if (cfg.isEos(token) || !more) {
+            if (params.ends(token, cfg) || !more) {
                 return Finish.STOP;
             }
             if (n >= params.maxTokens()) {

@@ -46,10 +46,11 @@ final class Sequence {
      */
     int queueWeight;
 
-    Sequence(Engine.Request req, String tenant, List<Sequence> forks) {
+    /** @param eos the model's end-of-sequence tokens (masked until {@code min_tokens}) */
+    Sequence(Engine.Request req, String tenant, List<Sequence> forks, int[] eos) {
         this.req = req;
         this.tenant = tenant;
-        this.sampler = new Sampler(req.params());
+        this.sampler = new Sampler(req.params(), eos);
         this.forks = forks;
         int[] p = req.prompt();
         this.tokens = Arrays.copyOf(p, p.length + Math.min(Math.max(req.params().maxTokens(), 1), 64));
@@ -61,14 +62,14 @@ final class Sequence {
      * The sequences of one prompt's choices: the first choice leads, the others fork off it once the
      * prompt is computed. The lead holds a place of the queue for each that has tokens to generate.
      */
-    static Sequence lead(int[] prompt, List<Engine.Choice> choices, AdapterKey adapter, String tenant) {
+    static Sequence lead(int[] prompt, List<Engine.Choice> choices, AdapterKey adapter, String tenant, int[] eos) {
         List<Sequence> forks = new ArrayList<>();
         for (Engine.Choice c : choices.subList(1, choices.size())) {
-            forks.add(new Sequence(new Engine.Request(prompt, c.params(), adapter, tenant, c.sink()), tenant, null));
+            forks.add(new Sequence(new Engine.Request(prompt, c.params(), adapter, tenant, c.sink()), tenant, null, eos));
         }
         Engine.Choice first = choices.get(0);
         Sequence lead = new Sequence(new Engine.Request(prompt, first.params(), adapter, tenant, first.sink()), tenant,
-            forks.isEmpty() ? null : forks);
+            forks.isEmpty() ? null : forks, eos);
         for (Sequence s : lead.withForks()) {
             if (s.req.params().maxTokens() > 0) {
                 lead.queueWeight++;

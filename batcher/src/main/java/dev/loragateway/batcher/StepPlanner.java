@@ -408,7 +408,8 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
         int vocab = cfg.vocabSize();
         Generator.Finish end = null;
         try {
-            int token = s.sampler.sample(logits, k * vocab, vocab, s.len); // the position it takes
+            // at the position s.len it takes, from its history (penalties, min_tokens)
+            int token = s.sampler.sample(logits, k * vocab, vocab, s.tokens, s.len, s.req.prompt().length);
             SamplingParams p = s.req.params();
             Sampler.Logprobs lp = p.logprobs() >= 0 ? Sampler.logprobs(logits, k * vocab, vocab, token, p.logprobs()) : null;
             s.generated++;
@@ -421,7 +422,7 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
             }
             s.lastToken = now;
             boolean more = s.req.sink().accept(token, lp);
-            if (cfg.isEos(token) || !more) {
+            if (p.ends(token, cfg) || !more) {
                 end = Generator.Finish.STOP;
             } else if (s.generated >= p.maxTokens()) {
                 end = Generator.Finish.LENGTH;

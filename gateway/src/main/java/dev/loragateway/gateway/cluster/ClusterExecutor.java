@@ -619,7 +619,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
                 attemptEpoch = epoch;
             }
             SamplingParams params = choice.params();
-            if (n > 0 && local.config().isEos(tokens[tokens.length - 1])) {
+            if (n > 0 && params.ends(tokens[tokens.length - 1], local.config())) {
                 proxy.complete(Generator.Finish.STOP);
                 return;
             }
@@ -634,7 +634,7 @@ public final class ClusterExecutor implements InferenceExecutor, AutoCloseable {
             }
             Work w = request.work;
             Work resumed = new Work(w.requestId(), w.tenant(), w.adapter(),
-                List.of(new Prompt(tokens, List.of(new Choice(params.withMaxTokens(params.maxTokens() - n), sink(attemptEpoch))))),
+                List.of(new Prompt(tokens, List.of(new Choice(params.resumedAfter(n), sink(attemptEpoch))))),
                 w.trace());
             Set<String> excluded = new java.util.HashSet<>(Set.of(from));
             while (!proxy.isDone()) {

@@ -29,6 +29,8 @@ import java.util.regex.Pattern;
  *                                 traceparent / tracestate: W3C trace context
  * {"id":"9f…","requestId":"req-1","tenant":"acme","adapter":{"system":false,"tenant":"acme","name":"bot"},
  *  "prompts":[{"tokens":[1,5,9],"choices":[{"temperature":0.7,"topP":1.0,"seed":42,"maxTokens":16,"logprobs":2}]}]}
+ *  (a choice with any sampling controls has "controls":{"biasTokens":[..],"biasValues":[..],"presencePenalty":0.0,
+ *   "frequencyPenalty":0.0,"repetitionPenalty":1.0,"topK":0,"minP":0.0,"minTokens":0,"ignoreEos":false,"stopTokenIds":[..],"resumed":0})
  * → 200 application/x-ndjson, one event a line, choices numbered across prompts in order:
  * {"c":0,"t":17,"lp":{"l":-0.25,"tt":[17,3],"tl":[-0.25,-1.5]}}     a token ("lp" only when logprobs ≥ 0)
  * {"c":0,"finish":"stop"}                                            the choice ended
@@ -104,8 +106,11 @@ final class InternalWire {
             ArrayNode choices = pn.putArray("choices");
             for (InferenceExecutor.Choice c : p.choices()) {
                 SamplingParams s = c.params();
-                choices.addObject().put("temperature", s.temperature()).put("topP", s.topP()).put("seed", s.seed())
+                ObjectNode cn = choices.addObject().put("temperature", s.temperature()).put("topP", s.topP()).put("seed", s.seed())
                     .put("maxTokens", s.maxTokens()).put("logprobs", s.logprobs());
+                if (!s.controls().equals(SamplingParams.Controls.NONE)) {
+                    cn.set("controls", controls(s.controls()));
+                }
             }
         }
         return b;
@@ -122,8 +127,70 @@ final class InternalWire {
 
     /** The sampling parameters of one choice of a request body (their own checks apply). */
     static SamplingParams params(JsonNode c) {
+        JsonNode k = c.path("controls");
         return new SamplingParams(number(c, "temperature").doubleValue(), number(c, "topP").doubleValue(),
-            number(c, "seed").longValue(), number(c, "maxTokens").intValue(), number(c, "logprobs").intValue());
+            number(c, "seed").longValue(), number(c, "maxTokens").intValue(), number(c, "logprobs").intValue(),
+            k.isMissingNode() || k.isNull() ? SamplingParams.Controls.NONE : controls(k));
+    }
+
+    /** A choice's {@link SamplingParams.Controls}, every field written; floats and doubles read back bit for bit. */
+    static ObjectNode controls(SamplingParams.Controls k) {
+        ObjectNode n = MAPPER.createObjectNode();
+        ArrayNode bt = n.putArray("biasTokens");
+        for (int t : k.biasTokens()) {
+            bt.add(t);
+        }
+        ArrayNode bv = n.putArray("biasValues");
+        for (float v : k.biasValues()) {
+            bv.add(v);
+        }
+        n.put("presencePenalty", k.presencePenalty()).put("frequencyPenalty", k.frequencyPenalty())
+            .put("repetitionPenalty", k.repetitionPenalty()).put("topK", k.topK()).put("minP", k.minP())
+            .put("minTokens", k.minTokens()).put("ignoreEos", k.ignoreEos());
+        ArrayNode st = n.putArray("stopTokenIds");
+        for (int t : k.stopTokenIds()) {
+            st.add(t);
+        }
+        n.put("resumed", k.resumed());
+        return n;
+    }
+
+    static SamplingParams.Controls controls(JsonNode n) {
+        JsonNode bt = n.path("biasTokens");
+        JsonNode bv = n.path("biasValues");
+        JsonNode ignoreEos = n.path("ignoreEos");
+        if (!bt.isArray() || !bv.isArray() || !ignoreEos.isBoolean()) {
+            throw new IllegalArgumentException("malformed sampling controls: " + n);
+        }
+        return new SamplingParams.Controls(ints(bt, "biasTokens"), floats(bv), number(n, "presencePenalty").doubleValue(),
+            number(n, "frequencyPenalty").doubleValue(), number(n, "repetitionPenalty").doubleValue(), number(n, "topK").intValue(),
+            number(n, "minP").doubleValue(), number(n, "minTokens").intValue(), ignoreEos.asBoolean(),
+            ints(n.path("stopTokenIds"), "stopTokenIds"), number(n, "resumed").intValue());
+    }
+
+    private static int[] ints(JsonNode a, String field) {
+        if (!a.isArray()) {
+            throw new IllegalArgumentException("field '" + field + "' must be an array, got " + a);
+        }
+        int[] out = new int[a.size()];
+        for (int i = 0; i < out.length; i++) {
+            if (!a.get(i).canConvertToInt() || !a.get(i).isIntegralNumber()) {
+                throw new IllegalArgumentException("entry " + i + " of '" + field + "' is not an int: " + a.get(i));
+            }
+            out[i] = a.get(i).intValue();
+        }
+        return out;
+    }
+
+    private static float[] floats(JsonNode a) {
+        float[] out = new float[a.size()];
+        for (int i = 0; i < out.length; i++) {
+            if (!a.get(i).isNumber()) {
+                throw new IllegalArgumentException("entry " + i + " of 'biasValues' is not a number: " + a.get(i));
+            }
+            out[i] = a.get(i).floatValue();
+        }
+        return out;
     }
 
     /** The token ids of one prompt of a request body. */

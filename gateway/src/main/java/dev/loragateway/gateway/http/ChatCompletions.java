@@ -23,9 +23,9 @@ import org.slf4j.LoggerFactory;
  * Completions} generates a token-id prompt: same validation of the shared fields, same choices
  * (stop strings, EOS kept out of the text), in OpenAI's chat shapes.
  *
- * <p>Differences from {@code /v1/completions}, as in OpenAI's API: {@code max_completion_tokens}
- * (wins over {@code max_tokens}); without either, the completion may use the rest of {@code
- * --max-model-len}; {@code logprobs} is a boolean with {@code top_logprobs} (0 to 5) beside it;
+ * <p>Differences from {@code /v1/completions}, as in OpenAI's API: without {@code max_tokens} or
+ * {@code max_completion_tokens} (one limit, two names on both routes), the completion may use the
+ * rest of {@code --max-model-len}; {@code logprobs} is a boolean with {@code top_logprobs} (0 to 5) beside it;
  * {@code usage.prompt_tokens} counts the prompt once whatever {@code n}.
  *
  * <p>Streaming: per choice a first chunk with {@code delta: {role: "assistant", content: ""}}, then
@@ -70,9 +70,7 @@ final class ChatCompletions implements RequestPath.Endpoint {
             throw ApiError.badRequest("'top_logprobs' requires 'logprobs' to be true", "top_logprobs");
         }
         int top = Json.integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS);
-        // read as longs so that a value past 32 bits gets the context-length message too, with both numbers
-        long maxCompletion = Json.absent(body, "max_completion_tokens") ? -1 : Json.integral(body, "max_completion_tokens", -1, 0, Long.MAX_VALUE);
-        long maxTokens = Json.absent(body, "max_tokens") ? -1 : Json.integral(body, "max_tokens", -1, 0, Long.MAX_VALUE);
+        Completions.MaxTokens limit = Completions.maxTokens(body);
         long text = 0;
         for (Map<String, Object> m : messages) { // before rendering and tokenizing: their time grows with the text
             for (Object v : m.values()) {
@@ -85,9 +83,8 @@ final class ChatCompletions implements RequestPath.Endpoint {
         String prompt = render(messages);
         completions.checkBytes(Completions.utf8Length(prompt), "rendered prompt", "messages");
         int[] ids = tokenizer.encode(prompt, false);
-        String limitField = maxCompletion >= 0 ? "max_completion_tokens" : "max_tokens";
-        long max = maxCompletion >= 0 ? maxCompletion : maxTokens >= 0 ? maxTokens : Math.max(0, completions.maxModelLen() - ids.length);
-        completions.checkLength(ids, max, "messages", limitField);
+        long max = limit.value() >= 0 ? limit.value() : Math.max(0, completions.maxModelLen() - ids.length);
+        completions.checkLength(ids, max, "messages", limit.field());
         return completions.request(body, model, adapter, List.of(ids), List.of(prompt), (int) max, logprobs ? top : -1, false);
     }
 

@@ -3,6 +3,7 @@ package dev.loragateway.gateway.http;
 import dev.loragateway.batcher.Generator;
 import dev.loragateway.batcher.ModelConfig;
 import dev.loragateway.batcher.Sampler;
+import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.gateway.text.IncrementalDetokenizer;
 import dev.loragateway.gateway.text.TextTokenizer;
 import java.util.ArrayList;
@@ -12,7 +13,9 @@ import java.util.List;
 /**
  * One choice of a completion, turning its tokens into text as the engine makes them: incremental
  * detokenization (never half a UTF-8 character), stop strings matched across token boundaries (the
- * stop text is not returned), the end-of-sequence token kept out of the text, and per-token
+ * stop text is not returned), the token that ends it (end-of-sequence unless {@code ignore_eos}, or
+ * one of {@code stop_token_ids}: as vLLM, counted in the usage but not in the text or the
+ * log-probabilities) kept out of the text, and per-token
  * log-probabilities. {@link #accept} is the engine's token sink (it runs on the engine thread);
  * {@code onDelta} receives text as soon as it is final (for streaming).
  */
@@ -33,6 +36,7 @@ final class ChoiceRun implements Generator.TokenSink {
 
     private final TextTokenizer tokenizer;
     private final ModelConfig cfg;
+    private final SamplingParams params;
     private final List<String> stops;
     private final int maxStop;
     private final IncrementalDetokenizer detok;
@@ -41,9 +45,11 @@ final class ChoiceRun implements Generator.TokenSink {
     private int emitted; // chars of text already handed to onDelta
     private int reported; // entries of tokens already handed to onDelta
 
-    ChoiceRun(TextTokenizer tokenizer, ModelConfig cfg, List<String> stops, int[] prompt, Sink onDelta) {
+    /** @param params the choice's sampling parameters: which tokens end it ({@link SamplingParams#ends}) */
+    ChoiceRun(TextTokenizer tokenizer, ModelConfig cfg, SamplingParams params, List<String> stops, int[] prompt, Sink onDelta) {
         this.tokenizer = tokenizer;
         this.cfg = cfg;
+        this.params = params;
         this.stops = stops;
         this.onDelta = onDelta;
         int m = 0;
@@ -58,7 +64,7 @@ final class ChoiceRun implements Generator.TokenSink {
     @Override
     public boolean accept(int token, Sampler.Logprobs lp) {
         completionTokens++;
-        if (cfg.isEos(token)) {
+        if (params.ends(token, cfg)) { // counted, not shown: an end-of-sequence token (unless ignore_eos) or a stop token id
             return false;
         }
         String delta = detok.next(token);

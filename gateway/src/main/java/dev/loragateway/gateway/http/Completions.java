@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.batcher.Sampler;
+import dev.loragateway.batcher.SamplingParams;
 import dev.loragateway.gateway.text.TextTokenizer;
 import java.util.ArrayList;
 import java.util.List;
@@ -21,6 +22,10 @@ import java.util.Optional;
 final class Completions {
     static final int MAX_N = 16;
     static final int MAX_STOPS = 16;
+    /** Most entries of {@code logit_bias} (OpenAI accepts about 300). */
+    static final int MAX_LOGIT_BIAS = 300;
+    /** Most entries of {@code stop_token_ids}. */
+    static final int MAX_STOP_TOKEN_IDS = 256;
     /**
      * Slack of the prompt's byte bound ({@link #maxPromptBytes}) over the longest token: normalizers
      * that merge characters (NFC) or drop them make a text shorter than its tokens' bytes.
@@ -30,7 +35,11 @@ final class Completions {
     /** A validated request. */
     record Request(String model, AdapterKey adapter, List<int[]> prompts, List<String> promptTexts, int maxTokens, double temperature,
                    double topP, List<String> stop, Long seed, int logprobs, boolean echo, int n, boolean stream,
-                   boolean includeUsage) {
+                   boolean includeUsage, SamplingParams.Controls controls) {
+    }
+
+    /** The completion's length limit and the field that set it ({@code max_tokens} or {@code max_completion_tokens}). */
+    record MaxTokens(long value, String field) {
     }
 
     private final TextTokenizer tokenizer;
@@ -91,14 +100,29 @@ final class Completions {
             throw ApiError.badRequest("'prompt' must be a string, an array of strings, an array of token ids or an array of "
                 + "arrays of token ids, got " + Json.kind(p), "prompt");
         }
-        // read as a long so that a value past 32 bits gets the context-length message too, with both numbers
-        long maxTokens = Json.integral(body, "max_tokens", 16, 0, Long.MAX_VALUE);
+        MaxTokens max = maxTokens(body);
+        long maxTokens = max.value() < 0 ? 16 : max.value();
         for (int[] ids : prompts) {
-            checkLength(ids, maxTokens, "prompt", "max_tokens");
+            checkLength(ids, maxTokens, "prompt", max.field());
         }
         int logprobs = Json.absent(body, "logprobs") ? -1 : Json.integer(body, "logprobs", -1, 0, 5);
         boolean echo = Json.bool(body, "echo", false);
         return request(body, model, adapter, prompts, texts, (int) maxTokens, logprobs, echo); // fits: checked against --max-model-len
+    }
+
+    /**
+     * {@code max_tokens} and its alias {@code max_completion_tokens} (OpenAI's newer name), on both
+     * routes: the one present, or -1 when neither is; both present with different values is a 400.
+     * Read as longs so that a value past 32 bits gets the context-length message too, with both numbers.
+     */
+    static MaxTokens maxTokens(JsonNode body) {
+        long mct = Json.absent(body, "max_completion_tokens") ? -1 : Json.integral(body, "max_completion_tokens", -1, 0, Long.MAX_VALUE);
+        long mt = Json.absent(body, "max_tokens") ? -1 : Json.integral(body, "max_tokens", -1, 0, Long.MAX_VALUE);
+        if (mct >= 0 && mt >= 0 && mct != mt) {
+            throw ApiError.badRequest("'max_tokens' (" + mt + ") and 'max_completion_tokens' (" + mct + ") are the same limit and differ; "
+                + "send one of them", "max_completion_tokens");
+        }
+        return mct >= 0 ? new MaxTokens(mct, "max_completion_tokens") : new MaxTokens(mt, "max_tokens");
     }
 
     static void requireObject(JsonNode body) {
@@ -176,8 +200,8 @@ final class Completions {
 
     /**
      * The fields every inference route reads alike ({@code temperature}, {@code top_p}, {@code stop},
-     * {@code seed}, {@code n}, {@code stream}, {@code stream_options}, {@code user}), around what the
-     * route has already read.
+     * {@code seed}, {@code n}, {@code stream}, {@code stream_options}, {@code user}, {@code response_format},
+     * and the {@link #controls}), around what the route has already read.
      */
     Request request(JsonNode body, String model, AdapterKey adapter, List<int[]> prompts, List<String> texts, int maxTokens,
                     int logprobs, boolean echo) {
@@ -201,7 +225,134 @@ final class Completions {
         if (!Json.absent(body, "user")) {
             Json.string(body, "user", false);
         }
-        return new Request(model, adapter, prompts, texts, (int) maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage);
+        responseFormat(body.get("response_format"));
+        return new Request(model, adapter, prompts, texts, (int) maxTokens, temperature, topP, stop, seed, logprobs, echo, n, stream, includeUsage,
+            controls(body, maxTokens));
+    }
+
+    /**
+     * The knobs beyond temperature and top-p, as OpenAI ({@code logit_bias}, {@code presence_penalty},
+     * {@code frequency_penalty}) and vLLM ({@code top_k}, {@code min_p}, {@code repetition_penalty},
+     * {@code min_tokens}, {@code ignore_eos}, {@code stop_token_ids}) define them; each a 400 naming it
+     * when out of range or of the wrong type.
+     */
+    SamplingParams.Controls controls(JsonNode body, int maxTokens) {
+        int[] biasTokens = new int[0];
+        float[] biasValues = new float[0];
+        JsonNode lb = body.get("logit_bias");
+        if (lb != null && !lb.isNull()) {
+            if (!lb.isObject()) {
+                throw ApiError.badRequest("'logit_bias' must be an object of token ids (as strings) to biases, got " + Json.kind(lb), "logit_bias");
+            }
+            if (lb.size() > MAX_LOGIT_BIAS) {
+                throw ApiError.badRequest("'logit_bias' has " + lb.size() + " entries; at most " + MAX_LOGIT_BIAS + " are allowed", "logit_bias");
+            }
+            biasTokens = new int[lb.size()];
+            biasValues = new float[lb.size()];
+            int i = 0;
+            for (var it = lb.fields(); it.hasNext(); i++) {
+                var e = it.next();
+                biasTokens[i] = tokenId(e.getKey(), "logit_bias");
+                JsonNode v = e.getValue();
+                if (!v.isNumber()) {
+                    throw ApiError.badRequest("'logit_bias' values must be numbers, got " + Json.kind(v) + " for token " + e.getKey(), "logit_bias");
+                }
+                double d = v.asDouble();
+                if (!(d >= -100 && d <= 100)) {
+                    throw ApiError.badRequest("'logit_bias' values must be between -100 and 100, got " + v + " for token " + e.getKey(), "logit_bias");
+                }
+                biasValues[i] = (float) d;
+                for (int j = 0; j < i; j++) {
+                    if (biasTokens[j] == biasTokens[i]) {
+                        throw ApiError.badRequest("'logit_bias' names token " + biasTokens[i] + " twice", "logit_bias");
+                    }
+                }
+            }
+        }
+        double presence = Json.number(body, "presence_penalty", 0, -2, 2);
+        double frequency = Json.number(body, "frequency_penalty", 0, -2, 2);
+        double repetition = Json.number(body, "repetition_penalty", 1, Double.NEGATIVE_INFINITY, Double.POSITIVE_INFINITY);
+        if (!(repetition > 0) || Double.isInfinite(repetition)) {
+            throw ApiError.badRequest("'repetition_penalty' must be a finite number greater than 0 (1: off), got " + body.get("repetition_penalty"),
+                "repetition_penalty");
+        }
+        long topK = Json.integral(body, "top_k", 0, Long.MIN_VALUE, Long.MAX_VALUE);
+        if (topK < -1) {
+            throw ApiError.badRequest("'top_k' must be -1 or 0 (off) or at least 1, got " + topK, "top_k");
+        }
+        double minP = Json.number(body, "min_p", 0, 0, 1);
+        int minTokens = Json.integer(body, "min_tokens", 0, 0, Integer.MAX_VALUE);
+        if (minTokens > maxTokens) {
+            throw ApiError.badRequest("'min_tokens' (" + minTokens + ") must not exceed the maximum number of tokens to generate ("
+                + maxTokens + ")", "min_tokens");
+        }
+        boolean ignoreEos = Json.bool(body, "ignore_eos", false);
+        int[] stopIds = new int[0];
+        JsonNode st = body.get("stop_token_ids");
+        if (st != null && !st.isNull()) {
+            if (!st.isArray()) {
+                throw ApiError.badRequest("'stop_token_ids' must be an array of token ids, got " + Json.kind(st), "stop_token_ids");
+            }
+            if (st.size() > MAX_STOP_TOKEN_IDS) {
+                throw ApiError.badRequest("'stop_token_ids' has " + st.size() + " entries; at most " + MAX_STOP_TOKEN_IDS + " are allowed",
+                    "stop_token_ids");
+            }
+            stopIds = new int[st.size()];
+            for (int i = 0; i < stopIds.length; i++) {
+                JsonNode e = st.get(i);
+                if (!e.isIntegralNumber()) {
+                    throw ApiError.badRequest("'stop_token_ids' must contain only integer token ids, got " + Json.kind(e) + " at index " + i,
+                        "stop_token_ids");
+                }
+                if (!e.canConvertToInt() || e.asInt() < 0 || e.asInt() >= vocabSize) {
+                    throw ApiError.badRequest("'stop_token_ids' token id " + e + " is outside the vocabulary (0 to " + (vocabSize - 1) + ")",
+                        "stop_token_ids");
+                }
+                stopIds[i] = e.asInt();
+            }
+        }
+        return new SamplingParams.Controls(biasTokens, biasValues, presence, frequency, repetition, (int) Math.min(Math.max(topK, 0), Integer.MAX_VALUE),
+            minP, minTokens, ignoreEos, stopIds, 0);
+    }
+
+    /** A token id written as a string (a {@code logit_bias} key): a decimal integer in the vocabulary. */
+    private int tokenId(String key, String param) {
+        long id;
+        try {
+            id = Long.parseLong(key);
+        } catch (NumberFormatException e) {
+            throw ApiError.badRequest("'" + param + "' keys must be token ids (integers as strings), got \"" + abbreviate(key) + "\"", param);
+        }
+        if (id < 0 || id >= vocabSize) {
+            throw ApiError.badRequest("'" + param + "' token id " + id + " is outside the vocabulary (0 to " + (vocabSize - 1) + ")", param);
+        }
+        return (int) id;
+    }
+
+    private static String abbreviate(String s) {
+        return s.length() > 40 ? s.substring(0, 40) + "..." : s;
+    }
+
+    /** {@code response_format}: {@code {"type": "text"}} is the default; structured output is not supported yet (a 400). */
+    private static void responseFormat(JsonNode rf) {
+        if (rf == null || rf.isNull()) {
+            return;
+        }
+        if (!rf.isObject()) {
+            throw ApiError.badRequest("'response_format' must be an object such as {\"type\": \"text\"}, got " + Json.kind(rf), "response_format");
+        }
+        JsonNode type = rf.get("type");
+        if (type == null || !type.isTextual()) {
+            throw ApiError.badRequest("'response_format' needs a string 'type' (\"text\")", "response_format");
+        }
+        switch (type.asText()) {
+            case "text" -> {
+            }
+            case "json_object", "json_schema" -> throw ApiError.badRequest("'response_format' of type \"" + type.asText()
+                + "\" (structured output) is not supported yet; only {\"type\": \"text\"} is", "response_format");
+            default -> throw ApiError.badRequest("'response_format' type must be \"text\", \"json_object\" or \"json_schema\", got \""
+                + abbreviate(type.asText()) + "\"", "response_format");
+        }
     }
 
     private void addText(String text, List<int[]> prompts, List<String> texts) {

@@ -252,9 +252,13 @@ final class RequestPath {
         void finished(int index, String reason, List<ChoiceRun.TokenInfo> rest);
     }
 
-    /** Sampling parameters of choice {@code i}; without a seed, a random one per request. */
+    /**
+     * Sampling parameters of choice {@code i}: the request's seed (without one, a random one per
+     * request) plus the choice's index, so that the n choices of a seeded request differ from each
+     * other and repeat from one request to the next.
+     */
     static SamplingParams params(Completions.Request r, long baseSeed, int choice) {
-        return new SamplingParams(r.temperature(), r.topP(), baseSeed + choice, r.maxTokens(), r.logprobs());
+        return new SamplingParams(r.temperature(), r.topP(), baseSeed + choice, r.maxTokens(), r.logprobs(), r.controls());
     }
 
     /**
@@ -276,9 +280,10 @@ final class RequestPath {
             for (int c = 0; c < r.n(); c++) {
                 int index = pi * r.n() + c;
                 ChoiceRun.Sink sink = onDelta == null ? null : (d, tokens) -> onDelta.delta(index, d, tokens);
-                ChoiceRun run = new ChoiceRun(tokenizer, executor.config(), r.stop(), prompt, sink);
+                SamplingParams params = params(r, seed, index);
+                ChoiceRun run = new ChoiceRun(tokenizer, executor.config(), params, r.stop(), prompt, sink);
                 runs.add(run);
-                choices.add(new InferenceExecutor.Choice(params(r, seed, index), run));
+                choices.add(new InferenceExecutor.Choice(params, run));
             }
             prompts.add(new InferenceExecutor.Prompt(prompt, choices)); // the n choices prefill once and fork, sharing the prompt's KV blocks
         }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -42,6 +43,27 @@ class InternalWireTest {
             }
         }
         assertNull(InternalWire.logprobs(1, InternalWire.MAPPER.readTree(InternalWire.tokenLine(0, 1, null)).get("lp")));
+    }
+
+    @Test
+    void samplingControlsCrossTheWireExactly() throws Exception {
+        var controls = new SamplingParams.Controls(new int[] {7, 0, 4095}, new float[] {0.1f, -99.99999f, Float.MIN_VALUE},
+            -1.9999999999999998, 0.30000000000000004, 1.0000001, 40, 0.05000000000000001, 3, true, new int[] {9, 2}, 5);
+        SamplingParams p = new SamplingParams(0.9, 0.95, 42, 60, -1, controls);
+        var work = new InferenceExecutor.Work("req-1", "acme", null, List.of(
+            new InferenceExecutor.Prompt(new int[] {1, 2}, List.of(new InferenceExecutor.Choice(p, (t, l) -> true),
+                new InferenceExecutor.Choice(SamplingParams.greedy(3), (t, l) -> true)))), null);
+        JsonNode body = InternalWire.MAPPER.readTree(InternalWire.request("s1", work).toString());
+        JsonNode choices = body.get("prompts").get(0).get("choices");
+        assertEquals(p, InternalWire.params(choices.get(0)));
+        assertFalse(choices.get(1).has("controls"), "a choice without controls sends none");
+        assertEquals(SamplingParams.greedy(3), InternalWire.params(choices.get(1)));
+        // a malformed or out-of-range controls object is refused, not run without it
+        var bad = (com.fasterxml.jackson.databind.node.ObjectNode) choices.get(0).deepCopy();
+        ((com.fasterxml.jackson.databind.node.ObjectNode) bad.get("controls")).put("minP", 3);
+        assertThrows(IllegalArgumentException.class, () -> InternalWire.params(bad));
+        ((com.fasterxml.jackson.databind.node.ObjectNode) bad.get("controls")).remove("minP");
+        assertThrows(IllegalArgumentException.class, () -> InternalWire.params(bad));
     }
 
     @Test
