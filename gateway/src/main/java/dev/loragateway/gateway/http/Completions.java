@@ -112,16 +112,13 @@ final class Completions {
 
     /**
      * {@code max_tokens} and its alias {@code max_completion_tokens} (OpenAI's newer name), on both
-     * routes: the one present, or -1 when neither is; both present with different values is a 400.
-     * Read as longs so that a value past 32 bits gets the context-length message too, with both numbers.
+     * routes: the one present, or -1 when neither is; both present: {@code max_completion_tokens}
+     * wins, as in vLLM (and as this server's chat route always did). Both are checked. Read as longs
+     * so that a value past 32 bits gets the context-length message too, with both numbers.
      */
     static MaxTokens maxTokens(JsonNode body) {
         long mct = Json.absent(body, "max_completion_tokens") ? -1 : Json.integral(body, "max_completion_tokens", -1, 0, Long.MAX_VALUE);
         long mt = Json.absent(body, "max_tokens") ? -1 : Json.integral(body, "max_tokens", -1, 0, Long.MAX_VALUE);
-        if (mct >= 0 && mt >= 0 && mct != mt) {
-            throw ApiError.badRequest("'max_tokens' (" + mt + ") and 'max_completion_tokens' (" + mct + ") are the same limit and differ; "
-                + "send one of them", "max_completion_tokens");
-        }
         return mct >= 0 ? new MaxTokens(mct, "max_completion_tokens") : new MaxTokens(mt, "max_tokens");
     }
 
