@@ -9,7 +9,9 @@ import io.opentelemetry.api.metrics.Meter;
 import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.context.Context;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -73,6 +75,23 @@ public final class Engine implements AutoCloseable {
          * @param nanos the step's wall time: admission before it, planning, the forward pass, sampling
          */
         void step(StepShape shape, long nanos);
+    }
+
+    /**
+     * Which adapters the engine's sequences use, as the engine thread last published it: those of
+     * the running batch, and those of the sequences waiting (new requests in the fair queue and
+     * preempted ones; a request still on its way from {@link #submit} to the engine thread is not
+     * among them yet). The base model is no adapter. Read with {@link #adapterUse()}.
+     *
+     * @param running    adapters of the running batch
+     * @param waiting    adapters of waiting sequences (an adapter may be in both)
+     * @param sinceMillis wall-clock time (epoch ms) at which the engine thread first saw these two sets
+     */
+    public record AdapterUse(Set<AdapterKey> running, Set<AdapterKey> waiting, long sinceMillis) {
+        public AdapterUse {
+            running = Set.copyOf(running);
+            waiting = Set.copyOf(waiting);
+        }
     }
 
     /** One choice of a forked request: its sampling and its sink. */
@@ -223,6 +242,10 @@ public final class Engine implements AutoCloseable {
     private volatile int preemptedNow;
     private volatile int kvUsed;
     private volatile int kvCached;
+    private volatile AdapterUse adapterUse = new AdapterUse(Set.of(), Set.of(), System.currentTimeMillis());
+    /** Engine thread only: the sets {@link #publish} fills each time, so that it allocates only when they changed. */
+    private final Set<AdapterKey> runningScratch = new HashSet<>();
+    private final Set<AdapterKey> waitingScratch = new HashSet<>();
     /** When the loop last finished a step, or last found nothing to do (the watchdog's clock). */
     private volatile long lastProgress = System.nanoTime();
     /** A moving average (1/8 weight per step) of a step's time, ns; 0 before the first step. */
@@ -299,6 +322,14 @@ public final class Engine implements AutoCloseable {
     /** Preempted sequences waiting to be recomputed. */
     public int preemptedWaiting() {
         return preemptedNow;
+    }
+
+    /**
+     * The adapters of the running and of the waiting sequences, as of the engine thread's last
+     * look (each admission pass and each step): a consistent pair, cheap to read from any thread.
+     */
+    public AdapterUse adapterUse() {
+        return adapterUse;
     }
 
     /** Forward steps run so far. */
@@ -645,6 +676,14 @@ public final class Engine implements AutoCloseable {
         preemptedNow = planner.preemptedCount();
         kvUsed = kv.used();
         kvCached = kv.cachedFree();
+        runningScratch.clear();
+        waitingScratch.clear();
+        planner.runningAdapters(runningScratch);
+        planner.waitingAdapters(waitingScratch);
+        AdapterUse was = adapterUse;
+        if (!was.running().equals(runningScratch) || !was.waiting().equals(waitingScratch)) {
+            adapterUse = new AdapterUse(runningScratch, waitingScratch, System.currentTimeMillis());
+        }
         Runnable listener = onAdmitOrFinish;
         if (changed && listener != null) {
             try {

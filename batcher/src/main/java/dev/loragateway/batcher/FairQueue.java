@@ -4,6 +4,7 @@ import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.Map;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Predicate;
 import java.util.function.ToLongFunction;
@@ -136,6 +137,13 @@ public final class FairQueue<T> {
         t.deficit -= costOf.applyAsLong(s);
         if (t.queue.isEmpty()) {
             leave(t);
+        }
+    }
+
+    /** Calls {@code action} with every waiting request, tenant by tenant in round order (a read: nothing changes). */
+    public void forEach(Consumer<? super T> action) {
+        for (Tenant<T> t : round) {
+            t.queue.forEach(action);
         }
     }
 

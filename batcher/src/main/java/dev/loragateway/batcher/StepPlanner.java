@@ -6,6 +6,7 @@ import dev.loragateway.adapters.DeviceTier;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -84,6 +85,29 @@ final class StepPlanner implements FairQueue.Gate<Sequence> {
 
     int preemptedCount() {
         return preempted.size();
+    }
+
+    /** Adds the adapters of the running batch to {@code out} (the base model is none). */
+    void runningAdapters(Set<AdapterKey> out) {
+        for (Sequence s : active) {
+            if (s.req.adapter() != null) {
+                out.add(s.req.adapter());
+            }
+        }
+    }
+
+    /** Adds the adapters of the waiting sequences to {@code out}: preempted ones and new requests (the base model is none). */
+    void waitingAdapters(Set<AdapterKey> out) {
+        for (Sequence s : preempted) {
+            if (s.req.adapter() != null) {
+                out.add(s.req.adapter());
+            }
+        }
+        waiting.forEach(s -> {
+            if (s.req.adapter() != null) {
+                out.add(s.req.adapter());
+            }
+        });
     }
 
     /** Whether sequences wait to be admitted: new requests, or preempted ones to be recomputed. */

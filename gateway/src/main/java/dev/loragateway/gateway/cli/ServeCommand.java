@@ -32,6 +32,7 @@ import dev.loragateway.gateway.demo.DemoModel;
 import dev.loragateway.gateway.http.ApiServer;
 import dev.loragateway.gateway.http.HttpLimits;
 import dev.loragateway.gateway.telemetry.Telemetry;
+import dev.loragateway.gateway.telemetry.VllmMetrics;
 import dev.loragateway.gateway.text.TextTokenizer;
 import dev.loragateway.kernels.cpu.CpuBackend;
 import dev.loragateway.kernels.cuda.CudaContext;
@@ -322,6 +323,7 @@ final class ServeCommand implements Callable<Integer> {
         LOG.info("KV cache: {} blocks of {} positions, {} MB{}; max model length {}; steps of up to {} tokens; prefix caching {}",
             engine.kvBlocksTotal(), blockSize, engine.kvBlocksTotal() * perBlock >> 20, chosen.equals("cuda") ? " on the device" : "", limit,
             maxNumBatchedTokens, engine.prefixCaching() ? "on" : "off");
+        telemetry.vllm(VllmMetrics.of(engine, id, gpuAdapterSlots)); // this node's engine, under vLLM's metric names
         Vertx vertx = Vertx.vertx();
         InferenceExecutor local = new LocalExecutor(engine);
         InferenceExecutor executor = local;

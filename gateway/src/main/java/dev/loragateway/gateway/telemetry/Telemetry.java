@@ -20,6 +20,7 @@ import io.opentelemetry.sdk.trace.SpanProcessor;
 import io.opentelemetry.sdk.trace.export.BatchSpanProcessor;
 import io.prometheus.metrics.config.EscapingScheme;
 import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
+import io.prometheus.metrics.model.snapshots.MetricSnapshot;
 import io.prometheus.metrics.model.snapshots.MetricSnapshots;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -39,6 +40,7 @@ import java.util.function.Consumer;
  * <pre>
  * SdkMeterProvider ─┬─ PrometheusMetricReader ─┬─ {@link #scrape()} ──────────── GET /metrics (text 0.0.4), every label
  *                   │                          └─ {@link #scrapeTenantFree()} ── the same, no tenant or adapter label
+ *                   │      + {@link VllmMetrics} (engine gauges under vLLM's names, added to each scrape when set)
  *                   └─ PeriodicMetricReader(OtlpHttpMetricExporter)      only with --otlp-endpoint
  * SdkTracerProvider ── BatchSpanProcessor(OtlpHttpSpanExporter)          only with --otlp-endpoint
  *                      (+ processors a test adds); with none, a no-op tracer
@@ -64,6 +66,7 @@ public final class Telemetry implements AutoCloseable {
     private final Tracer tracer;
     private final RequestObserver requests;
     private final String otlp;
+    private volatile VllmMetrics vllm; // null: no vLLM-named gauges
 
     private Telemetry(Builder b) {
         Resource resource = Resource.getDefault()
@@ -159,9 +162,17 @@ public final class Telemetry implements AutoCloseable {
             .buildWithCallback(m -> m.record(nodes.get().stream().filter(dev.loragateway.scheduler.NodeState::idle).count()));
     }
 
-    /** Every instrument's current value as Prometheus text ({@link #CONTENT_TYPE}). */
+    /**
+     * Also exposes the engine gauges under vLLM's names ({@link VllmMetrics}) on every scrape; the
+     * tenant-free view shows them without adapter names. Call once.
+     */
+    public void vllm(VllmMetrics metrics) {
+        this.vllm = metrics;
+    }
+
+    /** Every instrument's current value as Prometheus text ({@link #CONTENT_TYPE}), and the vLLM gauges. */
     public String scrape() {
-        return write(prometheus.collect());
+        return write(withVllm(prometheus.collect(), true));
     }
 
     /**
@@ -169,7 +180,19 @@ public final class Telemetry implements AutoCloseable {
      * differ only by a tenant or adapter label merged into one ({@link TenantFreeMetrics}).
      */
     public String scrapeTenantFree() {
-        return write(TenantFreeMetrics.of(prometheus.collect()));
+        return write(withVllm(TenantFreeMetrics.of(prometheus.collect()), false));
+    }
+
+    /** {@code snapshots} plus the vLLM gauges when set (a name in both would fail here: each name is written once). */
+    private MetricSnapshots withVllm(MetricSnapshots snapshots, boolean adapterNames) {
+        VllmMetrics v = vllm;
+        if (v == null) {
+            return snapshots;
+        }
+        List<MetricSnapshot> all = new ArrayList<>(snapshots.size() + 5);
+        snapshots.forEach(all::add);
+        all.addAll(v.snapshots(adapterNames));
+        return new MetricSnapshots(all);
     }
 
     private String write(MetricSnapshots snapshots) {
