@@ -2,6 +2,7 @@ package dev.loragateway.gateway.telemetry;
 
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.batcher.Engine;
+import io.prometheus.metrics.model.snapshots.CounterSnapshot;
 import io.prometheus.metrics.model.snapshots.GaugeSnapshot;
 import io.prometheus.metrics.model.snapshots.Labels;
 import io.prometheus.metrics.model.snapshots.MetricMetadata;
@@ -24,6 +25,8 @@ import java.util.function.Supplier;
  * vllm:gpu_cache_usage_perc{model_name,engine}   the same value, under vLLM's older name
  * vllm:lora_requests_info{max_lora,              unix time (s) the two adapter lists last changed;
  *   running_lora_adapters,waiting_lora_adapters}  labels: the hot tier's slots, comma-separated names
+ * vllm:prefix_cache_queries_total{model_name,engine}  counter: prompt tokens looked up in the prefix cache
+ * vllm:prefix_cache_hits_total{model_name,engine}     counter: of those, tokens found cached
  * </pre>
  *
  * The adapter names are what clients send as {@code model}; sorted, each once (two tenants' adapters
@@ -39,7 +42,12 @@ import java.util.function.Supplier;
 public final class VllmMetrics {
     /** What the gauges show at one moment. */
     public record State(long waiting, long running, double kvUsage, Collection<String> runningAdapters,
-                        Collection<String> waitingAdapters, long adaptersSinceMillis) {
+                        Collection<String> waitingAdapters, long adaptersSinceMillis, long prefixQueries, long prefixHits) {
+        /** A state without prefix-cache counts (0 and 0). */
+        public State(long waiting, long running, double kvUsage, Collection<String> runningAdapters,
+                     Collection<String> waitingAdapters, long adaptersSinceMillis) {
+            this(waiting, running, kvUsage, runningAdapters, waitingAdapters, adaptersSinceMillis, 0, 0);
+        }
     }
 
     private final String modelName;
@@ -62,7 +70,8 @@ public final class VllmMetrics {
             Engine.AdapterUse use = engine.adapterUse();
             int total = engine.kvBlocksTotal();
             return new State(engine.queued() + engine.preemptedWaiting(), engine.running(),
-                total == 0 ? 0 : (double) engine.kvBlocksUsed() / total, names(use.running()), names(use.waiting()), use.sinceMillis());
+                total == 0 ? 0 : (double) engine.kvBlocksUsed() / total, names(use.running()), names(use.waiting()), use.sinceMillis(),
+                engine.prefixCacheQueries(), engine.prefixCacheHits());
         });
     }
 
@@ -73,7 +82,7 @@ public final class VllmMetrics {
         return List.copyOf(names);
     }
 
-    /** The five metrics now; with {@code adapterNames} false the two adapter lists are empty strings. */
+    /** The seven metrics now; with {@code adapterNames} false the two adapter lists are empty strings. */
     List<MetricSnapshot> snapshots(boolean adapterNames) {
         State s = state.get();
         Labels engine = Labels.of("model_name", modelName, "engine", "0");
@@ -88,7 +97,16 @@ public final class VllmMetrics {
             "running_lora_adapters", adapterNames ? String.join(",", s.runningAdapters()) : "",
             "waiting_lora_adapters", adapterNames ? String.join(",", s.waitingAdapters()) : "");
         out.add(gauge("vllm:lora_requests_info", "Running stats on lora requests.", lora, s.adaptersSinceMillis() / 1000.0));
+        out.add(counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", engine,
+            s.prefixQueries()));
+        out.add(counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", engine, s.prefixHits()));
         return out;
+    }
+
+    /** A counter; the text writer adds {@code _total} to its name, as vLLM's counters have it. */
+    private static CounterSnapshot counter(String name, String help, Labels labels, double value) {
+        return new CounterSnapshot(new MetricMetadata(name, help),
+            List.of(CounterSnapshot.CounterDataPointSnapshot.builder().labels(labels).value(value).build()));
     }
 
     private static GaugeSnapshot gauge(String name, String help, Labels labels, double value) {
