@@ -356,6 +356,16 @@ public final class AdapterRegistry implements AdapterCatalog {
         }
     }
 
+    /**
+     * Removes the system adapter {@code name} ({@code POST /v1/unload_lora_adapter}): new requests no
+     * longer find it; its files are left where they are (the caller owns them). Empty when there is none.
+     */
+    public Optional<AdapterInfo> unregisterSystem(String name) {
+        synchronized (lock) {
+            return Optional.ofNullable(system.remove(name));
+        }
+    }
+
     /** The tenant's own adapter {@code name}, else the system adapter of that name. */
     @Override
     public Optional<AdapterInfo> find(String tenant, String name) {

@@ -30,9 +30,10 @@ import java.util.regex.Pattern;
  *   "operator_keys": ["sk-ops-1"] }
  * </pre>
  *
- * Operator keys (optional) belong to no tenant and open no {@code /v1/} route: they only let
- * {@code GET /metrics} on the API port show its tenant labels, which anonymous callers and tenants
- * never see there. A key may not be both a tenant's and an operator's.
+ * Operator keys (optional) belong to no tenant and open no {@code /v1/} route but vLLM's
+ * {@code /v1/load_lora_adapter} and {@code /v1/unload_lora_adapter} (with
+ * {@code --allow-runtime-lora-updating}; they take nothing else); they let {@code GET /metrics} on
+ * the API port show its tenant labels, which anonymous callers and tenants never see there. A key may not be both a tenant's and an operator's.
  *
  * Keys are kept as SHA-256 digests and a presented key is compared with every one of them in
  * constant time ({@link MessageDigest#isEqual}), so neither the comparison nor the search reveals

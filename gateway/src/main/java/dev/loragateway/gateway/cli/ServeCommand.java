@@ -88,6 +88,14 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--lora-modules", paramLabel = "NAME=DIR,...", split = ",", description = "Adapters loaded at start, visible to every tenant.")
     java.util.List<String> loraModules;
 
+    @Option(names = "--allow-runtime-lora-updating",
+        description = "Serve vLLM's POST /v1/load_lora_adapter and /v1/unload_lora_adapter (with --api-keys: operator keys only; single node only).")
+    boolean allowRuntimeLoraUpdating;
+
+    @Option(names = "--allowed-lora-dir", paramLabel = "DIR", split = ",",
+        description = "A directory /v1/load_lora_adapter may load adapters from (repeat it or separate with commas; default: none).")
+    java.util.List<Path> allowedLoraDirs;
+
     @Option(names = "--max-lora-rank", defaultValue = "64", description = "Largest adapter rank accepted (default: ${DEFAULT-VALUE}).")
     int maxLoraRank;
 
@@ -386,6 +394,17 @@ final class ServeCommand implements Callable<Integer> {
         if (member != null) {
             server.cluster(member, placement).limiter(clusterLimits); // tenant limits hold for the whole cluster
         }
+        if (allowRuntimeLoraUpdating) {
+            try {
+                server.runtimeLoraUpdating(allowedLoraDirs != null ? allowedLoraDirs : java.util.List.of());
+            } catch (IllegalArgumentException e) {
+                vertx.close();
+                engine.close();
+                throw new ParameterException(spec.commandLine(), e.getMessage());
+            }
+            LOG.info("runtime LoRA updating on: POST /v1/load_lora_adapter loads from {}", allowedLoraDirs != null ? allowedLoraDirs
+                : "no directory (add --allowed-lora-dir)");
+        }
         api.set(server);
         int bound;
         try {
@@ -484,6 +503,20 @@ final class ServeCommand implements Callable<Integer> {
         }
         if (adapterSlotMb != null) {
             positive("--adapter-slot-mb", adapterSlotMb);
+        }
+        if (allowedLoraDirs != null && !allowRuntimeLoraUpdating) {
+            throw new ParameterException(cl, "--allowed-lora-dir needs --allow-runtime-lora-updating");
+        }
+        if (allowRuntimeLoraUpdating && clusterName != null) {
+            throw new ParameterException(cl, "--allow-runtime-lora-updating is for a single node, not with --cluster-name: an adapter "
+                + "loaded on one node would be missing on the others; give every node the same --lora-modules, or upload with POST /v1/adapters");
+        }
+        if (allowedLoraDirs != null) {
+            for (Path d : allowedLoraDirs) {
+                if (!Files.isDirectory(d)) {
+                    throw new ParameterException(cl, "--allowed-lora-dir " + d + " is not a directory");
+                }
+            }
         }
         try {
             dev.loragateway.scheduler.placement.Placements.byName(placement);

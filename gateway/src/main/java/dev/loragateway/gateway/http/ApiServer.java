@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loragateway.adapters.AdapterInfo;
 import dev.loragateway.adapters.AdapterKey;
 import dev.loragateway.adapters.AdapterCatalog;
+import dev.loragateway.adapters.AdapterRegistry;
 import dev.loragateway.adapters.DeviceTier;
 import dev.loragateway.batcher.Engine;
 import dev.loragateway.batcher.InferenceExecutor;
@@ -81,6 +82,7 @@ public final class ApiServer {
     private DeviceTier<AdapterKey> deviceTier;
     private long maxAdapterBytes = DEFAULT_MAX_ADAPTER_BYTES;
     private MetricsEndpoint metrics; // null: /metrics is a 404
+    private RuntimeLoras runtimeLoras; // null: its routes answer 404 naming the flag
     private HttpServer metricsServer;
     private final Health healthCheck;
     private HttpLimits httpLimits = HttpLimits.defaults();
@@ -204,6 +206,31 @@ public final class ApiServer {
         return this;
     }
 
+    /**
+     * Turns on vLLM's {@code POST /v1/load_lora_adapter} and {@code /v1/unload_lora_adapter}
+     * ({@code --allow-runtime-lora-updating}; without it they answer 404 naming the flag), loading
+     * only from under {@code allowedDirs} ({@code --allowed-lora-dir}; none: every load is refused).
+     * A single node's only: the server's adapters must be an {@link AdapterRegistry}. Call before
+     * {@link #listen}.
+     *
+     * @throws IllegalArgumentException when a directory does not exist
+     * @throws IllegalStateException when the adapters are not a node's registry (a cluster's catalog)
+     */
+    public ApiServer runtimeLoraUpdating(java.util.List<java.nio.file.Path> allowedDirs) {
+        if (!(adapters instanceof AdapterRegistry registry)) {
+            throw new IllegalStateException("runtime LoRA updating needs a node's own adapter registry (not a cluster's catalog)");
+        }
+        this.runtimeLoras = new RuntimeLoras(vertx, registry, allowedDirs, () -> maxAdapterBytes, () -> tenants, this::forget);
+        return this;
+    }
+
+    /** Drops {@code key} from the device and host tiers, when there are any. */
+    private void forget(AdapterKey key) {
+        if (deviceTier != null) {
+            deviceTier.invalidate(key);
+        }
+    }
+
     private Optional<AdapterKey> adapterKey(String tenant, String model) {
         return adapters == null ? Optional.empty() : adapters.find(tenant, model).map(AdapterInfo::key);
     }
@@ -219,16 +246,14 @@ public final class ApiServer {
         router.route().handler(this::begin);
         router.get("/health").handler(this::health);
         router.get("/metrics").handler(this::metricsRoute);
+        // before /v1/* authentication: these take operator keys, which open no other /v1/ route
+        (runtimeLoras != null ? runtimeLoras : RuntimeLoras.off(vertx)).routes(router);
         router.route("/v1/*").handler(this::authenticate);
         router.get("/v1/models").handler(this::models);
         router.get("/v1/models/:id").handler(this::model);
         router.get("/v1/cluster").handler(this::clusterRoute);
         if (adapters != null) {
-            new AdaptersApi(vertx, adapters, modelId, maxAdapterBytes, key -> {
-                if (deviceTier != null) {
-                    deviceTier.invalidate(key);
-                }
-            }).routes(router);
+            new AdaptersApi(vertx, adapters, modelId, maxAdapterBytes, this::forget).routes(router);
         }
         router.post("/v1/completions").handler(this::inferenceLimits);
         router.post("/v1/completions").handler(BodyHandler.create().setBodyLimit(MAX_JSON_BODY)).handler(ctx -> requests.handle(ctx, completions));
@@ -388,10 +413,7 @@ public final class ApiServer {
         }
         Optional<Tenants.Tenant> t = tenants.authenticate(ctx.request().getHeader("Authorization"));
         if (t.isEmpty()) {
-            String msg = ctx.request().getHeader("Authorization") == null
-                ? "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'."
-                : "Incorrect API key provided.";
-            error(ctx.response(), new ApiError(401, "invalid_request_error", msg, null, "invalid_api_key"));
+            error(ctx.response(), unauthorized(ctx.request().getHeader("Authorization")));
             return;
         }
         ctx.put(TENANT, t.get());
@@ -402,6 +424,14 @@ public final class ApiServer {
                 ctx.next();
             }
         });
+    }
+
+    /** The 401 of a request whose {@code Authorization} header (null: none) names no caller. */
+    static ApiError unauthorized(String authorization) {
+        String msg = authorization == null
+            ? "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'."
+            : "Incorrect API key provided.";
+        return new ApiError(401, "invalid_request_error", msg, null, "invalid_api_key");
     }
 
     /** Inference routes: the tenant's concurrent-request limit, released when the response ends. */

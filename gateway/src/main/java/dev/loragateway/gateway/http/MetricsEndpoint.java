@@ -21,7 +21,9 @@ import java.util.function.Supplier;
  *   127.0.0.1 by default)                    private network; only /metrics is routed there
  * </pre>
  *
- * A tenant's key gets the tenant-free view too: it would otherwise show the other tenants.
+ * A tenant's key gets the tenant-free view too: it would otherwise show the other tenants. In that
+ * view {@code vllm:lora_requests_info} keeps its series, its adapter lists empty strings
+ * ({@code VllmMetrics}).
  */
 final class MetricsEndpoint {
     static final String CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

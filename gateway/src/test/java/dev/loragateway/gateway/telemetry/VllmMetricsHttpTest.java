@@ -186,6 +186,8 @@ class VllmMetricsHttpTest {
         assertTrue(kv > 0, "six prompts hold blocks");
         assertEquals(ADAPTERS, new TreeSet<>(union(names(use.running()), names(use.waiting()))),
             "every adapter of the six requests runs or waits (the base model is none)");
+        assertTrue(names(use.running()).contains("acme-secret-bot"), "the first request has run since the first step");
+        assertTrue(names(use.waiting()).contains("globex-hidden-model"), "of its two requests, one at most has the other place");
         for (String text : List.of(metrics(api, OPERATOR_KEY), metrics(metricsPort, null))) {
             PrometheusText p = PrometheusText.parse(text);
             PrometheusText.Sample waiting = only(p, "vllm:num_requests_waiting");
