@@ -89,12 +89,21 @@ final class ServeCommand implements Callable<Integer> {
     java.util.List<String> loraModules;
 
     @Option(names = "--allow-runtime-lora-updating",
-        description = "Serve vLLM's POST /v1/load_lora_adapter and /v1/unload_lora_adapter (with --api-keys: operator keys only; single node only).")
+        description = "Serve vLLM's POST /v1/load_lora_adapter and /v1/unload_lora_adapter (with --api-keys: operator keys only, and "
+            + "--allowed-lora-dir alone turns them on; single node only).")
     boolean allowRuntimeLoraUpdating;
 
     @Option(names = "--allowed-lora-dir", paramLabel = "DIR", split = ",",
         description = "A directory /v1/load_lora_adapter may load adapters from (repeat it or separate with commas; default: none).")
     java.util.List<Path> allowedLoraDirs;
+
+    /**
+     * Whether vLLM's runtime LoRA routes are served: with {@code --allow-runtime-lora-updating}, or
+     * with {@code --api-keys} and an {@code --allowed-lora-dir} (operator keys are the admins then).
+     */
+    private boolean runtimeLoraRoutes() {
+        return allowRuntimeLoraUpdating || (apiKeys != null && allowedLoraDirs != null);
+    }
 
     @Option(names = "--max-lora-rank", defaultValue = "64", description = "Largest adapter rank accepted (default: ${DEFAULT-VALUE}).")
     int maxLoraRank;
@@ -394,7 +403,7 @@ final class ServeCommand implements Callable<Integer> {
         if (member != null) {
             server.cluster(member, placement).limiter(clusterLimits); // tenant limits hold for the whole cluster
         }
-        if (allowRuntimeLoraUpdating) {
+        if (runtimeLoraRoutes()) {
             try {
                 server.runtimeLoraUpdating(allowedLoraDirs != null ? allowedLoraDirs : java.util.List.of());
             } catch (IllegalArgumentException e) {
@@ -504,11 +513,13 @@ final class ServeCommand implements Callable<Integer> {
         if (adapterSlotMb != null) {
             positive("--adapter-slot-mb", adapterSlotMb);
         }
-        if (allowedLoraDirs != null && !allowRuntimeLoraUpdating) {
-            throw new ParameterException(cl, "--allowed-lora-dir needs --allow-runtime-lora-updating");
+        if (allowedLoraDirs != null && !allowRuntimeLoraUpdating && apiKeys == null) {
+            throw new ParameterException(cl, "--allowed-lora-dir needs --allow-runtime-lora-updating (auth is off: anyone who reaches "
+                + "the port may then load adapters) or --api-keys (its operator keys may then load them)");
         }
-        if (allowRuntimeLoraUpdating && clusterName != null) {
-            throw new ParameterException(cl, "--allow-runtime-lora-updating is for a single node, not with --cluster-name: an adapter "
+        if (runtimeLoraRoutes() && clusterName != null) {
+            throw new ParameterException(cl, (allowRuntimeLoraUpdating ? "--allow-runtime-lora-updating" : "--allowed-lora-dir")
+                + " is for a single node, not with --cluster-name: an adapter "
                 + "loaded on one node would be missing on the others; give every node the same --lora-modules, or upload with POST /v1/adapters");
         }
         if (allowedLoraDirs != null) {

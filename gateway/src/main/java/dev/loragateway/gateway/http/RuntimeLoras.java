@@ -40,9 +40,12 @@ import org.slf4j.LoggerFactory;
  * POST /v1/unload_lora_adapter {"lora_name": NAME}                   → 200 text/plain "Success: LoRA adapter 'NAME' removed successfully."
  * </pre>
  *
- * Who may call them: nobody unless the server runs with {@code --allow-runtime-lora-updating} (else
- * 404 naming the flag: vLLM does not even register them); with {@code --api-keys}, only an operator
- * key ({@code operator_keys}): a tenant's key gets 403, no key or a wrong one 401. A loaded adapter
+ * Who may call them: with {@code --api-keys}, only an operator key ({@code operator_keys}, the
+ * admins): a tenant's key gets 403, no key or a wrong one 401; the routes are on when the server
+ * runs with {@code --allowed-lora-dir} or {@code --allow-runtime-lora-updating}. With auth off,
+ * anyone who reaches the port, and only when the server runs with
+ * {@code --allow-runtime-lora-updating}. Otherwise both answer 404 naming the flag (vLLM does not
+ * even register them). A loaded adapter
  * is a system adapter, as a {@code --lora-modules} one is and as in vLLM: {@code /v1/models} lists it
  * to every tenant ({@code owned_by: "system"}) and a request's {@code model} names it at once.
  *
@@ -129,7 +132,8 @@ final class RuntimeLoras {
     private void admit(RoutingContext ctx) {
         if (registry == null) {
             ApiServer.error(ctx.response(), new ApiError(404, "not_found_error", "runtime LoRA updating is off: start the server with "
-                + FLAG + " (and " + DIR_FLAG + " DIR for loads) to use " + ctx.request().path(), null, "runtime_lora_updating_off"));
+                + FLAG + " and " + DIR_FLAG + " DIR (with --api-keys, " + DIR_FLAG + " alone: operator keys load adapters) to use "
+                + ctx.request().path(), null, "runtime_lora_updating_off"));
             return;
         }
         Tenants t = tenants.get();

@@ -69,8 +69,55 @@ class RuntimeLoraServeProcessTest {
         }
     }
 
+    /**
+     * With {@code --api-keys} the operator keys are the admins: {@code --allowed-lora-dir} alone turns
+     * the routes on (no {@code --allow-runtime-lora-updating}); an operator key loads, a tenant's key
+     * gets 403, and the tenant then uses the loaded adapter.
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void withApiKeysAnOperatorKeyLoadsWithoutTheFlag() throws Exception {
+        Path model = dir.resolve("model");
+        DemoModel.write(model, DemoModel.Options.tiny());
+        Path keys = dir.resolve("keys.json");
+        java.nio.file.Files.writeString(keys, """
+            { "tenants": [ { "id": "acme", "keys": ["sk-acme"] } ], "operator_keys": ["sk-ops"] }""");
+        Path stderr = dir.resolve("stderr.log");
+        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "-Xmx512m",
+            "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve", "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", dir.resolve("data").toString(), "--backend", "cpu", "--model", model.toString(), "--model-id", "demo",
+            "--api-keys", keys.toString(), "--allowed-lora-dir", model.resolve("adapters").toString()));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(stderr.toFile());
+        pb.environment().put("OPT_OUT_TRACKING", "true");
+        pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
+        Process p = pb.start();
+        try {
+            String base = ServerProcesses.awaitListening(p, stderr);
+            String load = "{\"lora_name\":\"dyn\",\"lora_path\":\"" + model.resolve("adapters").resolve("demo-r8") + "\"}";
+            HttpResponse<String> tenant = post(base + "/v1/load_lora_adapter", load, "sk-acme");
+            assertEquals(403, tenant.statusCode(), tenant.body());
+            HttpResponse<String> loaded = post(base + "/v1/load_lora_adapter", load, "sk-ops");
+            assertEquals(200, loaded.statusCode(), loaded.body());
+            String completion = "{\"model\":\"dyn\",\"prompt\":\"Hello\",\"max_tokens\":3,\"temperature\":0}";
+            HttpResponse<String> used = post(base + "/v1/completions", completion, "sk-acme");
+            assertEquals(200, used.statusCode(), used.body());
+        } finally {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
     private HttpResponse<String> post(String url, String body) throws Exception {
-        return http.send(HttpRequest.newBuilder(URI.create(url)).header("Content-Type", "application/json").timeout(Duration.ofSeconds(30))
-            .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+        return post(url, body, null);
+    }
+
+    private HttpResponse<String> post(String url, String body, String key) throws Exception {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).header("Content-Type", "application/json")
+            .timeout(Duration.ofSeconds(30)).POST(HttpRequest.BodyPublishers.ofString(body));
+        if (key != null) {
+            b.header("Authorization", "Bearer " + key);
+        }
+        return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
     }
 }

@@ -42,6 +42,16 @@ class RuntimeLoraStartupTest {
     }
 
     @Test
+    void anAllowedDirWithApiKeysInAClusterFailsStartup() throws Exception {
+        Path keys = dir.resolve("keys.json");
+        java.nio.file.Files.writeString(keys, "{\"tenants\": [{\"id\": \"acme\", \"keys\": [\"sk-a\"]}], \"operator_keys\": [\"sk-o\"]}");
+        Run r = serve("--api-keys", keys.toString(), "--allowed-lora-dir", dir.toString(), "--cluster-name", "c", "--cluster-members",
+            "127.0.0.1:5701");
+        assertEquals(2, r.code(), r.err());
+        assertTrue(r.err().contains("--allowed-lora-dir is for a single node, not with --cluster-name"), r.err());
+    }
+
+    @Test
     void anAllowedDirThatIsNoDirectoryFailsStartup() throws Exception {
         Path file = Files.writeString(dir.resolve("a-file"), "x");
         Run r = serve("--allow-runtime-lora-updating", "--allowed-lora-dir", dir + "," + file);
