@@ -81,7 +81,7 @@ class VllmMetricsHttpTest {
               "operator_keys": ["%s"] }""".formatted(OPERATOR_KEY));
         telemetry = Telemetry.builder().accessLog(line -> { }).build();
         engine = new Engine(stack.model, new CpuBackend(2), stack.device, Engine.Options.builder().maxBatch(2).maxQueued(64)
-            .meter(telemetry.meter()).tracer(telemetry.tracer()).build());
+            .meter(telemetry.meter()).tracer(telemetry.tracer()).prefixCaching(true).build());
         telemetry.vllm(VllmMetrics.of(engine, "demo", SLOTS));
         engine.onStep((shape, nanos) -> { // the engine thread waits here after each step while held
             if (held) {
@@ -208,6 +208,13 @@ class VllmMetricsHttpTest {
             assertEquals(use.sinceMillis() / 1000.0, lora.value(), 1e-3);
             assertTrue(lora.value() >= started / 1000.0 - 1 && lora.value() <= System.currentTimeMillis() / 1000.0 + 1, "unix seconds");
             assertTrue(p.has("lora_gateway_engine_running"), "our own names stay");
+            // prefix caching: counters, both vLLM's names and ours equal the engine's counts
+            List<PrometheusText.Sample> queries = p.all("vllm:prefix_cache_queries_total", x -> true);
+            assertEquals(1, queries.size(), queries.toString());
+            assertEquals(engine.prefixCacheQueries(), queries.get(0).value());
+            assertTrue(queries.get(0).value() > 0, "six prompts were looked up");
+            assertEquals("demo", queries.get(0).label("model_name"));
+            assertEquals(engine.prefixCacheHits(), p.all("vllm:prefix_cache_hits_total", x -> true).get(0).value());
         }
     }
 
