@@ -365,12 +365,70 @@ class CudaForwardPassGpuTest {
             new long[1]);
         long[] preempted = new long[1];
         List<List<Object[]>> got = runEngine(model, adapters, prompts, which, new CudaForwardBackend(ops), options, preempted);
+        int parted = partedAtNearTies(want, got);
+        System.out.printf("CUDA engine vs CPU engine: %d of %d outputs parted at a near tie; %d preemptions on the device%n",
+            parted, want.size(), preempted[0]);
+        assertTrue(parted <= want.size() / 4, parted + " of " + want.size() + " outputs parted");
+    }
+
+    /**
+     * Prefix caching on the device: prompts of three groups (each one tenant and one adapter, the
+     * base model for one) share a 13-token prefix, so later prompts take the device KV blocks that
+     * earlier ones computed, while forks copy on write and a small pool preempts. The device engine
+     * with caching gives the CPU engine's tokens without it, as above.
+     */
+    @Test
+    void theEngineOnTheDeviceWithPrefixCachingGivesTheCpuEnginesTokens() throws Exception {
+        Random rnd = new Random(37);
+        ModelConfig cfg = RandomModels.config(64, 96, 2, 4, 2, 131);
+        LlamaModel model = RandomModels.model(cfg, RandomModels.weights(cfg, rnd, DType.BF16), DType.BF16);
+        List<LoraAdapter> adapters = RandomModels.mixedAdapters(cfg.shape(), rnd);
+        adapters.forEach(RandomModels::roundToBf16);
+        String[] groupAdapter = {adapters.get(1).name(), null, adapters.get(4).name()};
+        int[][] groupPrefix = new int[3][13];
+        for (int[] g : groupPrefix) {
+            for (int j = 0; j < g.length; j++) {
+                g[j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+            }
+        }
+        int n = 24;
+        int[][] prompts = new int[n][];
+        String[] which = new String[n];
+        for (int i = 0; i < n; i++) {
+            int g = i % 3; // runEngine's tenant is "t" + i % 3: one group, one tenant
+            prompts[i] = java.util.Arrays.copyOf(groupPrefix[g], 13 + 1 + rnd.nextInt(8));
+            for (int j = 13; j < prompts[i].length; j++) {
+                prompts[i][j] = 3 + rnd.nextInt(cfg.vocabSize() - 3);
+            }
+            which[i] = groupAdapter[g];
+        }
+        Engine.Options off = Engine.Options.builder().maxBatch(8).maxQueued(100).kvCacheBytes(20 * KvBlockPool.bytesPerBlock(cfg, 4))
+            .blockSize(4).build();
+        List<List<Object[]>> want = runEngine(model, adapters, prompts, which, new CpuForwardBackend(new CpuBackend(2, CpuBackend.Kernels.JAVA)),
+            off, new long[1]);
+        long[] counts = new long[2];
+        Engine.Options on = Engine.Options.builder().maxBatch(8).maxQueued(100).kvCacheBytes(20 * KvBlockPool.bytesPerBlock(cfg, 4))
+            .blockSize(4).prefixCaching(true).build();
+        List<List<Object[]>> got = runEngine(model, adapters, prompts, which, new CudaForwardBackend(ops), on, counts);
+        int parted = partedAtNearTies(want, got);
+        System.out.printf("CUDA engine with prefix caching vs CPU engine: %d of %d outputs parted at a near tie; %d preemptions, "
+            + "%d prompt tokens from the cache%n", parted, want.size(), counts[0], counts[1]);
+        assertTrue(counts[1] > 0, "no prompt token came from the device prefix cache");
+        assertTrue(counts[0] > 0, "the pool was meant to run dry");
+        assertTrue(parted <= want.size() / 4, parted + " of " + want.size() + " outputs parted");
+    }
+
+    /**
+     * Asserts each device output is the CPU's, or parts from it first where the CPU's log-probabilities
+     * of the two tokens are within 0.05; returns how many parted.
+     */
+    private static int partedAtNearTies(List<List<Object[]>> want, List<List<Object[]>> got) {
         int parted = 0;
         for (int i = 0; i < want.size(); i++) {
             List<Object[]> a = want.get(i);
             List<Object[]> b = got.get(i);
-            assertEquals(a.size(), b.size(), "output " + i + " length");
-            for (int t = 0; t < a.size(); t++) {
+            boolean same = true;
+            for (int t = 0; t < Math.min(a.size(), b.size()); t++) {
                 int ta = (Integer) a.get(t)[0];
                 int tb = (Integer) b.get(t)[0];
                 if (ta != tb) {
@@ -384,13 +442,19 @@ class CudaForwardPassGpuTest {
                     float margin = lp.logprob() - other;
                     assertTrue(margin < 0.05, "output " + i + " token " + t + ": device " + tb + ", CPU " + ta + " (margin " + margin + ")");
                     parted++;
+                    same = false;
                     break;
                 }
             }
+            if (same) { // the same tokens as far as both go: the same length too (both stop at the same end-of-sequence or limit)
+                assertEquals(a.size(), b.size(), "output " + i + " length: " + tokens(a) + " vs " + tokens(b));
+            }
         }
-        System.out.printf("CUDA engine vs CPU engine: %d of %d outputs parted at a near tie; %d preemptions on the device%n",
-            parted, want.size(), preempted[0]);
-        assertTrue(parted <= want.size() / 4, parted + " of " + want.size() + " outputs parted");
+        return parted;
+    }
+
+    private static List<Integer> tokens(List<Object[]> out) {
+        return out.stream().map(o -> (Integer) o[0]).toList();
     }
 
     /** Every request's (token, logprobs) in order; requests 0 and 7 ask for two greedy choices (forks). */
@@ -418,6 +482,9 @@ class CudaForwardPassGpuTest {
                 f.get(120, java.util.concurrent.TimeUnit.SECONDS);
             }
             preempted[0] = engine.preemptions();
+            if (preempted.length > 1) {
+                preempted[1] = engine.prefixCacheHits();
+            }
             assertEquals(0, tier.totalPins(), "pins leaked");
         } finally {
             loader.shutdownNow();
