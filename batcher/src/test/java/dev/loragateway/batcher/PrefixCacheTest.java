@@ -254,7 +254,7 @@ class PrefixCacheTest {
                     ts.add(t);
                     lps.add(l);
                     SamplingParams p = j.params();
-                    choices.add(new Engine.Choice(new SamplingParams(p.temperature(), p.topP(), p.seed() + c, p.maxTokens(), 3),
+                    choices.add(new Engine.Choice(new SamplingParams(p.temperature(), p.topP(), p.seed() + c, p.maxTokens(), 3, p.controls()),
                         (tok, lp) -> {
                             t.add(tok);
                             float[] row = new float[1 + lp.topLogprobs().length];
@@ -304,6 +304,15 @@ class PrefixCacheTest {
             wave.add(new Job("acme", adapterNames.get(0), exact, 1, new SamplingParams(0, 1, 0, 6, 3)));
             waves.add(wave);
         }
+        // pressure: 8 sequences of 20 + 44 positions (4 blocks each, 32 in all) outgrow a pool of 30 blocks
+        // whatever the cache holds, so the newest is preempted, recomputed, and finds its own blocks cached
+        SamplingParams.Controls noEos = new SamplingParams.Controls(new int[0], new float[0], 0, 0, 1, 0, 0, 0, true, new int[0], 0);
+        List<Job> pressure = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            pressure.add(new Job(i % 2 == 0 ? "acme" : "globex", null, tokens(rnd, vocab, 20), 1,
+                new SamplingParams(0.8, 1, 500L + i, 44, 3, noEos)));
+        }
+        waves.add(pressure);
         return waves;
     }
 
