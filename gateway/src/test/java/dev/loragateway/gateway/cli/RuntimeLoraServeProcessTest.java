@@ -36,18 +36,10 @@ class RuntimeLoraServeProcessTest {
     void serveLoadsAnswersAndUnloadsAnAdapterAndShowsTheVllmGauges() throws Exception {
         Path model = dir.resolve("model");
         DemoModel.write(model, DemoModel.Options.tiny());
-        Path stderr = dir.resolve("stderr.log");
-        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "-Xmx512m",
-            "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve", "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", dir.resolve("data").toString(), "--backend", "cpu", "--model", model.toString(), "--model-id", "demo",
-            "--gpu-adapter-slots", "3", "--allow-runtime-lora-updating", "--allowed-lora-dir", model.resolve("adapters").toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(stderr.toFile());
-        pb.environment().put("OPT_OUT_TRACKING", "true");
-        pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
-        Process p = pb.start();
+        Process p = serve(model, "--gpu-adapter-slots", "3", "--allow-runtime-lora-updating", "--allowed-lora-dir",
+            model.resolve("adapters").toString());
         try {
-            String base = ServerProcesses.awaitListening(p, stderr);
+            String base = ServerProcesses.awaitListening(p, dir.resolve("stderr.log"));
             String completion = "{\"model\":\"dyn\",\"prompt\":\"Hello\",\"max_tokens\":3,\"temperature\":0}";
             assertEquals(404, post(base + "/v1/completions", completion).statusCode());
             HttpResponse<String> loaded = post(base + "/v1/load_lora_adapter", "{\"lora_name\":\"dyn\",\"lora_path\":\""
@@ -82,18 +74,9 @@ class RuntimeLoraServeProcessTest {
         Path keys = dir.resolve("keys.json");
         java.nio.file.Files.writeString(keys, """
             { "tenants": [ { "id": "acme", "keys": ["sk-acme"] } ], "operator_keys": ["sk-ops"] }""");
-        Path stderr = dir.resolve("stderr.log");
-        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "-Xmx512m",
-            "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve", "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", dir.resolve("data").toString(), "--backend", "cpu", "--model", model.toString(), "--model-id", "demo",
-            "--api-keys", keys.toString(), "--allowed-lora-dir", model.resolve("adapters").toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(stderr.toFile());
-        pb.environment().put("OPT_OUT_TRACKING", "true");
-        pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
-        Process p = pb.start();
+        Process p = serve(model, "--api-keys", keys.toString(), "--allowed-lora-dir", model.resolve("adapters").toString());
         try {
-            String base = ServerProcesses.awaitListening(p, stderr);
+            String base = ServerProcesses.awaitListening(p, dir.resolve("stderr.log"));
             String load = "{\"lora_name\":\"dyn\",\"lora_path\":\"" + model.resolve("adapters").resolve("demo-r8") + "\"}";
             HttpResponse<String> tenant = post(base + "/v1/load_lora_adapter", load, "sk-acme");
             assertEquals(403, tenant.statusCode(), tenant.body());
@@ -106,6 +89,19 @@ class RuntimeLoraServeProcessTest {
             p.descendants().forEach(ProcessHandle::destroyForcibly);
             p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
         }
+    }
+
+    /** {@code serve} of {@code model} in its own process on a free port, with {@code options}; stderr to {@code stderr.log}. */
+    private Process serve(Path model, String... options) throws Exception {
+        String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"), "-Xmx512m",
+            "-DOPT_OUT_TRACKING=true", Main.class.getName(), "serve", "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", dir.resolve("data").toString(), "--backend", "cpu", "--model", model.toString(), "--model-id", "demo"));
+        cmd.addAll(List.of(options));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(dir.resolve("stderr.log").toFile());
+        pb.environment().put("OPT_OUT_TRACKING", "true");
+        pb.environment().put("LORA_GATEWAY_CACHE", dir.resolve("cache").toString());
+        return pb.start();
     }
 
     private HttpResponse<String> post(String url, String body) throws Exception {
